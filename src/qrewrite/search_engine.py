@@ -1,0 +1,62 @@
+"""The lexical search engine: BM25 over product titles.
+
+One engine serves every place a query is judged by what it retrieves: the marketplace simulator,
+later the conversion reward and offline evaluation. Keeping it in one module means a rewrite is
+scored against the same retrieval a simulated shopper saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import bm25s
+import numpy as np
+
+from qrewrite.text import tokenize
+
+NO_RESULT = -1
+
+
+class LexicalSearchEngine:
+    """BM25 (bm25s) over titles tokenised with :func:`qrewrite.text.tokenize`.
+
+    Only documents sharing at least one token with the query are returned, so a query made of
+    slang or misspellings can legitimately retrieve nothing, as on a real lexical engine.
+    """
+
+    def __init__(self, titles: Sequence[str], k1: float = 1.2, b: float = 0.75) -> None:
+        if len(titles) == 0:
+            raise ValueError("LexicalSearchEngine needs at least one title to index")
+        self.n_docs = len(titles)
+        self._bm25 = bm25s.BM25(k1=k1, b=b)
+        self._bm25.index([tokenize(t) for t in titles], show_progress=False)
+        self._vocab = frozenset(self._bm25.vocab_dict) - {""}
+
+    def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` document indices and scores for each query.
+
+        Returns two ``(len(queries), k)`` arrays; slots without a matching document hold
+        ``NO_RESULT`` as index and ``0.0`` as score. Ties break by document index, so results are
+        reproducible.
+        """
+        k_eff = min(k, self.n_docs)
+        out_idx = np.full((len(queries), k), NO_RESULT, dtype=np.int32)
+        out_score = np.zeros((len(queries), k), dtype=np.float32)
+        if not queries:
+            return out_idx, out_score
+        # Tokens the index never saw cannot match; bm25s rejects them, so they are dropped here.
+        known = [[t for t in tokenize(q) if t in self._vocab] for q in queries]
+        rows = np.array([i for i, toks in enumerate(known) if toks], dtype=np.int64)
+        if rows.size == 0:
+            return out_idx, out_score
+        docs, scores = self._bm25.retrieve(
+            [known[i] for i in rows], k=k_eff, show_progress=False, n_threads=0
+        )
+        # bm25s orders equal scores arbitrarily; re-sort by (-score, doc index) for determinism.
+        order = np.lexsort((docs, -scores), axis=1)
+        docs = np.take_along_axis(docs, order, axis=1)
+        scores = np.take_along_axis(scores, order, axis=1)
+        matched = scores > 0
+        out_idx[rows, :k_eff] = np.where(matched, docs, NO_RESULT)
+        out_score[rows, :k_eff] = np.where(matched, scores, 0.0)
+        return out_idx, out_score

@@ -1,0 +1,38 @@
+"""Query normalisation and tokenisation shared by mining, the search engine and evaluation.
+
+Every step that compares queries must normalise them the same way, so this module is the only
+place that defines it (documented in docs/data.md#query-normalisation).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_WHITESPACE = re.compile(r"\s+")
+_TOKEN = re.compile(r"[0-9a-z]+")
+# Apostrophes inside words ("men's") are dropped rather than split so "men's" == "mens".
+_APOSTROPHES = re.compile(r"['’`´]")
+
+
+def normalize_query(text: str) -> str:
+    """NFKC-normalise, case-fold, and collapse/strip whitespace.
+
+    NFKC folds compatibility forms (full-width letters, ligatures, non-breaking spaces) that
+    shoppers' keyboards and copy-paste produce; case-folding is Unicode-aware lower-casing.
+    """
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def _light_stem(token: str) -> str:
+    # A deliberately small stemmer: plural "s" only. Production lexical engines stem; a richer
+    # stemmer would hide the lexical gap that query rewriting exists to close.
+    if len(token) > 3 and token.endswith("s") and not token.endswith("ss"):
+        return token[:-1]
+    return token
+
+
+def tokenize(text: str) -> list[str]:
+    """Tokens the lexical engine indexes and matches: normalised alphanumeric runs, plural-stemmed."""
+    text = _APOSTROPHES.sub("", normalize_query(text))
+    return [_light_stem(t) for t in _TOKEN.findall(text)]
