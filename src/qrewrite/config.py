@@ -1,0 +1,90 @@
+"""Step configs: dataclasses loadable from a YAML preset section and overridable from the CLI.
+
+A preset (``configs/local.yaml``) holds one section per step (``synth:``, ``mine:``, ...). The CLI
+applies ``--set key=value`` overrides on top; values are parsed as YAML scalars and checked
+against the dataclass field's type, so a typo fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from qrewrite.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    target = hints[name]
+    origin = typing.get_origin(target)
+    args = typing.get_args(target)
+    if value is None and type(None) in args:
+        return None
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        target = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(target), typing.get_args(target)
+    try:
+        if target is bool:
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if target is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if target is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if target is str and isinstance(value, str | int | float):
+            return str(value)
+        if origin is tuple and isinstance(value, list | tuple):
+            return tuple(float(v) if args and args[0] is float else v for v in value)
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(
+        f"{where}: {name}={value!r} is not a valid {getattr(target, '__name__', target)}"
+    )
+
+
+def load_config(
+    cls: type[T],
+    preset: str | Path | None = None,
+    section: str | None = None,
+    overrides: list[str] | None = None,
+) -> T:
+    """Build ``cls`` from defaults, then a YAML preset's ``section``, then ``key=value`` overrides."""
+    values: dict[str, Any] = {}
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if preset is not None:
+        path = Path(preset)
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError as e:
+            raise ConfigError(f"{path}: config preset not found") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+        block = doc.get(section, {}) if section else doc
+        if not isinstance(block, dict):
+            raise ConfigError(f"{path}: section {section!r} must be a mapping")
+        for key, value in block.items():
+            if key not in fields:
+                raise ConfigError(
+                    f"{path}: unknown key {section}.{key}; known keys: {', '.join(sorted(fields))}"
+                )
+            values[key] = _coerce(cls, key, value, f"{path}:{section}")
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or key not in fields:
+            raise ConfigError(
+                f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}"
+            )
+        values[key] = _coerce(cls, key, yaml.safe_load(raw), "--set")
+    return cls(**values)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)

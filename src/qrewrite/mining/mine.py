@@ -1,0 +1,169 @@
+"""``qrewrite mine``: search log + catalog -> ``rewrite_candidates`` and ``query_stats``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import duckdb
+
+from qrewrite import __version__
+from qrewrite.errors import DataError
+from qrewrite.mining.config import MiningConfig
+from qrewrite.mining.inputs import _sql_str, open_search_log, parquet_schema
+from qrewrite.mining.miners import (
+    build_query_products,
+    compute_query_stats,
+    mine_co_engagement,
+    mine_engaged_titles,
+    mine_session_reformulations,
+)
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("session_reformulation", "co_engagement", "engaged_title")
+
+
+def _open_catalog(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    schema = parquet_schema(path, "catalog")
+    missing = [c for c in ("product_id", "title") if c not in schema.names]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE catalog AS
+            SELECT CAST(product_id AS VARCHAR) AS product_id, CAST(title AS VARCHAR) AS title
+            FROM read_parquet({_sql_str(str(path))})"""
+    )
+    n, distinct, null_titles = con.execute(
+        "SELECT count(*), count(DISTINCT product_id), count(*) - count(title) FROM catalog"
+    ).fetchone()  # type: ignore[misc]
+    if n == 0:
+        raise DataError(f"{path}: the catalog has no rows")
+    if distinct != n:
+        raise DataError(f"{path}: column product_id has {n - distinct} duplicated value(s)")
+    if null_titles:
+        raise DataError(f"{path}: column title has {null_titles} null value(s)")
+    return int(n)
+
+
+def _candidates_sql(cfg: MiningConfig) -> str:
+    return f"""
+    WITH reform AS (
+        SELECT r.query, r.rewrite, 'session_reformulation' AS source,
+               r.support::DOUBLE AS score, r.support::BIGINT AS support
+        FROM reformulations r
+    ),
+    reform_evidence AS (
+        SELECT p.query, p.rewrite,
+               count(*) FILTER (WHERE a.purchases > 0 AND b.purchases > 0) AS shared_purchases,
+               count(*) FILTER (WHERE a.clicks > 0 AND b.clicks > 0) AS shared_clicks
+        FROM reform p
+        JOIN query_products a ON a.query = p.query
+        JOIN query_products b ON b.query = p.rewrite AND b.product_id = a.product_id
+        GROUP BY p.query, p.rewrite
+    ),
+    unioned AS (
+        SELECT r.*, coalesce(e.shared_purchases, 0) AS shared_purchases,
+               coalesce(e.shared_clicks, 0) AS shared_clicks, NULL::VARCHAR AS product_id
+        FROM reform r LEFT JOIN reform_evidence e USING (query, rewrite)
+        UNION ALL
+        SELECT query, rewrite, 'co_engagement', score, shared_products, shared_purchases,
+               shared_clicks, NULL
+        FROM co_engagement
+        UNION ALL
+        SELECT query, rewrite, 'engaged_title', (purchases + carts)::DOUBLE,
+               purchases + carts, purchases, clicks, product_id
+        FROM engaged_titles
+    ),
+    capped AS (
+        SELECT * FROM unioned
+        QUALIFY row_number() OVER (
+            PARTITION BY query, source ORDER BY score DESC, rewrite, product_id
+        ) <= {int(cfg.max_candidates_per_query)}
+    )
+    SELECT c.query, c.rewrite, c.source, c.score, c.support, c.shared_purchases, c.shared_clicks,
+           c.product_id, qs.searches AS query_searches, qs.cvr AS query_cvr,
+           rs.searches AS rewrite_searches, rs.cvr AS rewrite_cvr
+    FROM capped c
+    JOIN query_stats qs ON qs.query = c.query
+    LEFT JOIN query_stats rs ON rs.query = c.rewrite AND c.source <> 'engaged_title'
+    ORDER BY c.query, c.source, c.score DESC, c.rewrite, c.product_id
+    """
+
+
+def mine(
+    config: MiningConfig, data_dir: str | Path, out_dir: str | Path
+) -> dict:
+    """Mine ``data_dir/search_log.parquet`` (+ ``catalog.parquet``) into ``out_dir``.
+
+    Writes ``rewrite_candidates.parquet``, ``query_stats.parquet``, ``mining_report.json`` and,
+    when rows were set aside, ``quarantine/search_log_rejected.parquet``. Returns the report.
+    """
+    t0 = time.perf_counter()
+    data, out = Path(data_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="qrewrite-duckdb-", dir=out) as spill:
+        con = duckdb.connect()
+        try:
+            con.execute(f"SET memory_limit = {_sql_str(config.duckdb_memory_limit)}")
+            con.execute(f"SET temp_directory = {_sql_str(spill)}")
+            if config.duckdb_threads:
+                con.execute(f"SET threads = {int(config.duckdb_threads)}")
+            n_products = _open_catalog(con, data / "catalog.parquet")
+            inputs = open_search_log(
+                con, data / "search_log.parquet", out / "quarantine", config.start, config.end
+            )
+            build_query_products(con)
+            con.execute("CREATE TEMP TABLE query_stats AS " + compute_query_stats(con).sql_query())
+            for name, miner in (
+                ("reformulations", mine_session_reformulations),
+                ("co_engagement", mine_co_engagement),
+                ("engaged_titles", mine_engaged_titles),
+            ):
+                con.execute(f"CREATE TEMP TABLE {name} AS " + miner(con, config).sql_query())
+            unknown = con.execute(
+                """SELECT count(*) FROM query_products
+                   WHERE purchases + carts > 0
+                     AND product_id NOT IN (SELECT product_id FROM catalog)"""
+            ).fetchone()
+            con.execute(
+                f"COPY (SELECT * FROM query_stats ORDER BY query) TO "
+                f"{_sql_str(str(out / 'query_stats.parquet'))} (FORMAT parquet)"
+            )
+            con.execute(
+                f"COPY ({_candidates_sql(config)}) TO "
+                f"{_sql_str(str(out / 'rewrite_candidates.parquet'))} (FORMAT parquet)"
+            )
+            per_source = dict(
+                con.execute(
+                    f"""SELECT source, count(*) FROM read_parquet(
+                        {_sql_str(str(out / 'rewrite_candidates.parquet'))}) GROUP BY 1"""
+                ).fetchall()
+            )
+            n_queries = con.execute("SELECT count(*) FROM query_stats").fetchone()
+        except duckdb.Error as e:
+            raise DataError(f"{data}: mining failed in DuckDB ({str(e).splitlines()[0]})") from e
+        finally:
+            con.close()
+
+    report = {
+        "qrewrite_version": __version__,
+        "data_dir": str(data),
+        "config": asdict(config),
+        "input": inputs.as_dict(),
+        "catalog_products": n_products,
+        "engaged_pairs_with_unknown_product": int(unknown[0]) if unknown else 0,
+        "queries": int(n_queries[0]) if n_queries else 0,
+        "candidates": {s: int(per_source.get(s, 0)) for s in SOURCES},
+        "outputs": {
+            "rewrite_candidates": str(out / "rewrite_candidates.parquet"),
+            "query_stats": str(out / "query_stats.parquet"),
+        },
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    (out / "mining_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
