@@ -7,6 +7,7 @@ scored against the same retrieval a simulated shopper saw.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import bm25s
@@ -15,6 +16,9 @@ import numpy as np
 from qrewrite.text import tokenize
 
 NO_RESULT = -1
+
+# bm25s pins its logger to DEBUG at import, which would print on every index build.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 class LexicalSearchEngine:

@@ -1,0 +1,273 @@
+"""``qrewrite``: one entry point, one subcommand per pipeline step.
+
+Each subcommand builds its step's config (defaults < ``--config`` preset section < ``--set``
+overrides < explicit flags), calls the library, and reports in one line per fact. Errors in the
+input become one line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from qrewrite import __version__
+from qrewrite.config import load_config
+from qrewrite.errors import ContractViolation, QrewriteError
+
+log = logging.getLogger("qrewrite")
+
+
+def _add_config_flags(p: argparse.ArgumentParser, section: str) -> None:
+    p.add_argument(
+        "--config",
+        metavar="PRESET",
+        help=f"YAML preset whose '{section}:' section sets this step's options "
+        "(e.g. configs/local.yaml)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one option of this step (repeatable); values are YAML scalars",
+    )
+
+
+def _with_flags(config: Any, **flags: Any) -> Any:
+    for key, value in flags.items():
+        if value is not None:
+            setattr(config, key, value)
+    return config
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from qrewrite.market.simulate import SynthConfig, synthesize
+
+    cfg = _with_flags(
+        load_config(SynthConfig, args.config, "synth", args.overrides),
+        seed=args.seed,
+        scale=args.scale,
+    )
+    manifest = synthesize(cfg, args.out, progress=not args.no_progress)
+    c = manifest["counts"]
+    print(
+        f"synth: {c['products']:,} products, {c['intents']:,} intents, {c['sessions']:,} sessions,"
+        f" {c['searches']:,} searches, {c['impressions']:,} impressions -> {args.out}"
+    )
+    return 0
+
+
+def cmd_import_judged(args: argparse.Namespace) -> int:
+    from qrewrite.importing.judged import JudgedImportConfig, import_judged
+
+    cfg = _with_flags(
+        load_config(JudgedImportConfig, args.config, "import_judged", args.overrides),
+        seed=args.seed,
+        grade_scale=args.grade_scale,
+        query_column=args.query_column,
+        product_id_column=args.product_id_column,
+        title_column=args.title_column,
+        grade_column=args.grade_column,
+    )
+    manifest = import_judged(cfg, args.input, args.out)
+    c = manifest["counts"]
+    rejected = sum(c["rows_rejected"].values())
+    print(
+        f"import-judged: {c['judgments']:,} judgments of {c['queries']:,} queries over "
+        f"{c['products']:,} products (scale {manifest['grade_scale']}) -> {args.out}"
+    )
+    if rejected:
+        reasons = ", ".join(f"{k}: {v}" for k, v in c["rows_rejected"].items())
+        print(
+            f"import-judged: set aside {rejected:,} of {c['rows_read']:,} rows ({reasons}); "
+            f"see {Path(args.out) / 'quarantine' / 'judged_rejected.parquet'}"
+        )
+    return 0
+
+
+def cmd_mine(args: argparse.Namespace) -> int:
+    from qrewrite.mining.config import MiningConfig
+    from qrewrite.mining.mine import mine
+
+    cfg = _with_flags(
+        load_config(MiningConfig, args.config, "mine", args.overrides),
+        start=args.start,
+        end=args.end,
+    )
+    report = mine(cfg, args.data, args.out)
+    inp = report["input"]
+    cands = ", ".join(f"{k} {v:,}" for k, v in report["candidates"].items())
+    print(
+        f"mine: {inp['rows_read']:,} impressions, {inp['searches']:,} searches, "
+        f"{report['queries']:,} queries -> candidates: {cands} ({report['seconds']:.1f}s)"
+    )
+    set_aside = {
+        **inp["rows_rejected"],
+        **({"outside_window": inp["rows_outside_window"]} if inp["rows_outside_window"] else {}),
+    }
+    if set_aside:
+        print(
+            "mine: set aside rows: " + ", ".join(f"{k} {v:,}" for k, v in set_aside.items())
+            + (f"; rejected rows in {Path(args.out) / 'quarantine'}" if inp["rows_rejected"] else "")
+        )
+    dups = inp["duplicate_impressions"] + inp["duplicate_engaged_events"]
+    if dups:
+        print(
+            f"mine: counted duplicated events once: {inp['duplicate_impressions']:,} impressions,"
+            f" {inp['duplicate_engaged_events']:,} engagement events"
+        )
+    if report["engaged_pairs_with_unknown_product"]:
+        print(
+            f"mine: {report['engaged_pairs_with_unknown_product']:,} (query, product) engagements"
+            " name products missing from the catalog; they give no engaged_title candidates"
+        )
+    print(f"mine: wrote {args.out}/rewrite_candidates.parquet, query_stats.parquet, "
+          "mining_report.json")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from qrewrite.contracts import available_contracts, validate_path
+
+    if args.list:
+        print("\n".join(available_contracts()))
+        return 0
+    if not args.contract or not args.data:
+        raise QrewriteError("validate: --contract and --data are required (or --list)")
+    result = validate_path(args.contract, args.data, args.report, max_rows=args.max_rows)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2, default=str))
+    if not result.success:
+        raise ContractViolation(result.summary_line())
+    if not args.json:
+        print(result.summary_line())
+        if args.report:
+            print(f"validate: report {Path(args.report) / (args.contract + '.md')}, "
+                  f"Data Docs {result.data_docs}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qrewrite",
+        description="Mine search logs, train and evaluate an LLM query rewriter for e-commerce "
+        "search. Each subcommand is one pipeline step; see docs/architecture.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"qrewrite {__version__}")
+    parser.add_argument(
+        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging verbosity on stderr (default WARNING)",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the Python traceback of unexpected errors"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "synth",
+        help="generate a seeded synthetic marketplace (catalog, search log, truth)",
+        description="Generate a seeded synthetic shop: catalog, search_log and truth/ as parquet "
+        "(schemas in docs/data.md). The same seed and scale give the same bytes.",
+    )
+    p.add_argument("--out", required=True, help="output directory (created if missing)")
+    p.add_argument("--seed", type=int, help="random seed (default 7)")
+    p.add_argument(
+        "--scale", choices=["tiny", "demo", "large", "huge"],
+        help="tiny: tests, seconds; demo (default): ~0.6M impressions; large: ~10M; huge: ~100M "
+        "written in chunks with bounded memory",
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_config_flags(p, "synth")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser(
+        "import-judged",
+        help="convert an ESCI/WANDS/Kaggle-shaped judged file into catalog + search_log + truth",
+        description="Convert a relevance-judgment file (TSV/CSV/parquet with query, product id, "
+        "product title, grade) into the catalog + search_log + truth schema, replaying each "
+        "query with grade-driven engagement (docs/data.md#judged-import).",
+    )
+    p.add_argument("--input", required=True, help="the judged file (.tsv, .csv or .parquet)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--grade-scale",
+        help="esci (E/S/C/I), wands (Exact/Partial/Irrelevant), numeric:MIN:MAX, or auto "
+        "(default; detects label scales, numeric grades need their declared range)",
+    )
+    p.add_argument("--query-column", help="column holding the query (default: detected)")
+    p.add_argument("--product-id-column", help="column holding the product id (default: detected)")
+    p.add_argument("--title-column", help="column holding the product title (default: detected)")
+    p.add_argument("--grade-column", help="column holding the judgment (default: detected)")
+    p.add_argument("--seed", type=int, help="seed of the replayed engagement (default 7)")
+    _add_config_flags(p, "import_judged")
+    p.set_defaults(func=cmd_import_judged)
+
+    p = sub.add_parser(
+        "mine",
+        help="mine rewrite candidates and query stats from a search log (DuckDB)",
+        description="Mine DIR/search_log.parquet and DIR/catalog.parquet with DuckDB: session "
+        "reformulations, co-engagement and engaged titles -> rewrite_candidates.parquet; "
+        "per-query statistics -> query_stats.parquet; mining_report.json with every count.",
+    )
+    p.add_argument("--data", required=True, help="directory with catalog.parquet and "
+                   "search_log.parquet (output of synth or import-judged)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--start", help="first day of the time window, inclusive (YYYY-MM-DD)")
+    p.add_argument("--end", help="end of the time window, exclusive (YYYY-MM-DD)")
+    _add_config_flags(p, "mine")
+    p.set_defaults(func=cmd_mine)
+
+    p = sub.add_parser(
+        "validate",
+        help="check a table against its data contract (Great Expectations)",
+        description="Validate a parquet table against data_contracts/NAME.json. Exits 4 and "
+        "names each failed expectation when the contract is broken.",
+    )
+    p.add_argument("--contract", help="contract name (see --list)")
+    p.add_argument("--data", help="the parquet file to check")
+    p.add_argument("--report", help="directory for NAME.md, NAME.json and a Data Docs site")
+    p.add_argument(
+        "--max-rows", type=int, default=5_000_000,
+        help="validate an evenly spread sample of row groups above this many rows "
+        "(default 5,000,000; the report says when it sampled)",
+    )
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument("--list", action="store_true", help="list the known contracts and exit")
+    p.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s"
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except QrewriteError as e:
+        print(f"qrewrite {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"qrewrite {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, not bad input: say so in one line, traceback on request
+        if args.debug:
+            raise
+        print(
+            f"qrewrite {args.command}: internal error: {type(e).__name__}: {e} "
+            "(rerun with --debug for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())
