@@ -8,6 +8,7 @@ against the dataclass field's type, so a typo fails loudly instead of being igno
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,7 +39,7 @@ def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
             return float(value)
         if target is int and isinstance(value, int) and not isinstance(value, bool):
             return value
-        if target is str and isinstance(value, str | int | float):
+        if target is str and isinstance(value, str | int | float | datetime.date):
             return str(value)
         if origin is tuple and isinstance(value, list | tuple):
             return tuple(float(v) if args and args[0] is float else v for v in value)

@@ -95,6 +95,12 @@ def misspell(word: str, rng: np.random.Generator) -> str:
     """One typing error: a dropped, doubled, swapped or neighbouring-key letter."""
     if len(word) < 4 or not word.isalpha():
         return word
+    typo = _one_typo(word, rng)
+    # Swapping or doubling equal letters ("ff") changes nothing; drop a letter instead.
+    return typo if typo != word else word[:-2] + word[-1]
+
+
+def _one_typo(word: str, rng: np.random.Generator) -> str:
     i = int(rng.integers(1, len(word) - 1))
     op = int(rng.integers(4))
     if op == 0:

@@ -1,0 +1,45 @@
+# One command each on a fresh machine: `make demo`, `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# The CPU wheel of this torch version is installed first so that nothing pulls a CUDA build.
+TORCH_VERSION ?= 2.13.0
+OUT    ?= out/demo
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/qrewrite synth --config configs/local.yaml --out $(OUT)/market
+	$(BIN)/qrewrite validate --contract catalog --data $(OUT)/market/catalog.parquet --report $(OUT)/contracts
+	$(BIN)/qrewrite validate --contract search_log --data $(OUT)/market/search_log.parquet --report $(OUT)/contracts
+	$(BIN)/qrewrite mine --config configs/local.yaml --data $(OUT)/market --out $(OUT)/mined
+	$(BIN)/qrewrite validate --contract rewrite_candidates --data $(OUT)/mined/rewrite_candidates.parquet --report $(OUT)/contracts
+	$(BIN)/qrewrite validate --contract query_stats --data $(OUT)/mined/query_stats.parquet --report $(OUT)/contracts
+	@echo ""
+	@echo "Demo outputs:"
+	@echo "  marketplace      $(OUT)/market/   (catalog, search_log, truth/, manifest.json)"
+	@echo "  mined            $(OUT)/mined/    (rewrite_candidates, query_stats, mining_report.json)"
+	@echo "  contract reports $(OUT)/contracts/*.md"
+	@echo "  Data Docs        $(OUT)/contracts/data_docs/index.html"
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/bench_mining.py --scales large huge --work .bench --write docs/benchmarks.md
+
+clean:
+	rm -rf out .bench .pytest_cache .ruff_cache
