@@ -113,8 +113,13 @@ def cmd_mine(args: argparse.Namespace) -> int:
     }
     if set_aside:
         print(
-            "mine: set aside rows: " + ", ".join(f"{k} {v:,}" for k, v in set_aside.items())
-            + (f"; rejected rows in {Path(args.out) / 'quarantine'}" if inp["rows_rejected"] else "")
+            "mine: set aside rows: "
+            + ", ".join(f"{k} {v:,}" for k, v in set_aside.items())
+            + (
+                f"; rejected rows in {Path(args.out) / 'quarantine'}"
+                if inp["rows_rejected"]
+                else ""
+            )
         )
     dups = inp["duplicate_impressions"] + inp["duplicate_engaged_events"]
     if dups:
@@ -127,8 +132,10 @@ def cmd_mine(args: argparse.Namespace) -> int:
             f"mine: {report['engaged_pairs_with_unknown_product']:,} (query, product) engagements"
             " name products missing from the catalog; they give no engaged_title candidates"
         )
-    print(f"mine: wrote {args.out}/rewrite_candidates.parquet, query_stats.parquet, "
-          "mining_report.json")
+    print(
+        f"mine: wrote {args.out}/rewrite_candidates.parquet, query_stats.parquet, "
+        "mining_report.json"
+    )
     return 0
 
 
@@ -148,8 +155,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not args.json:
         print(result.summary_line())
         if args.report:
-            print(f"validate: report {Path(args.report) / (args.contract + '.md')}, "
-                  f"Data Docs {result.data_docs}")
+            print(
+                f"validate: report {Path(args.report) / (args.contract + '.md')}, "
+                f"Data Docs {result.data_docs}"
+            )
     return 0
 
 
@@ -161,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"qrewrite {__version__}")
     parser.add_argument(
-        "--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging verbosity on stderr (default WARNING)",
     )
     parser.add_argument(
@@ -178,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory (created if missing)")
     p.add_argument("--seed", type=int, help="random seed (default 7)")
     p.add_argument(
-        "--scale", choices=["tiny", "demo", "large", "huge"],
+        "--scale",
+        choices=["tiny", "demo", "large", "huge"],
         help="tiny: tests, seconds; demo (default): ~0.6M impressions; large: ~10M; huge: ~100M "
         "written in chunks with bounded memory",
     )
@@ -215,8 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
         "reformulations, co-engagement and engaged titles -> rewrite_candidates.parquet; "
         "per-query statistics -> query_stats.parquet; mining_report.json with every count.",
     )
-    p.add_argument("--data", required=True, help="directory with catalog.parquet and "
-                   "search_log.parquet (output of synth or import-judged)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="directory with catalog.parquet and "
+        "search_log.parquet (output of synth or import-judged)",
+    )
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--start", help="first day of the time window, inclusive (YYYY-MM-DD)")
     p.add_argument("--end", help="end of the time window, exclusive (YYYY-MM-DD)")
@@ -233,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="the parquet file to check")
     p.add_argument("--report", help="directory for NAME.md, NAME.json and a Data Docs site")
     p.add_argument(
-        "--max-rows", type=int, default=5_000_000,
+        "--max-rows",
+        type=int,
+        default=5_000_000,
         help="validate an evenly spread sample of row groups above this many rows "
         "(default 5,000,000; the report says when it sampled)",
     )

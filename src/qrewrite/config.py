@@ -56,7 +56,7 @@ def load_config(
     section: str | None = None,
     overrides: list[str] | None = None,
 ) -> T:
-    """Build ``cls`` from defaults, then a YAML preset's ``section``, then ``key=value`` overrides."""
+    """Build ``cls`` from defaults, then a preset's ``section``, then ``key=value`` overrides."""
     values: dict[str, Any] = {}
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     if preset is not None:

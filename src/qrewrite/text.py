@@ -33,6 +33,6 @@ def _light_stem(token: str) -> str:
 
 
 def tokenize(text: str) -> list[str]:
-    """Tokens the lexical engine indexes and matches: normalised alphanumeric runs, plural-stemmed."""
+    """Tokens the lexical engine indexes and matches: normalised alphanumerics, plural-stemmed."""
     text = _APOSTROPHES.sub("", normalize_query(text))
     return [_light_stem(t) for t in _TOKEN.findall(text)]

@@ -28,9 +28,10 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path: Path) -> None:
     synthesize(cfg, tmp_path / "b", progress=False)
     synthesize(SynthConfig(scale="tiny", seed=6, n_sessions=800), tmp_path / "c", progress=False)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
-    assert _digest(tmp_path / "a")["search_log.parquet"] != _digest(tmp_path / "c")[
-        "search_log.parquet"
-    ]
+    assert (
+        _digest(tmp_path / "a")["search_log.parquet"]
+        != _digest(tmp_path / "c")["search_log.parquet"]
+    )
 
 
 def test_outputs_follow_the_schema_and_manifest(tiny_market: Path) -> None:
@@ -59,7 +60,9 @@ def log_with_truth(tiny_market: Path) -> pd.DataFrame:
     shown = log["product_id"].notna()
     pidx = pd.Series(np.arange(len(catalog)), index=catalog["product_id"])
     log.loc[shown, "grade"] = grade_pairs(
-        intents, catalog, log.loc[shown, "intent_id"].to_numpy(),
+        intents,
+        catalog,
+        log.loc[shown, "intent_id"].to_numpy(),
         pidx[log.loc[shown, "product_id"]].to_numpy(),
     )
     return log
@@ -88,10 +91,17 @@ def test_zero_result_searches_keep_one_row(log_with_truth: pd.DataFrame) -> None
 
 
 def test_sessions_reformulate_after_failure(log_with_truth: pd.DataFrame) -> None:
-    searches = log_with_truth.groupby("search_id").agg(
-        session_id=("session_id", "first"), ts=("timestamp", "first"),
-        query=("query", "first"), bought=("purchased", "any"), intent=("intent_id", "first"),
-    ).sort_values(["session_id", "ts"])
+    searches = (
+        log_with_truth.groupby("search_id")
+        .agg(
+            session_id=("session_id", "first"),
+            ts=("timestamp", "first"),
+            query=("query", "first"),
+            bought=("purchased", "any"),
+            intent=("intent_id", "first"),
+        )
+        .sort_values(["session_id", "ts"])
+    )
     per_session = searches.groupby("session_id")
     multi = per_session.filter(lambda s: len(s) > 1)
     assert multi["session_id"].nunique() > 100

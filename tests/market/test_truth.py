@@ -18,15 +18,31 @@ CATALOG = pd.DataFrame(
         ("Coffee", "Bruvva", None, "Organic", "1 lb", None, 14.0, "caffeine", True),
         ("Running Shoes", "Nordvik", "Black", "Mesh", "10", "Men", 200.0, "laces", True),
     ],
-    columns=["product_type", "brand", "colour", "material", "size", "gender", "price",
-             "feature", "has_feature"],
+    columns=[
+        "product_type",
+        "brand",
+        "colour",
+        "material",
+        "size",
+        "gender",
+        "price",
+        "feature",
+        "has_feature",
+    ],
 )
 CATALOG["has_feature"] = CATALOG["has_feature"].astype("boolean")
 
 INTENT = {
-    "category": "Footwear", "product_type": "Running Shoes", "brand": "Nordvik",
-    "colour": "Black", "material": None, "size": None, "gender": "Men",
-    "feature": "laces", "feature_required": False, "price_max": 100.0,
+    "category": "Footwear",
+    "product_type": "Running Shoes",
+    "brand": "Nordvik",
+    "colour": "Black",
+    "material": None,
+    "size": None,
+    "gender": "Men",
+    "feature": "laces",
+    "feature_required": False,
+    "price_max": 100.0,
 }
 
 
@@ -35,7 +51,10 @@ def test_grading_rules() -> None:
     grades = grade_products(INTENT, CATALOG)
     expected = [
         0,  # has laces though the shopper excluded them: a lost negation is irrelevant
-        0, 0, 0, 0,  # (same, plus colour/brand/type mismatches)
+        0,
+        0,
+        0,
+        0,  # (same, plus colour/brand/type mismatches)
         0,  # women's shoes for a men's query: hard conflict
         0,  # unisex fits men, but it has laces
         2,  # exactly the intent

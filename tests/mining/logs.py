@@ -22,20 +22,42 @@ CATALOG = pd.DataFrame(
 
 
 def search(
-    session: int, search_id: int, seconds: int, query: str,
+    session: int,
+    search_id: int,
+    seconds: int,
+    query: str,
     results: list[tuple[str, str]],  # (product_id, actions: "" / "c" / "cb" / "cab")
     user: int | None = None,
 ) -> list[dict]:
     """One search's impressions; actions c=click, a=add to cart, b=buy (cart implied)."""
     ts = T0 + timedelta(seconds=seconds)
-    base = {"session_id": session, "user_id": user if user is not None else session,
-            "search_id": search_id, "timestamp": ts, "query": query}
+    base = {
+        "session_id": session,
+        "user_id": user if user is not None else session,
+        "search_id": search_id,
+        "timestamp": ts,
+        "query": query,
+    }
     if not results:
-        return [{**base, "position": None, "product_id": None, "clicked": False,
-                 "carted": False, "purchased": False}]
+        return [
+            {
+                **base,
+                "position": None,
+                "product_id": None,
+                "clicked": False,
+                "carted": False,
+                "purchased": False,
+            }
+        ]
     return [
-        {**base, "position": i + 1, "product_id": pid, "clicked": "c" in act,
-         "carted": "a" in act or "b" in act, "purchased": "b" in act}
+        {
+            **base,
+            "position": i + 1,
+            "product_id": pid,
+            "clicked": "c" in act,
+            "carted": "a" in act or "b" in act,
+            "purchased": "b" in act,
+        }
         for i, (pid, act) in enumerate(results)
     ]
 

@@ -33,8 +33,11 @@ def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
 
 def test_wrong_type_names_column_and_expectation(tmp_path: Path) -> None:
     t = _ref_table()
-    t = t.set_column(t.schema.get_field_index("position"), "position",
-                     pa.array([str(p) for p in t.column("position").to_pylist()]))
+    t = t.set_column(
+        t.schema.get_field_index("position"),
+        "position",
+        pa.array([str(p) for p in t.column("position").to_pylist()]),
+    )
     data = _write_raw(tmp_path, t)
     with pytest.raises(DataError, match=r"position is string, expected integer"):
         mine(MiningConfig(), data, tmp_path / "out")
@@ -75,11 +78,13 @@ def test_bad_rows_are_quarantined_and_counted(tmp_path: Path) -> None:
     data = _write_raw(tmp_path, pa.Table.from_pylist(rows))
     report = mine(MiningConfig(), data, tmp_path / "out")
     assert report["input"]["rows_rejected"] == {
-        "null_or_empty_query": 3, "position_below_1": 1,
+        "null_or_empty_query": 3,
+        "position_below_1": 1,
     }
     rejected = pd.read_parquet(tmp_path / "out" / "quarantine" / "search_log_rejected.parquet")
     assert len(rejected) == 4 and set(rejected["reject_reason"]) == {
-        "null_or_empty_query", "position_below_1",
+        "null_or_empty_query",
+        "position_below_1",
     }
     stats = pd.read_parquet(tmp_path / "out" / "query_stats.parquet")
     assert "mug" not in set(stats["query"]) and "" not in set(stats["query"])
@@ -99,7 +104,9 @@ def test_duplicated_events_count_once(tmp_path: Path) -> None:
 
 def test_window_without_data_says_what_the_data_spans(tmp_path: Path) -> None:
     data = write_market(tmp_path / "data", reference_log())
-    with pytest.raises(DataError, match=r"no valid searches between 2027-01-01 .* spans 2026-03-02"):
+    with pytest.raises(
+        DataError, match=r"no valid searches between 2027-01-01 .* spans 2026-03-02"
+    ):
         mine(MiningConfig(start="2027-01-01"), data, tmp_path / "out")
     with pytest.raises(DataError, match="--start 'yesterday' is not an ISO date"):
         mine(MiningConfig(start="yesterday"), data, tmp_path / "out")

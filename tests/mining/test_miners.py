@@ -20,8 +20,9 @@ def mined(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd.Da
 
 def _pairs(cands: pd.DataFrame, source: str) -> dict[tuple[str, str], int]:
     sub = cands[cands["source"] == source]
-    return {(q, r): int(s) for q, r, s in zip(sub["query"], sub["rewrite"], sub["support"],
-                                             strict=True)}
+    return {
+        (q, r): int(s) for q, r, s in zip(sub["query"], sub["rewrite"], sub["support"], strict=True)
+    }
 
 
 def test_session_reformulations_exact(mined) -> None:
@@ -52,8 +53,10 @@ def test_co_engagement_exact(mined) -> None:
 def test_engaged_titles_exact(mined) -> None:
     cands, _, _ = mined
     titles = cands[cands["source"] == "engaged_title"]
-    got = {(q, p): s for q, p, s in zip(titles["query"], titles["product_id"],
-                                        titles["support"], strict=True)}
+    got = {
+        (q, p): s
+        for q, p, s in zip(titles["query"], titles["product_id"], titles["support"], strict=True)
+    }
     # support = purchases + carts, counted per search (4 purchases and 4 carts of P1)
     assert got == {
         ("running shoes", "P1"): 8,
@@ -88,20 +91,25 @@ def test_candidate_evidence_joins_both_sides(mined) -> None:
 
 def test_thresholds_come_from_config(tmp_path: Path) -> None:
     write_market(tmp_path / "data", reference_log())
-    cfg = MiningConfig(min_reformulation_support=2, min_co_engagement_score=2.0,
-                       max_titles_per_query=0)
+    cfg = MiningConfig(
+        min_reformulation_support=2, min_co_engagement_score=2.0, max_titles_per_query=0
+    )
     report = mine(cfg, tmp_path / "data", tmp_path / "out")
     cands = pd.read_parquet(tmp_path / "out" / "rewrite_candidates.parquet")
     assert _pairs(cands, "session_reformulation") == {("kicks", "running shoes"): 2}
-    assert report["candidates"] == {"session_reformulation": 1, "co_engagement": 0,
-                                    "engaged_title": 0}
+    assert report["candidates"] == {
+        "session_reformulation": 1,
+        "co_engagement": 0,
+        "engaged_title": 0,
+    }
 
 
 def test_time_window_filters_searches(tmp_path: Path) -> None:
     late = search(7, 70, 3 * 86_400, "mug", [("P3", "cb")])  # three days later
     write_market(tmp_path / "data", [*reference_log(), *late])
-    report = mine(MiningConfig(start="2026-03-02", end="2026-03-03"), tmp_path / "data",
-                  tmp_path / "out")
+    report = mine(
+        MiningConfig(start="2026-03-02", end="2026-03-03"), tmp_path / "data", tmp_path / "out"
+    )
     assert report["input"]["searches"] == 10
     assert report["input"]["rows_outside_window"] == 1
     stats = pd.read_parquet(tmp_path / "out" / "query_stats.parquet")

@@ -1,4 +1,4 @@
-"""Data contracts: Great Expectations 1.x suites (``data_contracts/*.json``) checked at each hand-off.
+"""Data contracts: Great Expectations 1.x suites (``data_contracts/*.json``) at each hand-off.
 
 Suites are stored in GE's own JSON form (``name``, ``expectations`` with ``type``/``kwargs``/
 ``meta``) and loaded into an ephemeral context, so no GE project directory is needed anywhere.
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -31,7 +32,7 @@ DEFAULT_MAX_ROWS = 5_000_000
 
 
 def contracts_dir() -> Path:
-    """Where the suites live: ``$QREWRITE_CONTRACTS_DIR``, else ``data_contracts/`` of the source tree."""
+    """The suites' folder: ``$QREWRITE_CONTRACTS_DIR``, else ``data_contracts/`` above here."""
     env = os.environ.get(CONTRACTS_ENV)
     if env:
         return Path(env)
@@ -88,7 +89,9 @@ class ContractResult:
             return f"{self.contract}: {len(self.outcomes)} expectations passed on {self.data}"
         schema = [f for f in self.failures if f.expectation == "expect_table_columns_to_match_set"]
         if schema:  # every other failure follows from the wrong columns
-            return f"{self.contract}: wrong table for this contract ({self.data}): {schema[0].detail}"
+            return (
+                f"{self.contract}: wrong table for this contract ({self.data}): {schema[0].detail}"
+            )
         parts = [
             f"{f.expectation}({f.column})" + (f": {f.detail}" if f.detail else "")
             if f.column
@@ -155,11 +158,17 @@ def read_table_for_validation(
     per_group = max(1, total // n_groups)
     take = max(1, min(n_groups, max_rows // per_group))
     groups = sorted({int(i * n_groups / take) for i in range(take)})
+    table = pf.read_row_groups(groups)
+    if table.num_rows > max_rows:  # few, large row groups: thin out evenly within them
+        table = table.take(np.linspace(0, table.num_rows - 1, max_rows).astype(np.int64))
     log.warning(
-        "%s: %d rows exceed --max-rows %d; validating %d of %d row groups spread over the file",
-        path, total, max_rows, len(groups), n_groups,
+        "%s: %d rows exceed --max-rows %d; validating %d rows spread over the file",
+        path,
+        total,
+        max_rows,
+        table.num_rows,
     )
-    return pf.read_row_groups(groups).to_pandas(), total
+    return table.to_pandas(), total
 
 
 def _detail(result: dict[str, Any], kwargs: dict[str, Any]) -> str:
@@ -167,7 +176,9 @@ def _detail(result: dict[str, Any], kwargs: dict[str, Any]) -> str:
         missing = sorted(set(kwargs["column_set"]) - set(result["observed_value"]))
         extra = sorted(set(result["observed_value"]) - set(kwargs["column_set"]))
         parts = ([f"missing columns {', '.join(missing)}"] if missing else []) + (
-            [f"unexpected columns {', '.join(extra)}"] if extra and kwargs.get("exact_match") else []
+            [f"unexpected columns {', '.join(extra)}"]
+            if extra and kwargs.get("exact_match")
+            else []
         )
         if parts:
             return "; ".join(parts)
@@ -259,10 +270,10 @@ def validate_frame(
         for r in vr.results:
             cfg = r.expectation_config
             kwargs = cfg.kwargs
-            column = kwargs.get("column") or (
-                ",".join(kwargs["column_list"]) if "column_list" in kwargs else None
-            ) or (
-                f"{kwargs['column_A']}>={kwargs['column_B']}" if "column_A" in kwargs else None
+            column = (
+                kwargs.get("column")
+                or (",".join(kwargs["column_list"]) if "column_list" in kwargs else None)
+                or (f"{kwargs['column_A']}>={kwargs['column_B']}" if "column_A" in kwargs else None)
             )
             detail = _detail(r.result or {}, kwargs)
             if r.exception_info and r.exception_info.get("raised_exception"):

@@ -36,8 +36,16 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 
 LABEL_SCALES: dict[str, dict[str, int]] = {
     # ESCI: Exact 2; Substitute and Complement are partially relevant; Irrelevant 0.
-    "esci": {"e": 2, "exact": 2, "s": 1, "substitute": 1, "c": 1, "complement": 1,
-             "i": 0, "irrelevant": 0},
+    "esci": {
+        "e": 2,
+        "exact": 2,
+        "s": 1,
+        "substitute": 1,
+        "c": 1,
+        "complement": 1,
+        "i": 0,
+        "irrelevant": 0,
+    },
     "wands": {"exact": 2, "partial": 1, "irrelevant": 0},
 }
 
@@ -87,8 +95,9 @@ def read_judged_file(path: Path) -> pd.DataFrame:
         ) from e
     sep = "\t" if ".tsv" in suffixes or (".txt" in suffixes and "\t" in text[:4096]) else ","
     try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-                         na_values=[""])
+        df = pd.read_csv(
+            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""]
+        )
     except pd.errors.ParserError as e:
         raise DataError(f"{path}: cannot parse as {'TSV' if sep == chr(9) else 'CSV'} ({e})") from e
     except pd.errors.EmptyDataError as e:
@@ -149,8 +158,9 @@ def map_grades(values: pd.Series, scale: str, path: Path) -> tuple[pd.Series, st
         v = pd.to_numeric(text, errors="coerce")
         frac = (v - lo) / (hi - lo)
         # Thirds of the declared range: top third relevant, middle partial, bottom irrelevant.
-        grade = pd.Series(np.where(frac >= 2 / 3, 2, np.where(frac >= 1 / 3, 1, 0)),
-                          index=v.index).astype("Int8")
+        grade = pd.Series(
+            np.where(frac >= 2 / 3, 2, np.where(frac >= 1 / 3, 1, 0)), index=v.index
+        ).astype("Int8")
         grade[(v < lo) | (v > hi) | v.isna()] = pd.NA
         return grade, scale
     raise DataError(f"--grade-scale {scale!r}: expected esci, wands, numeric:MIN:MAX or auto")
@@ -176,7 +186,9 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
 
     rows = pd.DataFrame(
         {
-            "row": np.arange(len(df)) + 2 if ".parquet" not in path.suffixes else np.arange(len(df)),
+            "row": np.arange(len(df)) + 2
+            if ".parquet" not in path.suffixes
+            else np.arange(len(df)),
             "raw_query": df[cols["query"]].astype("string"),
             "product_id": df[cols["product_id"]].astype("string").str.strip(),
             "title": df[cols["title"]].astype("string").str.strip(),
@@ -186,9 +198,11 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
     for role, col in extras.items():
         rows[role] = df[col].astype("string") if col else pd.NA
     rows["grade"], scale = map_grades(df[cols["grade"]], config.grade_scale, path)
-    rows["query"] = rows["raw_query"].map(
-        lambda q: normalize_query(q) if isinstance(q, str) else "", na_action="ignore"
-    ).fillna("")
+    rows["query"] = (
+        rows["raw_query"]
+        .map(lambda q: normalize_query(q) if isinstance(q, str) else "", na_action="ignore")
+        .fillna("")
+    )
 
     reason = pd.Series(pd.NA, index=rows.index, dtype="string")
     reason[rows["grade"].isna()] = "grade_not_on_scale"
@@ -210,9 +224,7 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
         )
 
     catalog = kept.drop_duplicates("product_id", keep="first")
-    title_conflicts = int(
-        kept.groupby("product_id")["title"].nunique().gt(1).sum()
-    )
+    title_conflicts = int(kept.groupby("product_id")["title"].nunique().gt(1).sum())
     cat = pd.DataFrame(
         {
             "product_id": catalog["product_id"].astype(object),
@@ -231,7 +243,8 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
     ).replace({pd.NA: None})
     pq.write_table(
         pa.Table.from_pandas(cat, schema=schemas.CATALOG, preserve_index=False),
-        out / "catalog.parquet", compression="zstd",
+        out / "catalog.parquet",
+        compression="zstd",
     )
     judgments = kept[["query", "raw_query", "product_id", "grade", "label"]].astype(
         {"query": object, "raw_query": object, "product_id": object, "label": object}
@@ -249,22 +262,29 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
         "config": asdict(config),
         "grade_scale": scale,
         "columns": {**cols, **{k: v for k, v in extras.items() if v}},
-        "window": {"start": start.isoformat(),
-                   "end": (start + timedelta(days=config.days)).isoformat()},
+        "window": {
+            "start": start.isoformat(),
+            "end": (start + timedelta(days=config.days)).isoformat(),
+        },
         "counts": {
             "rows_read": len(rows),
-            "rows_rejected": {k: int(v) for k, v in rejected["reject_reason"].value_counts()
-                              .sort_index().items()},
+            "rows_rejected": {
+                k: int(v) for k, v in rejected["reject_reason"].value_counts().sort_index().items()
+            },
             "judgments": len(kept),
             "queries": int(kept["query"].nunique()),
             "products": len(cat),
             "products_with_conflicting_titles": title_conflicts,
-            "grades": {int(k): int(v) for k, v in kept["grade"].value_counts()
-                       .sort_index().items()},
+            "grades": {
+                int(k): int(v) for k, v in kept["grade"].value_counts().sort_index().items()
+            },
             "impressions": log_table.num_rows,
         },
-        "tables": {"catalog": "catalog.parquet", "search_log": "search_log.parquet",
-                   "truth": ["truth/judgments.parquet"]},
+        "tables": {
+            "catalog": "catalog.parquet",
+            "search_log": "search_log.parquet",
+            "truth": ["truth/judgments.parquet"],
+        },
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
@@ -288,13 +308,14 @@ def _replay(config: JudgedImportConfig, kept: pd.DataFrame) -> pa.Table:
     search = rep * len(queries) + judged_q[base]  # one search per (query, replay)
     n_searches = reps * len(queries)
     window_ms = config.days * 86_400_000
-    start_ms = int((datetime.fromisoformat(config.start_date) - datetime(1970, 1, 1))
-                   .total_seconds() * 1000)
+    start_ms = int(
+        (datetime.fromisoformat(config.start_date) - datetime(1970, 1, 1)).total_seconds() * 1000
+    )
     search_ts = start_ms + rng.integers(0, window_ms, size=n_searches)
 
     grades = judged["grade"].to_numpy(dtype=np.int64)[base]
     pos = judged["position"].to_numpy()[base]
-    seen = 1.0 / pos ** config.position_bias_exponent
+    seen = 1.0 / pos**config.position_bias_exponent
     clicked = rng.random(n_rows) < seen * np.asarray(config.click_given_seen)[grades]
     carted = clicked & (rng.random(n_rows) < np.asarray(config.cart_given_click)[grades])
     bought = carted & (rng.random(n_rows) < np.asarray(config.purchase_given_cart)[grades])
@@ -309,8 +330,9 @@ def _replay(config: JudgedImportConfig, kept: pd.DataFrame) -> pa.Table:
             "timestamp": pa.array(search_ts[search[order]], pa.int64()).cast(pa.timestamp("ms")),
             "query": pa.array(raw_query[order], pa.string()),
             "position": pa.array(pos[order], pa.int32()),
-            "product_id": pa.array(judged["product_id"].astype(object).to_numpy()[base][order],
-                                   pa.string()),
+            "product_id": pa.array(
+                judged["product_id"].astype(object).to_numpy()[base][order], pa.string()
+            ),
             "clicked": pa.array(clicked[order]),
             "carted": pa.array(carted[order]),
             "purchased": pa.array(bought[order]),

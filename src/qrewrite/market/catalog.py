@@ -1,4 +1,4 @@
-"""Catalog generation: products with structured attributes and titles written the way shops write them."""
+"""Catalog generation: products with structured attributes and shop-style titles."""
 
 from __future__ import annotations
 
@@ -8,8 +8,18 @@ import pandas as pd
 from qrewrite.market.domain import CATEGORIES, GENDERS, Category, ProductType
 
 CATALOG_COLUMNS = [
-    "product_id", "title", "category", "product_type", "brand", "colour", "material", "size",
-    "gender", "price", "feature", "has_feature",
+    "product_id",
+    "title",
+    "category",
+    "product_type",
+    "brand",
+    "colour",
+    "material",
+    "size",
+    "gender",
+    "price",
+    "feature",
+    "has_feature",
 ]
 
 
@@ -17,9 +27,7 @@ def _pick(rng: np.random.Generator, values: tuple[str, ...]) -> str | None:
     return values[int(rng.integers(len(values)))] if values else None
 
 
-def _title(
-    rng: np.random.Generator, cat: Category, ptype: ProductType, row: dict
-) -> str:
+def _title(rng: np.random.Generator, cat: Category, ptype: ProductType, row: dict) -> str:
     """Compose a title: brand first, then a shop-specific mix of attributes and marketing words."""
     head: list[str] = [row["brand"]]
     if row["gender"]:

@@ -118,39 +118,76 @@ SIZES: dict[str, tuple[str, ...]] = {
 }
 
 LACES = Feature(
-    "laces", "Lace-Up", "Slip-On", ("lace up", "with laces"), ("slip on", "slip-on"),
+    "laces",
+    "Lace-Up",
+    "Slip-On",
+    ("lace up", "with laces"),
+    ("slip on", "slip-on"),
     ("without laces", "no laces", "laceless", "no tie"),
 )
 ZIPPER = Feature(
-    "zipper", "Full-Zip", "Pullover", ("zip up", "with zipper"), ("pullover",),
+    "zipper",
+    "Full-Zip",
+    "Pullover",
+    ("zip up", "with zipper"),
+    ("pullover",),
     ("without zipper", "no zip", "zipless"),
 )
 RIPS = Feature(
-    "rips", "Ripped", "Clean Hem", ("ripped", "distressed"), ("clean hem",),
-    ("without rips", "no holes", "not ripped"), presence_rate=0.4,
+    "rips",
+    "Ripped",
+    "Clean Hem",
+    ("ripped", "distressed"),
+    ("clean hem",),
+    ("without rips", "no holes", "not ripped"),
+    presence_rate=0.4,
 )
 WIRE = Feature(
-    "wireless", "Wireless Bluetooth", "Wired", ("wireless", "bluetooth", "cordless"), ("wired",),
+    "wireless",
+    "Wireless Bluetooth",
+    "Wired",
+    ("wireless", "bluetooth", "cordless"),
+    ("wired",),
     ("with cord", "no bluetooth", "plug in"),
 )
 NONSTICK = Feature(
-    "nonstick", "Non-Stick", "Uncoated", ("nonstick", "non stick", "teflon"), ("uncoated",),
+    "nonstick",
+    "Non-Stick",
+    "Uncoated",
+    ("nonstick", "non stick", "teflon"),
+    ("uncoated",),
     ("without teflon", "no coating", "no nonstick", "pfas free"),
 )
 FRAGRANCE = Feature(
-    "fragrance", "Scented", "Fragrance-Free", ("scented", "with fragrance"),
-    ("fragrance free", "fragrance-free"), ("without fragrance", "no perfume", "unscented", "no smell"),
+    "fragrance",
+    "Scented",
+    "Fragrance-Free",
+    ("scented", "with fragrance"),
+    ("fragrance free", "fragrance-free"),
+    ("without fragrance", "no perfume", "unscented", "no smell"),
 )
 CAFFEINE = Feature(
-    "caffeine", "", "Decaf", ("caffeinated", "regular", "strong"), ("decaf",),
+    "caffeine",
+    "",
+    "Decaf",
+    ("caffeinated", "regular", "strong"),
+    ("decaf",),
     ("without caffeine", "no caffeine", "caffeine free", "decaffeinated"),
 )
 SUGAR = Feature(
-    "sugar", "", "Sugar-Free", ("sweet", "sweetened"), ("sugar free", "sugar-free"),
+    "sugar",
+    "",
+    "Sugar-Free",
+    ("sweet", "sweetened"),
+    ("sugar free", "sugar-free"),
     ("without sugar", "no sugar", "zero sugar", "unsweetened"),
 )
 ARMRESTS = Feature(
-    "armrests", "with Armrests", "Armless", ("with arms", "with armrests"), ("armless",),
+    "armrests",
+    "with Armrests",
+    "Armless",
+    ("with arms", "with armrests"),
+    ("armless",),
     ("without arms", "no armrests", "no arms"),
 )
 
@@ -158,10 +195,21 @@ CATEGORIES: tuple[Category, ...] = (
     Category(
         "Footwear",
         (
-            ProductType("Running Shoes", ("jogging shoes", "runners", "kicks for running",
-                        "running trainers"), (80, 0.35), LACES, ("Sneakers",), "Sneakers"),
-            ProductType("Sneakers", ("trainers", "kicks", "tennis shoes", "sneaks"), (70, 0.35),
-                        LACES, ("Running Shoes",)),
+            ProductType(
+                "Running Shoes",
+                ("jogging shoes", "runners", "kicks for running", "running trainers"),
+                (80, 0.35),
+                LACES,
+                ("Sneakers",),
+                "Sneakers",
+            ),
+            ProductType(
+                "Sneakers",
+                ("trainers", "kicks", "tennis shoes", "sneaks"),
+                (70, 0.35),
+                LACES,
+                ("Running Shoes",),
+            ),
             ProductType("Boots", ("booties", "hikers", "work boot"), (110, 0.35), LACES),
             ProductType("Sandals", ("slides", "flip flops", "thongs"), (35, 0.4)),
             ProductType("Slippers", ("house shoes", "scuffs", "mules"), (30, 0.4)),
@@ -178,8 +226,13 @@ CATEGORIES: tuple[Category, ...] = (
         "Tops",
         (
             ProductType("T-Shirt", ("tee", "tshirt", "tee shirt", "top"), (20, 0.35)),
-            ProductType("Hoodie", ("hooded sweatshirt", "hoody", "hoodies"), (45, 0.35), ZIPPER,
-                        ("Sweater",)),
+            ProductType(
+                "Hoodie",
+                ("hooded sweatshirt", "hoody", "hoodies"),
+                (45, 0.35),
+                ZIPPER,
+                ("Sweater",),
+            ),
             ProductType("Jacket", ("coat", "windbreaker", "parka"), (90, 0.4), ZIPPER),
             ProductType("Sweater", ("jumper", "knit", "cardigan"), (50, 0.35), None, ("Hoodie",)),
         ),
@@ -226,10 +279,16 @@ CATEGORIES: tuple[Category, ...] = (
     Category(
         "Audio",
         (
-            ProductType("Headphones", ("headset", "cans", "over ear"), (90, 0.5), WIRE,
-                        ("Earbuds",)),
-            ProductType("Earbuds", ("earphones", "in ear", "ear buds", "buds"), (60, 0.5), WIRE,
-                        ("Headphones",)),
+            ProductType(
+                "Headphones", ("headset", "cans", "over ear"), (90, 0.5), WIRE, ("Earbuds",)
+            ),
+            ProductType(
+                "Earbuds",
+                ("earphones", "in ear", "ear buds", "buds"),
+                (60, 0.5),
+                WIRE,
+                ("Headphones",),
+            ),
             ProductType("Speaker", ("boombox", "soundbar", "bt speaker"), (70, 0.5), WIRE),
         ),
         ("Sonora", "Bassline", "Auralis", "Echofy", "Tonic"),
@@ -258,10 +317,16 @@ CATEGORIES: tuple[Category, ...] = (
     Category(
         "Kitchen",
         (
-            ProductType("Frying Pan", ("skillet", "fry pan", "saute pan"), (40, 0.4), NONSTICK,
-                        ("Saucepan",)),
-            ProductType("Saucepan", ("pot", "stockpot", "sauce pot"), (45, 0.4), NONSTICK,
-                        ("Frying Pan",)),
+            ProductType(
+                "Frying Pan",
+                ("skillet", "fry pan", "saute pan"),
+                (40, 0.4),
+                NONSTICK,
+                ("Saucepan",),
+            ),
+            ProductType(
+                "Saucepan", ("pot", "stockpot", "sauce pot"), (45, 0.4), NONSTICK, ("Frying Pan",)
+            ),
             ProductType("Chef Knife", ("kitchen knife", "cooks knife", "blade"), (50, 0.5)),
             ProductType("Mug", ("coffee cup", "cup", "tumbler"), (15, 0.35)),
             ProductType("Water Bottle", ("flask", "canteen", "hydro bottle"), (22, 0.35)),
@@ -278,11 +343,13 @@ CATEGORIES: tuple[Category, ...] = (
         "Personal Care",
         (
             ProductType("Shampoo", ("hair wash", "hair cleanser", "poo"), (12, 0.35), FRAGRANCE),
-            ProductType("Conditioner", ("hair softener", "detangler", "rinse"), (12, 0.35),
-                        FRAGRANCE),
+            ProductType(
+                "Conditioner", ("hair softener", "detangler", "rinse"), (12, 0.35), FRAGRANCE
+            ),
             ProductType("Body Wash", ("shower gel", "soap", "bath gel"), (10, 0.35), FRAGRANCE),
-            ProductType("Moisturizer", ("lotion", "face cream", "moisturiser"), (20, 0.45),
-                        FRAGRANCE),
+            ProductType(
+                "Moisturizer", ("lotion", "face cream", "moisturiser"), (20, 0.45), FRAGRANCE
+            ),
         ),
         ("Purelle", "Verdana", "Aquamist", "Bloomea", "Klarity"),
         (),
@@ -297,8 +364,9 @@ CATEGORIES: tuple[Category, ...] = (
         (
             ProductType("Yoga Mat", ("exercise mat", "workout mat", "pilates mat"), (30, 0.35)),
             ProductType("Dumbbells", ("hand weights", "free weights", "db set"), (40, 0.45)),
-            ProductType("Resistance Bands", ("exercise bands", "stretch bands", "loop bands"),
-                        (18, 0.35)),
+            ProductType(
+                "Resistance Bands", ("exercise bands", "stretch bands", "loop bands"), (18, 0.35)
+            ),
             ProductType("Jump Rope", ("skipping rope", "speed rope"), (12, 0.35)),
         ),
         ("Flexcore", "Ironpeak", "Zenfit", "Pulseon", "Gritline"),
@@ -312,12 +380,14 @@ CATEGORIES: tuple[Category, ...] = (
     Category(
         "Grocery",
         (
-            ProductType("Coffee", ("joe", "java", "espresso beans", "coffee beans"), (14, 0.35),
-                        CAFFEINE),
+            ProductType(
+                "Coffee", ("joe", "java", "espresso beans", "coffee beans"), (14, 0.35), CAFFEINE
+            ),
             ProductType("Tea", ("chai", "cuppa", "tea bags"), (8, 0.35), CAFFEINE),
             ProductType("Chocolate", ("cocoa bar", "choc", "candy bar"), (6, 0.4), SUGAR),
-            ProductType("Protein Bars", ("energy bars", "snack bars", "granola bars"), (22, 0.35),
-                        SUGAR),
+            ProductType(
+                "Protein Bars", ("energy bars", "snack bars", "granola bars"), (22, 0.35), SUGAR
+            ),
         ),
         ("Morning Ridge", "Cacaona", "Highland Leaf", "Nutrivo", "Bruvva"),
         (),
@@ -330,8 +400,12 @@ CATEGORIES: tuple[Category, ...] = (
     Category(
         "Furniture",
         (
-            ProductType("Office Chair", ("desk chair", "computer chair", "gaming chair"),
-                        (150, 0.45), ARMRESTS),
+            ProductType(
+                "Office Chair",
+                ("desk chair", "computer chair", "gaming chair"),
+                (150, 0.45),
+                ARMRESTS,
+            ),
             ProductType("Desk", ("workstation", "writing table", "computer table"), (180, 0.45)),
             ProductType("Floor Lamp", ("standing lamp", "torchiere", "uplight"), (60, 0.4)),
             ProductType("Bookshelf", ("bookcase", "shelving unit", "book rack"), (90, 0.45)),
@@ -347,8 +421,21 @@ CATEGORIES: tuple[Category, ...] = (
 )
 
 FILLER_WORDS: tuple[str, ...] = (
-    "cheap", "best", "buy", "sale", "on sale", "new", "top rated", "deals", "online", "2026",
-    "good", "affordable", "free shipping", "near me", "gift",
+    "cheap",
+    "best",
+    "buy",
+    "sale",
+    "on sale",
+    "new",
+    "top rated",
+    "deals",
+    "online",
+    "2026",
+    "good",
+    "affordable",
+    "free shipping",
+    "near me",
+    "gift",
 )
 
 TYPES_BY_TITLE: dict[str, tuple[Category, ProductType]] = {

@@ -24,21 +24,57 @@ from qrewrite.market.domain import (
 from qrewrite.text import normalize_query
 
 INTENT_COLUMNS = [
-    "intent_id", "category", "product_type", "brand", "colour", "material", "size", "gender",
-    "feature", "feature_required", "price_max",
+    "intent_id",
+    "category",
+    "product_type",
+    "brand",
+    "colour",
+    "material",
+    "size",
+    "gender",
+    "feature",
+    "feature_required",
+    "price_max",
 ]
 
 # How often an intent states each constraint (when the category has that attribute).
 CONSTRAINT_RATES = {
-    "brand": 0.2, "colour": 0.4, "material": 0.2, "size": 0.15, "gender": 0.45,
-    "feature": 0.35, "price_max": 0.08,
+    "brand": 0.2,
+    "colour": 0.4,
+    "material": 0.2,
+    "size": 0.15,
+    "gender": 0.45,
+    "feature": 0.35,
+    "price_max": 0.08,
 }
 
 _KEYBOARD = {
-    "a": "qsz", "b": "vgn", "c": "xvd", "d": "sfe", "e": "wrd", "f": "dgr", "g": "fht",
-    "h": "gjy", "i": "uok", "j": "hku", "k": "jli", "l": "kop", "m": "nj", "n": "bmh",
-    "o": "ipl", "p": "ol", "q": "wa", "r": "etf", "s": "adw", "t": "ryg", "u": "yij",
-    "v": "cbf", "w": "qes", "x": "zcs", "y": "tuh", "z": "xa",
+    "a": "qsz",
+    "b": "vgn",
+    "c": "xvd",
+    "d": "sfe",
+    "e": "wrd",
+    "f": "dgr",
+    "g": "fht",
+    "h": "gjy",
+    "i": "uok",
+    "j": "hku",
+    "k": "jli",
+    "l": "kop",
+    "m": "nj",
+    "n": "bmh",
+    "o": "ipl",
+    "p": "ol",
+    "q": "wa",
+    "r": "etf",
+    "s": "adw",
+    "t": "ryg",
+    "u": "yij",
+    "v": "cbf",
+    "w": "qes",
+    "x": "zcs",
+    "y": "tuh",
+    "z": "xa",
 }
 
 
@@ -66,9 +102,7 @@ def generate_intents(
         gender = p["gender"]
         if gender is not None and rng.random() < CONSTRAINT_RATES["gender"]:
             # A unisex product serves shoppers who say "mens" or "womens".
-            row["gender"] = (
-                ("Men", "Women")[int(rng.integers(2))] if gender == "Unisex" else gender
-            )
+            row["gender"] = ("Men", "Women")[int(rng.integers(2))] if gender == "Unisex" else gender
         else:
             row["gender"] = None
         if p["feature"] is not None and rng.random() < CONSTRAINT_RATES["feature"]:
@@ -164,7 +198,12 @@ def phrase_intent(intent: dict, rng: np.random.Generator, canonical: bool) -> Ph
         add(SIZES[intent["size"]], post)
     if intent["price_max"] is not None and not pd.isna(intent["price_max"]):
         price = int(intent["price_max"])
-        forms = (f"under {price}", f"under ${price}", f"below {price}", f"less than {price} dollars")
+        forms = (
+            f"under {price}",
+            f"under ${price}",
+            f"below {price}",
+            f"less than {price} dollars",
+        )
         post.append(forms[0] if canonical else forms[int(rng.integers(len(forms)))])
         tags.append("price")
 
@@ -198,9 +237,10 @@ def phrase_intents(
 ) -> pd.DataFrame:
     """The query universe: every phrasing of every intent with its in-intent weight.
 
-    ``intents`` needs a ``popularity`` column. Popular intents get more variants (more shoppers, more ways of saying it). Returns one row
-    per distinct (intent, normalised text) with ``weight`` (share of the intent's searches) and
-    ``clarity`` (how strongly a reformulating shopper moves towards it).
+    ``intents`` needs a ``popularity`` column. Popular intents get more variants (more
+    shoppers, more ways of saying it). Returns one row per distinct (intent, normalised text)
+    with ``weight`` (share of the intent's searches) and ``clarity`` (how strongly a
+    reformulating shopper moves towards it).
     """
     n = len(intents)
     ranks = intents["popularity"].rank(ascending=False, method="first").to_numpy() - 1

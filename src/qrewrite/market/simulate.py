@@ -224,14 +224,12 @@ def _simulate_chunk(
             "session_id": pa.array(session[cat["sess"]][rows_s], pa.int64()),
             "user_id": pa.array(user[cat["sess"]][rows_s], pa.int64()),
             "search_id": pa.array(search_id[rows_s], pa.int64()),
-            "timestamp": pa.array(
-                _window_start_ms(cfg) + cat["ts"][rows_s], pa.int64()
-            ).cast(pa.timestamp("ms")),
+            "timestamp": pa.array(_window_start_ms(cfg) + cat["ts"][rows_s], pa.int64()).cast(
+                pa.timestamp("ms")
+            ),
             "query": queries.take(pa.array(cat["ph"][rows_s])),
             "position": pa.array(rows_k + 1, pa.int32(), mask=~has_prod),
-            "product_id": product_ids.take(
-                pa.array(np.where(has_prod, prod, 0), mask=~has_prod)
-            ),
+            "product_id": product_ids.take(pa.array(np.where(has_prod, prod, 0), mask=~has_prod)),
             "clicked": pa.array(cat["clicked"][rows_s, rows_k]),
             "carted": pa.array(cat["carted"][rows_s, rows_k]),
             "purchased": pa.array(cat["bought"][rows_s, rows_k]),

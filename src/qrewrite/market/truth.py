@@ -45,9 +45,7 @@ def grade_pairs(
 
     i_type, p_type = _codes(it["product_type"], pr["product_type"])
     same_type = i_type == p_type
-    substitutes = {
-        (t.title, s) for c in CATEGORIES for t in c.types for s in t.substitutes
-    }
+    substitutes = {(t.title, s) for c in CATEGORIES for t in c.types for s in t.substitutes}
     pair_types = zip(it["product_type"].to_numpy(), pr["product_type"].to_numpy(), strict=True)
     is_substitute = np.fromiter(
         ((a, b) in substitutes for a, b in pair_types), dtype=bool, count=len(it)
@@ -63,9 +61,11 @@ def grade_pairs(
 
     req = it["feature_required"].astype("boolean")
     has = pr["has_feature"].astype("boolean")
-    same_feature = (it["feature"].to_numpy(dtype=object) == pr["feature"].to_numpy(dtype=object))
+    same_feature = it["feature"].to_numpy(dtype=object) == pr["feature"].to_numpy(dtype=object)
     feature_conflict = (
-        req.notna().to_numpy() & has.notna().to_numpy() & same_feature
+        req.notna().to_numpy()
+        & has.notna().to_numpy()
+        & same_feature
         & (req.fillna(False).to_numpy() != has.fillna(False).to_numpy())
     )
 
@@ -77,7 +77,8 @@ def grade_pairs(
     mismatches += ~np.isnan(price_max) & (pr["price"].to_numpy(dtype=float) > price_max)
 
     grade = np.where(
-        base == 2, np.where(mismatches == 0, 2, np.where(mismatches == 1, 1, 0)),
+        base == 2,
+        np.where(mismatches == 0, 2, np.where(mismatches == 1, 1, 0)),
         np.where((base == 1) & (mismatches == 0), 1, 0),
     )
     grade[gender_conflict | feature_conflict] = 0

@@ -121,9 +121,11 @@ def open_search_log(
     schema = check_search_log_schema(path)
     report = LogInputReport()
     source = f"read_parquet({_sql_str(str(path if path.is_file() else path / '**/*.parquet'))})"
-    search_id = "search_id" if "search_id" in schema.names else (
+    search_id = (
+        "search_id"
+        if "search_id" in schema.names
         # Logs without a request id: a search is one (session, time, query).
-        'hash(session_id, "timestamp", query)'
+        else ('hash(session_id, "timestamp", query)')
     )
     con.execute(
         f"""

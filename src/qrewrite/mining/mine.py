@@ -95,9 +95,7 @@ def _candidates_sql(cfg: MiningConfig) -> str:
     """
 
 
-def mine(
-    config: MiningConfig, data_dir: str | Path, out_dir: str | Path
-) -> dict:
+def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dict:
     """Mine ``data_dir/search_log.parquet`` (+ ``catalog.parquet``) into ``out_dir``.
 
     Writes ``rewrite_candidates.parquet``, ``query_stats.parquet``, ``mining_report.json`` and,
@@ -141,7 +139,7 @@ def mine(
             per_source = dict(
                 con.execute(
                     f"""SELECT source, count(*) FROM read_parquet(
-                        {_sql_str(str(out / 'rewrite_candidates.parquet'))}) GROUP BY 1"""
+                        {_sql_str(str(out / "rewrite_candidates.parquet"))}) GROUP BY 1"""
                 ).fetchall()
             )
             n_queries = con.execute("SELECT count(*) FROM query_stats").fetchone()

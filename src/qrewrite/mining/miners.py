@@ -13,7 +13,6 @@ import duckdb
 from qrewrite.mining.config import MiningConfig
 
 
-
 def build_query_products(con: duckdb.DuckDBPyConnection) -> None:
     """Materialise ``query_products``: engagement per (normalised query, product), deduplicated.
 
