@@ -133,3 +133,10 @@ def test_cli_reports_one_line_and_exit_code(tmp_path: Path, capsys) -> None:
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "missing column(s) clicked, carted" in err
+
+
+def test_duplicates_beyond_position_63_are_counted(tmp_path: Path) -> None:
+    deep = search(13, 130, 5, "mug", [(f"P{i % 3 + 1}", "") for i in range(70)])
+    data = write_market(tmp_path / "data", [*reference_log(), *deep, deep[65], deep[2]])
+    report = mine(MiningConfig(), data, tmp_path / "out")
+    assert report["input"]["duplicate_impressions"] == 2  # one at position 66, one at 3

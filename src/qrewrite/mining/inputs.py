@@ -113,7 +113,7 @@ def open_search_log(
     """Create the tables the miners read: ``search_facts`` (one row per search) and ``engaged``.
 
     - ``search_facts``: search_id, session_id, user_id, ts, query (normalised), raw_query,
-      n_results, clicks, carts, purchases, any_click, any_purchase;
+      n_results (impression rows shown), clicks, carts, purchases, any_click, any_purchase;
     - ``engaged``: one row per distinct (search_id, position, product_id) that was clicked, carted
       or purchased, with the three flags.
     Rows failing a row-level rule go to ``quarantine/search_log_rejected.parquet`` with a reason.
@@ -188,15 +188,23 @@ def open_search_log(
         CREATE OR REPLACE TEMP TABLE searches AS
         SELECT search_id, any_value(session_id) AS session_id, any_value(user_id) AS user_id,
                min("timestamp") AS ts, any_value(query) AS raw_query,
-               count(*) AS n_rows, count(DISTINCT position) AS n_results,
-               count(position) - count(DISTINCT position) AS duplicate_rows
+               count(*) AS n_rows, count(position) AS n_results,
+               -- Exact duplicate positions without a DISTINCT aggregate (3x slower): a bitmask
+               -- of positions 1..63; the rare deeper positions are counted separately below.
+               count(position) FILTER (WHERE position < 64) - bit_count(bit_or(
+                   CASE WHEN position < 64 THEN 1::UBIGINT << position::INTEGER END
+               )) AS duplicate_rows
         FROM clean_log GROUP BY search_id
         """
     )
     n = con.execute("SELECT count(*), sum(duplicate_rows), sum(n_rows) FROM searches").fetchone()
-    assert n is not None
+    deep = con.execute(
+        """SELECT count(*) - count(DISTINCT (search_id, position))
+           FROM clean_log WHERE position >= 64"""
+    ).fetchone()
+    assert n is not None and deep is not None
     report.searches = int(n[0])
-    report.duplicate_impressions = int(n[1] or 0)
+    report.duplicate_impressions = int(n[1] or 0) + int(deep[0] or 0)
     # Rows neither rejected nor in a kept search fell outside the window (saves a scan).
     rejected_rows = sum(report.rows_rejected.values())
     report.rows_outside_window = report.rows_read - rejected_rows - int(n[2] or 0)

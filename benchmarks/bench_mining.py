@@ -1,0 +1,184 @@
+"""Mining benchmark: impressions/s, peak RSS, and mining time over one DuckDB full scan.
+
+Run with ``make bench``. For each scale it synthesizes the marketplace once (kept under
+``--work`` and reused while its manifest matches), then, each in a fresh child process so that
+peak memory is that step's alone:
+
+1. a DuckDB full scan of ``search_log.parquet`` that touches every column;
+2. ``qrewrite mine`` on the same file.
+
+It prints a Markdown table and, with ``--write``, replaces the mining section of
+``docs/benchmarks.md``. Timings are measurements, never test assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+BEGIN, END = "<!-- bench:mining:begin -->", "<!-- bench:mining:end -->"
+
+SCAN_SQL = """
+SELECT count(*), count(DISTINCT session_id) > 0, max(user_id), max(search_id),
+       max("timestamp"), max(length(query)), max(position), max(product_id),
+       sum(clicked::INT), sum(carted::INT), sum(purchased::INT)
+FROM read_parquet('{path}')
+"""
+
+
+def _run_child(args: list[str]) -> tuple[float, int, str]:
+    """Run a child that prints its own peak RSS (bytes) as its last stdout line.
+
+    Returns (wall seconds, peak RSS bytes, the rest of stdout). Each step runs in a fresh child
+    so its peak memory is its own, not the benchmark driver's.
+    """
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = proc.communicate()
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark step failed: {' '.join(args)}\n{stderr}")
+    lines = stdout.strip().splitlines()
+    peak = int(lines[-1]) if lines and lines[-1].isdigit() else 0
+    return seconds, peak, "\n".join(lines[:-1])
+
+
+_WRAPPER = """
+import resource, runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_module(sys.argv[0], run_name="__main__")
+except SystemExit as e:
+    if e.code not in (0, None):
+        raise
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+_SCAN = """
+import sys, duckdb
+con = duckdb.connect()
+con.execute("SET threads = {threads}")
+print(con.execute(sys.argv[1]).fetchone())
+"""
+
+
+def ensure_market(scale: str, work: Path, seed: int) -> dict:
+    out = work / scale
+    manifest_path = out / "manifest.json"
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest["config"]["scale"] == scale and manifest["config"]["seed"] == seed:
+            return manifest
+    print(f"synthesizing {scale} into {out} (once; reused by later runs)", flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "qrewrite.cli", "synth", "--scale", scale, "--seed", str(seed),
+         "--out", str(out)],
+        check=True,
+    )
+    manifest = json.loads(manifest_path.read_text())
+    manifest["synth_seconds"] = round(time.perf_counter() - t0, 1)
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def bench_scale(scale: str, work: Path, seed: int, threads: int) -> dict:
+    manifest = ensure_market(scale, work, seed)
+    data = work / scale
+    log_path = data / "search_log.parquet"
+    scan_code = _SCAN.format(threads=threads)
+    scan_s, scan_rss, _ = _run_child(
+        [sys.executable, "-c", scan_code + "\nimport resource\n"
+         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)",
+         SCAN_SQL.format(path=str(log_path).replace("'", "''"))]
+    )
+    mine_s, mine_rss, _ = _run_child(
+        [sys.executable, "-c", _WRAPPER, "qrewrite.cli", "mine", "--data", str(data), "--out",
+         str(work / f"{scale}_mined"), "--set", f"duckdb_threads={threads}"]
+    )
+    report = json.loads((work / f"{scale}_mined" / "mining_report.json").read_text())
+    rows = report["input"]["rows_read"]
+    return {
+        "scale": scale,
+        "impressions": rows,
+        "searches": report["input"]["searches"],
+        "file_mb": round(log_path.stat().st_size / 2**20, 1),
+        "synth_s": manifest.get("synth_seconds"),
+        "scan_s": round(scan_s, 2),
+        "scan_peak_rss_gib": round(scan_rss / 2**30, 2),
+        "mine_s": round(mine_s, 2),
+        "mine_in_process_s": report["seconds"],
+        "mine_peak_rss_gib": round(mine_rss / 2**30, 2),
+        "impressions_per_s": round(rows / mine_s),
+        "mine_over_scan": round(mine_s / scan_s, 1),
+        "candidates": sum(report["candidates"].values()),
+    }
+
+
+def to_markdown(results: list[dict], threads: int) -> str:
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    lines = [
+        BEGIN,
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on this project's CPU machine ({machine}), "
+        f"DuckDB threads={threads}, by `make bench` (benchmarks/bench_mining.py). Mining time is "
+        "the wall time of the `qrewrite mine` process (start-up, imports, all three miners, "
+        "query stats, writing outputs); the scan is one DuckDB query touching every column of "
+        "the same parquet file.",
+        "",
+        "| scale | impressions | searches | log size | synth | full scan | mining | "
+        "impressions/s | mining / scan | peak RSS (mining) | candidates |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        synth = f"{r['synth_s']:.0f} s" if r["synth_s"] else "(cached)"
+        lines.append(
+            f"| {r['scale']} | {r['impressions']:,} | {r['searches']:,} | {r['file_mb']} MiB | "
+            f"{synth} | {r['scan_s']:.1f} s | {r['mine_s']:.1f} s | {r['impressions_per_s']:,} | "
+            f"{r['mine_over_scan']}x | {r['mine_peak_rss_gib']} GiB | {r['candidates']:,} |"
+        )
+    lines += ["", "Targets: >= 1M impressions/s, peak RSS < 4 GiB at huge, mining within 10x "
+              "of a full scan.", END]
+    return "\n".join(lines)
+
+
+def write_section(doc: Path, section: str) -> None:
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n## Log mining\n\n" + section + "\n"
+    doc.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scales", nargs="+", default=["large", "huge"],
+                        choices=["tiny", "demo", "large", "huge"])
+    parser.add_argument("--work", type=Path, default=Path(".bench"))
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--write", type=Path, help="update this Markdown file's mining section")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    results = []
+    for scale in args.scales:
+        r = bench_scale(scale, args.work, args.seed, args.threads)
+        print(json.dumps(r), flush=True)
+        results.append(r)
+    section = to_markdown(results, args.threads)
+    print(section)
+    if args.write:
+        write_section(args.write, section)
+        print(f"wrote {args.write}")
+
+
+if __name__ == "__main__":
+    main()
