@@ -79,8 +79,18 @@ def ensure_market(scale: str, work: Path, seed: int) -> dict:
     print(f"synthesizing {scale} into {out} (once; reused by later runs)", flush=True)
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "qrewrite.cli", "synth", "--scale", scale, "--seed", str(seed),
-         "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "qrewrite.cli",
+            "synth",
+            "--scale",
+            scale,
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+        ],
         check=True,
     )
     manifest = json.loads(manifest_path.read_text())
@@ -95,13 +105,28 @@ def bench_scale(scale: str, work: Path, seed: int, threads: int) -> dict:
     log_path = data / "search_log.parquet"
     scan_code = _SCAN.format(threads=threads)
     scan_s, scan_rss, _ = _run_child(
-        [sys.executable, "-c", scan_code + "\nimport resource\n"
-         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)",
-         SCAN_SQL.format(path=str(log_path).replace("'", "''"))]
+        [
+            sys.executable,
+            "-c",
+            scan_code + "\nimport resource\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)",
+            SCAN_SQL.format(path=str(log_path).replace("'", "''")),
+        ]
     )
     mine_s, mine_rss, _ = _run_child(
-        [sys.executable, "-c", _WRAPPER, "qrewrite.cli", "mine", "--data", str(data), "--out",
-         str(work / f"{scale}_mined"), "--set", f"duckdb_threads={threads}"]
+        [
+            sys.executable,
+            "-c",
+            _WRAPPER,
+            "qrewrite.cli",
+            "mine",
+            "--data",
+            str(data),
+            "--out",
+            str(work / f"{scale}_mined"),
+            "--set",
+            f"duckdb_threads={threads}",
+        ]
     )
     report = json.loads((work / f"{scale}_mined" / "mining_report.json").read_text())
     rows = report["input"]["rows_read"]
@@ -143,8 +168,11 @@ def to_markdown(results: list[dict], threads: int) -> str:
             f"{synth} | {r['scan_s']:.1f} s | {r['mine_s']:.1f} s | {r['impressions_per_s']:,} | "
             f"{r['mine_over_scan']}x | {r['mine_peak_rss_gib']} GiB | {r['candidates']:,} |"
         )
-    lines += ["", "Targets: >= 1M impressions/s, peak RSS < 4 GiB at huge, mining within 10x "
-              "of a full scan.", END]
+    lines += [
+        "",
+        "Targets: >= 1M impressions/s, peak RSS < 4 GiB at huge, mining within 10x of a full scan.",
+        END,
+    ]
     return "\n".join(lines)
 
 
@@ -160,8 +188,9 @@ def write_section(doc: Path, section: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", nargs="+", default=["large", "huge"],
-                        choices=["tiny", "demo", "large", "huge"])
+    parser.add_argument(
+        "--scales", nargs="+", default=["large", "huge"], choices=["tiny", "demo", "large", "huge"]
+    )
     parser.add_argument("--work", type=Path, default=Path(".bench"))
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)

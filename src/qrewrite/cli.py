@@ -134,7 +134,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
         )
     print(
         f"mine: wrote {args.out}/rewrite_candidates.parquet, query_stats.parquet, "
-        "mining_report.json"
+        "mining_report.json; read mining_report.md"
     )
     return 0
 
@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="mine rewrite candidates and query stats from a search log (DuckDB)",
         description="Mine DIR/search_log.parquet and DIR/catalog.parquet with DuckDB: session "
         "reformulations, co-engagement and engaged titles -> rewrite_candidates.parquet; "
-        "per-query statistics -> query_stats.parquet; mining_report.json with every count.",
+        "per-query statistics -> query_stats.parquet; mining_report.json with every count, "
+        "mining_report.md to read.",
     )
     p.add_argument(
         "--data",

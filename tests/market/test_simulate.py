@@ -130,3 +130,9 @@ def test_lexical_gap_and_zipf_traffic(tiny_market: Path, log_with_truth: pd.Data
 def test_unknown_scale_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown scale 'medium'"):
         synthesize(SynthConfig(scale="medium"), tmp_path)
+
+
+def test_surface_noise_folds_back_under_normalisation(log_with_truth: pd.DataFrame) -> None:
+    raw = log_with_truth.drop_duplicates("search_id")["query"]
+    assert raw.nunique() > raw.map(normalize_query).nunique()
+    assert raw.str.contains(r"[A-Z]").mean() == pytest.approx(0.04, abs=0.02)

@@ -223,12 +223,6 @@ def phrase_intent(intent: dict, rng: np.random.Generator, canonical: bool) -> Ph
                 words[i] = misspell(words[i], rng)
                 tags.append("misspelling")
     text = " ".join(words)
-    # Surface noise real logs carry: capitals and stray spaces (mining normalises them away).
-    r = rng.random()
-    if not canonical and r < 0.04:
-        text = text.title()
-    elif not canonical and r < 0.06:
-        text = text + "  "
     return Phrasing(text=text, tags=",".join(sorted(set(tags))), canonical=canonical)
 
 
@@ -237,6 +231,7 @@ def phrase_intents(
 ) -> pd.DataFrame:
     """The query universe: every phrasing of every intent with its in-intent weight.
 
+    Texts are lower-case and single-spaced; the simulator adds per-search surface noise.
     ``intents`` needs a ``popularity`` column. Popular intents get more variants (more
     shoppers, more ways of saying it). Returns one row per distinct (intent, normalised text)
     with ``weight`` (share of the intent's searches) and ``clarity`` (how strongly a

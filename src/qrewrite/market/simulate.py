@@ -63,6 +63,8 @@ class SynthConfig:
     cart_given_click: tuple[float, float, float] = (0.04, 0.2, 0.45)
     purchase_given_cart: tuple[float, float, float] = (0.1, 0.4, 0.7)
     intent_zipf_exponent: float = 1.05
+    title_case_rate: float = 0.04
+    stray_space_rate: float = 0.02
     chunk_sessions: int = 250_000
 
     def resolved(self) -> SynthConfig:
@@ -218,7 +220,20 @@ def _simulate_chunk(
     has_prod = prod != NO_RESULT
 
     product_ids = pa.array(world.catalog["product_id"].to_numpy(), pa.string())
-    queries = pa.array(world.universe["query"].to_numpy(), pa.string())
+    # Surface noise real logs carry, per search: some shoppers type Capitals, some leave stray
+    # spaces. Mining's normalisation must fold these back into one query.
+    texts = world.universe["query"]
+    queries = pa.array(
+        np.concatenate([texts.to_numpy(), texts.str.title().to_numpy(), (texts + "  ").to_numpy()]),
+        pa.string(),
+    )
+    noise = rng.random(n_search)
+    surface = np.where(
+        noise < cfg.title_case_rate,
+        1,
+        np.where(noise < cfg.title_case_rate + cfg.stray_space_rate, 2, 0),
+    )
+    query_index = cat["ph"] + surface * len(texts)
     table = pa.table(
         {
             "session_id": pa.array(session[cat["sess"]][rows_s], pa.int64()),
@@ -227,7 +242,7 @@ def _simulate_chunk(
             "timestamp": pa.array(_window_start_ms(cfg) + cat["ts"][rows_s], pa.int64()).cast(
                 pa.timestamp("ms")
             ),
-            "query": queries.take(pa.array(cat["ph"][rows_s])),
+            "query": queries.take(pa.array(query_index[rows_s])),
             "position": pa.array(rows_k + 1, pa.int32(), mask=~has_prod),
             "product_id": product_ids.take(pa.array(np.where(has_prod, prod, 0), mask=~has_prod)),
             "clicked": pa.array(cat["clicked"][rows_s, rows_k]),

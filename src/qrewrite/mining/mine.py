@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from qrewrite import __version__
 from qrewrite.errors import DataError
@@ -22,6 +23,7 @@ from qrewrite.mining.miners import (
     mine_engaged_titles,
     mine_session_reformulations,
 )
+from qrewrite.mining.report import write_mining_report
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +100,9 @@ def _candidates_sql(cfg: MiningConfig) -> str:
 def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dict:
     """Mine ``data_dir/search_log.parquet`` (+ ``catalog.parquet``) into ``out_dir``.
 
-    Writes ``rewrite_candidates.parquet``, ``query_stats.parquet``, ``mining_report.json`` and,
-    when rows were set aside, ``quarantine/search_log_rejected.parquet``. Returns the report.
+    Writes ``rewrite_candidates.parquet``, ``query_stats.parquet``, ``mining_report.json``,
+    ``mining_report.md`` (with ``query_frequency.png``) and, when rows were set aside,
+    ``quarantine/search_log_rejected.parquet``. Returns the report.
     """
     t0 = time.perf_counter()
     data, out = Path(data_dir), Path(out_dir)
@@ -112,9 +115,11 @@ def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dic
             if config.duckdb_threads:
                 con.execute(f"SET threads = {int(config.duckdb_threads)}")
             n_products = _open_catalog(con, data / "catalog.parquet")
+            log.info("mine: reading %s", data / "search_log.parquet")
             inputs = open_search_log(
                 con, data / "search_log.parquet", out / "quarantine", config.start, config.end
             )
+            log.info("mine: %d searches; running the miners", inputs.searches)
             build_query_products(con)
             con.execute("CREATE TEMP TABLE query_stats AS " + compute_query_stats(con).sql_query())
             for name, miner in (
@@ -164,4 +169,8 @@ def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dic
         "seconds": round(time.perf_counter() - t0, 3),
     }
     (out / "mining_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    stats = pd.read_parquet(
+        out / "query_stats.parquet", columns=["searches", "cvr", "ctr", "zero_result_searches"]
+    )
+    write_mining_report(report, stats, out)
     return report
