@@ -20,8 +20,11 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+
+from qrewrite.market.simulate import SynthConfig
 
 BEGIN, END = "<!-- bench:mining:begin -->", "<!-- bench:mining:end -->"
 
@@ -72,9 +75,11 @@ print(con.execute(sys.argv[1]).fetchone())
 def ensure_market(scale: str, work: Path, seed: int) -> dict:
     out = work / scale
     manifest_path = out / "manifest.json"
+    wanted = asdict(SynthConfig(scale=scale, seed=seed).resolved())
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
-        if manifest["config"]["scale"] == scale and manifest["config"]["seed"] == seed:
+        # Reuse only data made with identical settings (delete --work to force a rebuild).
+        if json.loads(json.dumps(wanted)) == manifest["config"]:
             return manifest
     print(f"synthesizing {scale} into {out} (once; reused by later runs)", flush=True)
     t0 = time.perf_counter()

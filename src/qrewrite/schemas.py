@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pyarrow as pa
+
+
+def epoch_ms(iso_date: str) -> int:
+    """Milliseconds since the Unix epoch of an ISO date/time read as UTC (log timestamps are
+    naive UTC ``timestamp[ms]``)."""
+    return int((datetime.fromisoformat(iso_date) - datetime(1970, 1, 1)).total_seconds() * 1000)
+
 
 CATALOG = pa.schema(
     [

@@ -22,6 +22,9 @@ import pyarrow.parquet as pq
 
 from qrewrite import __version__, schemas
 from qrewrite.errors import DataError
+from qrewrite.market import behaviour
+from qrewrite.market.behaviour import simulate_engagement
+from qrewrite.schemas import epoch_ms
 from qrewrite.text import normalize_query
 
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -64,10 +67,10 @@ class JudgedImportConfig:
     max_page_size: int = 40
     start_date: str = "2026-01-05"
     days: int = 28
-    position_bias_exponent: float = 0.8
-    click_given_seen: tuple[float, float, float] = (0.03, 0.22, 0.55)
-    cart_given_click: tuple[float, float, float] = (0.04, 0.2, 0.45)
-    purchase_given_cart: tuple[float, float, float] = (0.1, 0.4, 0.7)
+    position_bias_exponent: float = behaviour.POSITION_BIAS_EXPONENT
+    click_given_seen: tuple[float, float, float] = behaviour.CLICK_GIVEN_SEEN
+    cart_given_click: tuple[float, float, float] = behaviour.CART_GIVEN_CLICK
+    purchase_given_cart: tuple[float, float, float] = behaviour.PURCHASE_GIVEN_CART
 
 
 def read_judged_file(path: Path) -> pd.DataFrame:
@@ -302,23 +305,24 @@ def _replay(config: JudgedImportConfig, kept: pd.DataFrame) -> pa.Table:
     judged_q = judged["query"].map(q_index).to_numpy()
 
     reps = config.sessions_per_query
-    n_rows = len(judged) * reps
     rep = np.repeat(np.arange(reps), len(judged))
     base = np.tile(np.arange(len(judged)), reps)
     search = rep * len(queries) + judged_q[base]  # one search per (query, replay)
     n_searches = reps * len(queries)
     window_ms = config.days * 86_400_000
-    start_ms = int(
-        (datetime.fromisoformat(config.start_date) - datetime(1970, 1, 1)).total_seconds() * 1000
-    )
-    search_ts = start_ms + rng.integers(0, window_ms, size=n_searches)
+    search_ts = epoch_ms(config.start_date) + rng.integers(0, window_ms, size=n_searches)
 
     grades = judged["grade"].to_numpy(dtype=np.int64)[base]
     pos = judged["position"].to_numpy()[base]
-    seen = 1.0 / pos**config.position_bias_exponent
-    clicked = rng.random(n_rows) < seen * np.asarray(config.click_given_seen)[grades]
-    carted = clicked & (rng.random(n_rows) < np.asarray(config.cart_given_click)[grades])
-    bought = carted & (rng.random(n_rows) < np.asarray(config.purchase_given_cart)[grades])
+    clicked, carted, bought = simulate_engagement(
+        grades,
+        pos,
+        rng,
+        config.position_bias_exponent,
+        config.click_given_seen,
+        config.cart_given_click,
+        config.purchase_given_cart,
+    )
 
     order = np.lexsort((pos, search))
     raw_query = judged["raw_query"].astype(object).to_numpy()[base]

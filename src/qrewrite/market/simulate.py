@@ -22,9 +22,12 @@ from tqdm.auto import tqdm
 
 from qrewrite import __version__, schemas
 from qrewrite.errors import ConfigError
+from qrewrite.market import behaviour
+from qrewrite.market.behaviour import simulate_engagement
 from qrewrite.market.catalog import generate_catalog
 from qrewrite.market.intents import generate_intents, phrase_intents
 from qrewrite.market.truth import grade_pairs
+from qrewrite.schemas import epoch_ms
 from qrewrite.search_engine import NO_RESULT, LexicalSearchEngine
 from qrewrite.text import normalize_query
 
@@ -58,10 +61,10 @@ class SynthConfig:
     reformulate_if_no_click: float = 0.65
     reformulate_if_clicked: float = 0.3
     # ...and the behaviour model: examination by position, then grade-driven actions.
-    position_bias_exponent: float = 0.8
-    click_given_seen: tuple[float, float, float] = (0.03, 0.22, 0.55)
-    cart_given_click: tuple[float, float, float] = (0.04, 0.2, 0.45)
-    purchase_given_cart: tuple[float, float, float] = (0.1, 0.4, 0.7)
+    position_bias_exponent: float = behaviour.POSITION_BIAS_EXPONENT
+    click_given_seen: tuple[float, float, float] = behaviour.CLICK_GIVEN_SEEN
+    cart_given_click: tuple[float, float, float] = behaviour.CART_GIVEN_CLICK
+    purchase_given_cart: tuple[float, float, float] = behaviour.PURCHASE_GIVEN_CART
     intent_zipf_exponent: float = 1.05
     title_case_rate: float = 0.04
     stray_space_rate: float = 0.02
@@ -178,12 +181,16 @@ def _simulate_chunk(
         page = world.pages[s_ph]
         grades = world.page_grades[s_ph]
         shown = page != NO_RESULT
-        k = page.shape[1]
-        seen = (1.0 / np.arange(1, k + 1) ** cfg.position_bias_exponent)[None, :]
-        p_click = seen * np.asarray(cfg.click_given_seen)[grades]
-        clicked = shown & (rng.random(page.shape) < p_click)
-        carted = clicked & (rng.random(page.shape) < np.asarray(cfg.cart_given_click)[grades])
-        bought = carted & (rng.random(page.shape) < np.asarray(cfg.purchase_given_cart)[grades])
+        clicked, carted, bought = simulate_engagement(
+            grades,
+            np.arange(1, page.shape[1] + 1)[None, :],
+            rng,
+            cfg.position_bias_exponent,
+            cfg.click_given_seen,
+            cfg.cart_given_click,
+            cfg.purchase_given_cart,
+        )
+        clicked, carted, bought = clicked & shown, carted & shown, bought & shown
         searches.append((active, s_ph, ts[active].copy(), page, clicked, carted, bought, step))
         any_click, any_buy = clicked.any(axis=1), bought.any(axis=1)
         p_again = np.where(any_click, cfg.reformulate_if_clicked, cfg.reformulate_if_no_click)
@@ -239,7 +246,7 @@ def _simulate_chunk(
             "session_id": pa.array(session[cat["sess"]][rows_s], pa.int64()),
             "user_id": pa.array(user[cat["sess"]][rows_s], pa.int64()),
             "search_id": pa.array(search_id[rows_s], pa.int64()),
-            "timestamp": pa.array(_window_start_ms(cfg) + cat["ts"][rows_s], pa.int64()).cast(
+            "timestamp": pa.array(epoch_ms(cfg.start_date) + cat["ts"][rows_s], pa.int64()).cast(
                 pa.timestamp("ms")
             ),
             "query": queries.take(pa.array(query_index[rows_s])),
@@ -258,12 +265,6 @@ def _simulate_chunk(
         }
     )
     return table, truth
-
-
-def _window_start_ms(cfg: SynthConfig) -> int:
-    return int(datetime.fromisoformat(cfg.start_date).timestamp() * 1000) - int(
-        datetime(1970, 1, 1).timestamp() * 1000
-    )
 
 
 def _write_table(df: pd.DataFrame, path: Path, schema: pa.Schema | None = None) -> None:

@@ -99,7 +99,8 @@ _REJECT_REASON = """
 """
 
 
-def _sql_str(value: str) -> str:
+def sql_literal(value: str) -> str:
+    """A single-quoted SQL string literal (paths and dates interpolated into DuckDB SQL)."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -120,7 +121,7 @@ def open_search_log(
     """
     schema = check_search_log_schema(path)
     report = LogInputReport()
-    source = f"read_parquet({_sql_str(str(path if path.is_file() else path / '**/*.parquet'))})"
+    source = f"read_parquet({sql_literal(str(path if path.is_file() else path / '**/*.parquet'))})"
     search_id = (
         "search_id"
         if "search_id" in schema.names
@@ -158,7 +159,7 @@ def open_search_log(
                 datetime.fromisoformat(bound)
             except ValueError as e:
                 raise DataError(f"mine: {name} {bound!r} is not an ISO date (YYYY-MM-DD)") from e
-            window.append(f'"timestamp" {op} TIMESTAMP {_sql_str(bound)}')
+            window.append(f'"timestamp" {op} TIMESTAMP {sql_literal(bound)}')
     in_window = " AND ".join(window)
 
     con.execute(
@@ -175,7 +176,7 @@ def open_search_log(
     if report.rows_rejected:
         quarantine_dir.mkdir(parents=True, exist_ok=True)
         target = quarantine_dir / "search_log_rejected.parquet"
-        con.execute(f"COPY rejected TO {_sql_str(str(target))} (FORMAT parquet)")
+        con.execute(f"COPY rejected TO {sql_literal(str(target))} (FORMAT parquet)")
 
     con.execute(
         f"""

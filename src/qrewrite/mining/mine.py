@@ -15,7 +15,7 @@ import pandas as pd
 from qrewrite import __version__
 from qrewrite.errors import DataError
 from qrewrite.mining.config import MiningConfig
-from qrewrite.mining.inputs import _sql_str, open_search_log, parquet_schema
+from qrewrite.mining.inputs import open_search_log, parquet_schema, sql_literal
 from qrewrite.mining.miners import (
     build_query_products,
     compute_query_stats,
@@ -38,7 +38,7 @@ def _open_catalog(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE catalog AS
             SELECT CAST(product_id AS VARCHAR) AS product_id, CAST(title AS VARCHAR) AS title
-            FROM read_parquet({_sql_str(str(path))})"""
+            FROM read_parquet({sql_literal(str(path))})"""
     )
     n, distinct, null_titles = con.execute(
         "SELECT count(*), count(DISTINCT product_id), count(*) - count(title) FROM catalog"
@@ -110,8 +110,8 @@ def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dic
     with tempfile.TemporaryDirectory(prefix="qrewrite-duckdb-", dir=out) as spill:
         con = duckdb.connect()
         try:
-            con.execute(f"SET memory_limit = {_sql_str(config.duckdb_memory_limit)}")
-            con.execute(f"SET temp_directory = {_sql_str(spill)}")
+            con.execute(f"SET memory_limit = {sql_literal(config.duckdb_memory_limit)}")
+            con.execute(f"SET temp_directory = {sql_literal(spill)}")
             if config.duckdb_threads:
                 con.execute(f"SET threads = {int(config.duckdb_threads)}")
             n_products = _open_catalog(con, data / "catalog.parquet")
@@ -135,16 +135,16 @@ def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dic
             ).fetchone()
             con.execute(
                 f"COPY (SELECT * FROM query_stats ORDER BY query) TO "
-                f"{_sql_str(str(out / 'query_stats.parquet'))} (FORMAT parquet)"
+                f"{sql_literal(str(out / 'query_stats.parquet'))} (FORMAT parquet)"
             )
             con.execute(
                 f"COPY ({_candidates_sql(config)}) TO "
-                f"{_sql_str(str(out / 'rewrite_candidates.parquet'))} (FORMAT parquet)"
+                f"{sql_literal(str(out / 'rewrite_candidates.parquet'))} (FORMAT parquet)"
             )
             per_source = dict(
                 con.execute(
                     f"""SELECT source, count(*) FROM read_parquet(
-                        {_sql_str(str(out / "rewrite_candidates.parquet"))}) GROUP BY 1"""
+                        {sql_literal(str(out / "rewrite_candidates.parquet"))}) GROUP BY 1"""
                 ).fetchall()
             )
             n_queries = con.execute("SELECT count(*) FROM query_stats").fetchone()

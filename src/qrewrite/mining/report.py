@@ -18,7 +18,9 @@ def plot_query_frequency(query_stats: pd.DataFrame, candidates: dict[str, int], 
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     counts = np.sort(query_stats["searches"].to_numpy())[::-1]
-    ax1.loglog(np.arange(1, len(counts) + 1), counts, marker=".", linestyle="none", markersize=3)
+    # ~400 log-spaced ranks draw the same curve as every query, at a fraction of the cost.
+    ranks = np.unique(np.geomspace(1, len(counts), num=min(len(counts), 400)).astype(int))
+    ax1.loglog(ranks, counts[ranks - 1], marker=".", linestyle="none", markersize=3)
     ax1.set_xlabel("query rank")
     ax1.set_ylabel("searches")
     ax1.set_title(f"Query frequency ({len(counts):,} queries)")
