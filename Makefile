@@ -27,9 +27,9 @@ demo: setup
 	@echo ""
 	@echo "Demo outputs:"
 	@echo "  marketplace      $(OUT)/market/   (catalog, search_log, truth/, manifest.json)"
-	@echo "  mined            $(OUT)/mined/    (rewrite_candidates, query_stats, mining_report.json)"
+	@echo "  mined            $(OUT)/mined/    (rewrite_candidates, query_stats; read mining_report.md)"
 	@echo "  contract reports $(OUT)/contracts/*.md"
-	@echo "  Data Docs        $(OUT)/contracts/data_docs/index.html"
+	@echo "  Data Docs        $(OUT)/contracts/data_docs/<contract>/index.html"
 
 test: setup
 	$(BIN)/python -m pytest -q

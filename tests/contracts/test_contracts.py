@@ -47,7 +47,7 @@ def test_contract_passes_on_good_data(
     assert len(result.outcomes) >= 9
     assert (tmp_path / f"{name}.md").read_text().startswith(f"# Data contract `{name}`: PASSED")
     assert json.loads((tmp_path / f"{name}.json").read_text())["success"] is True
-    assert (tmp_path / "data_docs" / "index.html").exists()
+    assert (tmp_path / "data_docs" / name / "index.html").exists()
 
 
 @pytest.mark.parametrize("name", CONTRACTS)
@@ -96,3 +96,12 @@ def test_cli_exit_codes(tiny_market: Path, tmp_path: Path, capsys) -> None:
     )
     assert main(["validate", "--contract", "nope", "--data", str(bad)]) == 3
     assert "known contracts: catalog" in capsys.readouterr().err
+
+
+def test_reports_of_several_contracts_share_a_folder(tiny_market: Path, tmp_path: Path) -> None:
+    for name in ("catalog", "search_log"):
+        validate_path(name, tiny_market / f"{name}.parquet", tmp_path)
+    for name in ("catalog", "search_log"):
+        assert (tmp_path / f"{name}.md").exists()
+        pages = list((tmp_path / "data_docs" / name / "validations").rglob("*.html"))
+        assert len(pages) == 1, f"{name}: Data Docs page missing"

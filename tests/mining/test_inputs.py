@@ -69,6 +69,7 @@ def test_bad_rows_are_quarantined_and_counted(tmp_path: Path) -> None:
     rows = reference_log()
     rows += search(8, 80, 5, "", [("P1", "cb")])  # empty query
     rows += search(9, 90, 5, "   ", [("P1", "")])  # blank query
+    rows += search(14, 140, 5, "\u00a0", [("P1", "cb")])  # blank once NFKC-normalised
     bad_pos = search(10, 100, 5, "mug", [("P3", "cb")])
     bad_pos[0]["position"] = -1
     rows += bad_pos
@@ -78,16 +79,18 @@ def test_bad_rows_are_quarantined_and_counted(tmp_path: Path) -> None:
     data = _write_raw(tmp_path, pa.Table.from_pylist(rows))
     report = mine(MiningConfig(), data, tmp_path / "out")
     assert report["input"]["rows_rejected"] == {
-        "null_or_empty_query": 3,
+        "null_or_empty_query": 4,
         "position_below_1": 1,
     }
     rejected = pd.read_parquet(tmp_path / "out" / "quarantine" / "search_log_rejected.parquet")
-    assert len(rejected) == 4 and set(rejected["reject_reason"]) == {
+    assert len(rejected) == 5 and set(rejected["reject_reason"]) == {
         "null_or_empty_query",
         "position_below_1",
     }
     stats = pd.read_parquet(tmp_path / "out" / "query_stats.parquet")
     assert "mug" not in set(stats["query"]) and "" not in set(stats["query"])
+    assert stats.set_index("query").loc["running shoes", "purchases"] == 4  # P1 bought under blank
+    assert report["input"]["searches"] == 10
 
 
 def test_duplicated_events_count_once(tmp_path: Path) -> None:

@@ -215,7 +215,9 @@ def validate_frame(
         logging.getLogger(name).setLevel(logging.CRITICAL)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    docs_dir = (report_dir / "data_docs").resolve() if report_dir else None
+    # One site per contract: GE rebuilds a site from its own (ephemeral) store, so contracts
+    # sharing a site would overwrite each other's pages.
+    docs_dir = (report_dir / "data_docs" / contract).resolve() if report_dir else None
     actions = []
     if docs_dir is not None:
         context.add_data_docs_site(

@@ -88,7 +88,7 @@ class LogInputReport:
 
 _REJECT_REASON = """
     CASE
-        WHEN query IS NULL OR trim(query) = '' THEN 'null_or_empty_query'
+        WHEN query IS NULL THEN 'null_or_empty_query'
         WHEN session_id IS NULL THEN 'null_session_id'
         WHEN search_id IS NULL THEN 'null_search_id'
         WHEN "timestamp" IS NULL THEN 'null_timestamp'
@@ -97,6 +97,13 @@ _REJECT_REASON = """
         WHEN clicked IS NULL OR carted IS NULL OR purchased IS NULL THEN 'null_engagement_flag'
     END
 """
+
+
+def fetch_row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple:
+    """The single row of a small query, fully fetched (DuckDB 2 treats a result read with
+    ``fetchone`` as unfinished and then refuses ``register`` on the connection)."""
+    rows = con.execute(sql).fetchall()
+    return tuple(rows[0]) if rows else ()
 
 
 def sql_literal(value: str) -> str:
@@ -111,12 +118,14 @@ def open_search_log(
     start: str | None,
     end: str | None,
 ) -> LogInputReport:
-    """Create the tables the miners read: ``search_facts`` (one row per search) and ``engaged``.
+    """Create the tables the miners read:
 
-    - ``search_facts``: search_id, session_id, user_id, ts, query (normalised), raw_query,
+    - ``search_facts``: one row per search: search_id, session_id, user_id, ts, query_id,
       n_results (impression rows shown), clicks, carts, purchases, any_click, any_purchase;
     - ``engaged``: one row per distinct (search_id, position, product_id) that was clicked, carted
-      or purchased, with the three flags.
+      or purchased, with the three flags;
+    - ``queries``: query_id and the normalised query text.
+
     Rows failing a row-level rule go to ``quarantine/search_log_rejected.parquet`` with a reason.
     """
     schema = check_search_log_schema(path)
@@ -140,12 +149,9 @@ def open_search_log(
         """
     )
     try:
-        stats = con.execute(
-            'SELECT count(*), min("timestamp"), max("timestamp") FROM raw_log'
-        ).fetchone()
+        stats = fetch_row(con, 'SELECT count(*), min("timestamp"), max("timestamp") FROM raw_log')
     except duckdb.Error as e:  # e.g. invalid UTF-8 in a string column, flags not 0/1
         raise DataError(f"{path}: cannot read the search log ({str(e).splitlines()[0]})") from e
-    assert stats is not None
     report.rows_read = int(stats[0])
     if report.rows_read == 0:
         raise DataError(f"{path}: the search log has no rows")
@@ -169,15 +175,6 @@ def open_search_log(
         WHERE reject_reason IS NOT NULL
         """
     )
-    for reason, n in con.execute(
-        "SELECT reject_reason, count(*) FROM rejected GROUP BY 1 ORDER BY 1"
-    ).fetchall():
-        report.rows_rejected[reason] = int(n)
-    if report.rows_rejected:
-        quarantine_dir.mkdir(parents=True, exist_ok=True)
-        target = quarantine_dir / "search_log_rejected.parquet"
-        con.execute(f"COPY rejected TO {sql_literal(str(target))} (FORMAT parquet)")
-
     con.execute(
         f"""
         CREATE OR REPLACE TEMP VIEW clean_log AS
@@ -198,12 +195,50 @@ def open_search_log(
         FROM clean_log GROUP BY search_id
         """
     )
-    n = con.execute("SELECT count(*), sum(duplicate_rows), sum(n_rows) FROM searches").fetchone()
-    deep = con.execute(
+
+    # Normalise each distinct raw query once (not once per impression). A query that normalises
+    # to nothing (spaces, a lone non-breaking space) is blank: its searches are quarantined here,
+    # which is far cheaper than trimming every impression's text in SQL.
+    raw_queries = con.execute("SELECT DISTINCT raw_query FROM searches").df()["raw_query"]
+    qnorm = pd.DataFrame({"raw_query": raw_queries, "query": raw_queries.map(normalize_query)})
+    blank = qnorm[qnorm["query"] == ""]
+    qnorm = qnorm[qnorm["query"] != ""].copy()
+    # Integer ids make every later GROUP BY and window cheaper than grouping by text; sorted so
+    # ids do not depend on DuckDB's thread scheduling.
+    qnorm["query_id"] = pd.factorize(qnorm["query"], sort=True)[0]
+    if len(blank):
+        con.register("blank_df", blank[["raw_query"]])
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE blank_searches AS
+               SELECT search_id FROM searches WHERE raw_query IN (SELECT raw_query FROM blank_df)"""
+        )
+        con.execute(
+            """INSERT INTO rejected
+               SELECT *, 'null_or_empty_query' FROM raw_log
+               WHERE search_id IN (SELECT search_id FROM blank_searches)"""
+        )
+        con.execute(
+            "DELETE FROM searches WHERE search_id IN (SELECT search_id FROM blank_searches)"
+        )
+        con.unregister("blank_df")
+    report.distinct_raw_queries = len(qnorm)
+    report.distinct_queries = int(qnorm["query"].nunique())
+
+    for reason, n in con.execute(
+        "SELECT reject_reason, count(*) FROM rejected GROUP BY 1 ORDER BY 1"
+    ).fetchall():
+        report.rows_rejected[reason] = int(n)
+    if report.rows_rejected:
+        quarantine_dir.mkdir(parents=True, exist_ok=True)
+        target = quarantine_dir / "search_log_rejected.parquet"
+        con.execute(f"COPY rejected TO {sql_literal(str(target))} (FORMAT parquet)")
+
+    n = fetch_row(con, "SELECT count(*), sum(duplicate_rows), sum(n_rows) FROM searches")
+    deep = fetch_row(
+        con,
         """SELECT count(*) - count(DISTINCT (search_id, position))
-           FROM clean_log WHERE position >= 64"""
-    ).fetchone()
-    assert n is not None and deep is not None
+           FROM clean_log WHERE position >= 64""",
+    )
     report.searches = int(n[0])
     report.duplicate_impressions = int(n[1] or 0) + int(deep[0] or 0)
     # Rows neither rejected nor in a kept search fell outside the window (saves a scan).
@@ -215,24 +250,26 @@ def open_search_log(
             f"{path}: no valid searches between {start or 'the beginning'} and "
             f"{end or 'the end'} ({span}); widen --start/--end"
         )
-
-    raw_queries = con.execute("SELECT DISTINCT raw_query FROM searches").df()["raw_query"]
-    qnorm = pd.DataFrame({"raw_query": raw_queries, "query": raw_queries.map(normalize_query)})
-    report.distinct_raw_queries = len(qnorm)
-    report.distinct_queries = int(qnorm["query"].nunique())
     con.register("qnorm_df", qnorm)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE queries AS
+           SELECT DISTINCT query_id, query FROM qnorm_df"""
+    )
+    # Blank-query searches were deleted from ``searches``; keep their engagement out too.
+    not_blank = "AND search_id NOT IN (SELECT search_id FROM blank_searches)" if len(blank) else ""
 
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE engaged AS
         SELECT search_id, position, product_id, bool_or(clicked) AS clicked,
                bool_or(carted) AS carted, bool_or(purchased) AS purchased, count(*) AS copies
         FROM clean_log WHERE product_id IS NOT NULL AND (clicked OR carted OR purchased)
+          {not_blank}
         GROUP BY search_id, position, product_id
         """
     )
-    dup = con.execute("SELECT coalesce(sum(copies - 1), 0) FROM engaged").fetchone()
-    report.duplicate_engaged_events = int(dup[0]) if dup else 0
+    dup = fetch_row(con, "SELECT coalesce(sum(copies - 1), 0) FROM engaged")
+    report.duplicate_engaged_events = int(dup[0])
 
     con.execute(
         """
@@ -243,7 +280,7 @@ def open_search_log(
                    count(*) FILTER (WHERE purchased) AS purchases
             FROM engaged GROUP BY search_id
         )
-        SELECT s.search_id, s.session_id, s.user_id, s.ts, q.query, s.raw_query, s.n_results,
+        SELECT s.search_id, s.session_id, s.user_id, s.ts, q.query_id, s.n_results,
                coalesce(p.clicks, 0) AS clicks, coalesce(p.carts, 0) AS carts,
                coalesce(p.purchases, 0) AS purchases,
                coalesce(p.clicks, 0) > 0 AS any_click, coalesce(p.purchases, 0) > 0 AS any_purchase

@@ -15,7 +15,7 @@ import pandas as pd
 from qrewrite import __version__
 from qrewrite.errors import DataError
 from qrewrite.mining.config import MiningConfig
-from qrewrite.mining.inputs import open_search_log, parquet_schema, sql_literal
+from qrewrite.mining.inputs import fetch_row, open_search_log, parquet_schema, sql_literal
 from qrewrite.mining.miners import (
     build_query_products,
     compute_query_stats,
@@ -40,9 +40,9 @@ def _open_catalog(con: duckdb.DuckDBPyConnection, path: Path) -> int:
             SELECT CAST(product_id AS VARCHAR) AS product_id, CAST(title AS VARCHAR) AS title
             FROM read_parquet({sql_literal(str(path))})"""
     )
-    n, distinct, null_titles = con.execute(
-        "SELECT count(*), count(DISTINCT product_id), count(*) - count(title) FROM catalog"
-    ).fetchone()  # type: ignore[misc]
+    n, distinct, null_titles = fetch_row(
+        con, "SELECT count(*), count(DISTINCT product_id), count(*) - count(title) FROM catalog"
+    )
     if n == 0:
         raise DataError(f"{path}: the catalog has no rows")
     if distinct != n:
@@ -128,11 +128,12 @@ def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dic
                 ("engaged_titles", mine_engaged_titles),
             ):
                 con.execute(f"CREATE TEMP TABLE {name} AS " + miner(con, config).sql_query())
-            unknown = con.execute(
+            unknown = fetch_row(
+                con,
                 """SELECT count(*) FROM query_products
                    WHERE purchases + carts > 0
-                     AND product_id NOT IN (SELECT product_id FROM catalog)"""
-            ).fetchone()
+                     AND product_id NOT IN (SELECT product_id FROM catalog)""",
+            )
             con.execute(
                 f"COPY (SELECT * FROM query_stats ORDER BY query) TO "
                 f"{sql_literal(str(out / 'query_stats.parquet'))} (FORMAT parquet)"
@@ -147,7 +148,7 @@ def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dic
                         {sql_literal(str(out / "rewrite_candidates.parquet"))}) GROUP BY 1"""
                 ).fetchall()
             )
-            n_queries = con.execute("SELECT count(*) FROM query_stats").fetchone()
+            n_queries = fetch_row(con, "SELECT count(*) FROM query_stats")
         except duckdb.Error as e:
             raise DataError(f"{data}: mining failed in DuckDB ({str(e).splitlines()[0]})") from e
         finally:
@@ -159,8 +160,8 @@ def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dic
         "config": asdict(config),
         "input": inputs.as_dict(),
         "catalog_products": n_products,
-        "engaged_pairs_with_unknown_product": int(unknown[0]) if unknown else 0,
-        "queries": int(n_queries[0]) if n_queries else 0,
+        "engaged_pairs_with_unknown_product": int(unknown[0]),
+        "queries": int(n_queries[0]),
         "candidates": {s: int(per_source.get(s, 0)) for s in SOURCES},
         "outputs": {
             "rewrite_candidates": str(out / "rewrite_candidates.parquet"),

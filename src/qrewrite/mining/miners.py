@@ -21,12 +21,15 @@ def build_query_products(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE query_products AS
-        SELECT f.query, e.product_id,
-               count(*) FILTER (WHERE e.purchased) AS purchases,
-               count(*) FILTER (WHERE e.carted) AS carts,
-               count(*) FILTER (WHERE e.clicked) AS clicks
-        FROM engaged e JOIN search_facts f USING (search_id)
-        GROUP BY f.query, e.product_id
+        WITH agg AS (
+            SELECT f.query_id, e.product_id,
+                   count(*) FILTER (WHERE e.purchased) AS purchases,
+                   count(*) FILTER (WHERE e.carted) AS carts,
+                   count(*) FILTER (WHERE e.clicked) AS clicks
+            FROM engaged e JOIN search_facts f USING (search_id)
+            GROUP BY f.query_id, e.product_id
+        )
+        SELECT q.query, agg.* FROM agg JOIN queries q USING (query_id)
         """
     )
 
@@ -42,21 +45,26 @@ def mine_session_reformulations(
     return con.sql(
         f"""
         WITH ordered AS (
-            SELECT session_id, ts, query, any_purchase,
-                   first_value(CASE WHEN any_purchase THEN query END IGNORE NULLS) OVER w
-                       AS next_query,
+            SELECT session_id, ts, query_id, any_purchase,
+                   first_value(CASE WHEN any_purchase THEN query_id END IGNORE NULLS) OVER w
+                       AS next_query_id,
                    first_value(CASE WHEN any_purchase THEN ts END IGNORE NULLS) OVER w AS next_ts
             FROM search_facts
             WINDOW w AS (PARTITION BY session_id ORDER BY ts, search_id
                          ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)
+        ),
+        pairs AS (
+            SELECT query_id, next_query_id, count(*) AS support,
+                   count(DISTINCT session_id) AS sessions
+            FROM ordered
+            WHERE NOT any_purchase AND next_query_id IS NOT NULL AND next_query_id <> query_id
+              AND next_ts - ts <= to_seconds({int(cfg.reformulation_window_s)})
+            GROUP BY query_id, next_query_id
+            HAVING count(*) >= {int(cfg.min_reformulation_support)}
         )
-        SELECT query, next_query AS rewrite, count(*) AS support,
-               count(DISTINCT session_id) AS sessions
-        FROM ordered
-        WHERE NOT any_purchase AND next_query IS NOT NULL AND next_query <> query
-          AND next_ts - ts <= to_seconds({int(cfg.reformulation_window_s)})
-        GROUP BY query, next_query
-        HAVING count(*) >= {int(cfg.min_reformulation_support)}
+        SELECT q.query, r.query AS rewrite, p.support, p.sessions
+        FROM pairs p JOIN queries q ON q.query_id = p.query_id
+        JOIN queries r ON r.query_id = p.next_query_id
         """
     )
 
@@ -124,25 +132,27 @@ def compute_query_stats(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelati
     return con.sql(
         """
         WITH per_query AS (
-            SELECT query, count(*) AS searches, count(DISTINCT session_id) AS sessions,
+            SELECT query_id, count(*) AS searches, count(DISTINCT session_id) AS sessions,
                    count(DISTINCT user_id) AS users,
                    sum(clicks)::BIGINT AS clicks, sum(carts)::BIGINT AS carts,
                    sum(purchases)::BIGINT AS purchases,
                    avg(any_click::INTEGER) AS ctr, avg(any_purchase::INTEGER) AS cvr,
                    count(*) FILTER (WHERE n_results = 0) AS zero_result_searches,
                    min(ts) AS first_seen, max(ts) AS last_seen
-            FROM search_facts GROUP BY query
+            FROM search_facts GROUP BY query_id
         ),
         products AS (
-            SELECT f.query,
+            SELECT f.query_id,
                    list_sort(list(DISTINCT e.product_id) FILTER (WHERE e.purchased))
                        AS purchased_products,
                    list_sort(list(DISTINCT e.product_id) FILTER (WHERE e.clicked))
                        AS clicked_products
-            FROM engaged e JOIN search_facts f USING (search_id) GROUP BY f.query
+            FROM engaged e JOIN search_facts f USING (search_id) GROUP BY f.query_id
         )
-        SELECT p.*, coalesce(x.purchased_products, []::VARCHAR[]) AS purchased_products,
+        SELECT q.query, p.* EXCLUDE (query_id),
+               coalesce(x.purchased_products, []::VARCHAR[]) AS purchased_products,
                coalesce(x.clicked_products, []::VARCHAR[]) AS clicked_products
-        FROM per_query p LEFT JOIN products x USING (query)
+        FROM per_query p JOIN queries q USING (query_id)
+        LEFT JOIN products x USING (query_id)
         """
     )
