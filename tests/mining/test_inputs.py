@@ -143,3 +143,16 @@ def test_duplicates_beyond_position_63_are_counted(tmp_path: Path) -> None:
     data = write_market(tmp_path / "data", [*reference_log(), *deep, deep[65], deep[2]])
     report = mine(MiningConfig(), data, tmp_path / "out")
     assert report["input"]["duplicate_impressions"] == 2  # one at position 66, one at 3
+
+
+def test_integer_flags_other_than_0_1_are_quarantined(tmp_path: Path) -> None:
+    t = _ref_table()
+    for flag in ("clicked", "carted", "purchased"):
+        values = [int(v) for v in t.column(flag).to_pylist()]
+        if flag == "clicked":
+            values[0] = 2
+        t = t.set_column(t.schema.get_field_index(flag), flag, pa.array(values, pa.int8()))
+    data = _write_raw(tmp_path, t)
+    report = mine(MiningConfig(), data, tmp_path / "out")
+    assert report["input"]["rows_rejected"] == {"bad_engagement_flag": 1}
+    assert report["input"]["searches"] == 10  # 0/1 integers read as booleans

@@ -94,7 +94,7 @@ _REJECT_REASON = """
         WHEN "timestamp" IS NULL THEN 'null_timestamp'
         WHEN position IS NOT NULL AND position < 1 THEN 'position_below_1'
         WHEN (position IS NULL) <> (product_id IS NULL) THEN 'position_without_product'
-        WHEN clicked IS NULL OR carted IS NULL OR purchased IS NULL THEN 'null_engagement_flag'
+        WHEN clicked IS NULL OR carted IS NULL OR purchased IS NULL THEN 'bad_engagement_flag'
     END
 """
 
@@ -137,14 +137,22 @@ def open_search_log(
         # Logs without a request id: a search is one (session, time, query).
         else ('hash(session_id, "timestamp", query)')
     )
+    # 0/1 integer flags are accepted; any other integer becomes null and is quarantined as
+    # null_engagement_flag rather than silently read as "true".
+    flags = {
+        c: c
+        if pa.types.is_boolean(schema.field(c).type)
+        else f"CASE WHEN {c} IN (0, 1) THEN CAST({c} AS BOOLEAN) END"
+        for c in ("clicked", "carted", "purchased")
+    }
     con.execute(
         f"""
         CREATE OR REPLACE TEMP VIEW raw_log AS
         SELECT session_id, user_id, {search_id} AS search_id,
                CAST("timestamp" AS TIMESTAMP) AS "timestamp", CAST(query AS VARCHAR) AS query,
                position, CAST(product_id AS VARCHAR) AS product_id,
-               CAST(clicked AS BOOLEAN) AS clicked, CAST(carted AS BOOLEAN) AS carted,
-               CAST(purchased AS BOOLEAN) AS purchased
+               {flags["clicked"]} AS clicked, {flags["carted"]} AS carted,
+               {flags["purchased"]} AS purchased
         FROM {source}
         """
     )
