@@ -5,22 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from qrewrite import schemas
 from qrewrite.market.domain import CATEGORIES, GENDERS, Category, ProductType
 
-CATALOG_COLUMNS = [
-    "product_id",
-    "title",
-    "category",
-    "product_type",
-    "brand",
-    "colour",
-    "material",
-    "size",
-    "gender",
-    "price",
-    "feature",
-    "has_feature",
-]
+CATALOG_COLUMNS = schemas.CATALOG.names
 
 
 def _pick(rng: np.random.Generator, values: tuple[str, ...]) -> str | None:
