@@ -86,3 +86,42 @@ def test_single_rules(row: int, grade: int) -> None:
 def test_grades_are_int8_in_range() -> None:
     g = grade_products(INTENT, CATALOG)
     assert g.dtype == np.int8 and set(np.unique(g)) <= {0, 1, 2}
+
+
+def test_rewrite_intent_grade_is_the_median_over_what_the_rewrite_retrieves() -> None:
+    from qrewrite.market.truth import fully_matching_products, grade_rewrite_intents
+
+    intents = pd.DataFrame(
+        [
+            # 0: nordvik running shoes; 1: running shoes (any brand, broader);
+            # 2: red running shoes; 3: women's running shoes; 4: coffee
+            ("Footwear", "Running Shoes", "Nordvik", None, None, None, None, None, None, None),
+            ("Footwear", "Running Shoes", None, None, None, None, None, None, None, None),
+            ("Footwear", "Running Shoes", None, "Red", None, None, None, None, None, None),
+            ("Footwear", "Running Shoes", None, None, None, None, "Women", None, None, None),
+            ("Grocery", "Coffee", None, None, None, None, None, None, None, None),
+        ],
+        columns=[
+            "category",
+            "product_type",
+            "brand",
+            "colour",
+            "material",
+            "size",
+            "gender",
+            "feature",
+            "feature_required",
+            "price_max",
+        ],
+    )
+    intents["feature_required"] = intents["feature_required"].astype("boolean")
+    intents["price_max"] = intents["price_max"].astype(float)
+    matches = fully_matching_products(intents, CATALOG, np.array([2]))
+    assert list(matches[2]) == [1, 2]  # the red running shoes
+    grades = grade_rewrite_intents(
+        intents, CATALOG, np.array([0, 0, 0, 0, 1]), np.array([0, 1, 2, 4, 0])
+    )
+    # same intent: 2. Broader "running shoes" retrieves shoes that are mostly Nordvik: median 2.
+    # "red running shoes" retrieves a Nordvik (2) and a Stridex (1) pair: median 1.5 -> 1.
+    # Coffee: 0. Narrower "nordvik running shoes" for plain "running shoes": 2.
+    assert list(grades) == [2, 2, 1, 0, 2]

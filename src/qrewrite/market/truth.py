@@ -91,3 +91,67 @@ def grade_products(intent: pd.Series | dict, catalog: pd.DataFrame) -> np.ndarra
     return grade_pairs(
         one, catalog, np.zeros(len(catalog), dtype=np.int64), np.arange(len(catalog))
     )
+
+
+def fully_matching_products(
+    intents: pd.DataFrame, catalog: pd.DataFrame, intent_ids: np.ndarray
+) -> dict[int, np.ndarray]:
+    """Catalog row indices of the products graded 2 for each intent in ``intent_ids``.
+
+    Only products of the intent's own type can be graded 2, so each intent is graded against
+    that slice of the catalog rather than all of it.
+    """
+    by_type = {
+        t: np.flatnonzero(catalog["product_type"].to_numpy() == t)
+        for t in intents["product_type"].unique()
+    }
+    ids = np.unique(np.asarray(intent_ids, dtype=np.int64))
+    it_idx = (
+        np.concatenate([np.full(len(by_type[intents.iloc[i]["product_type"]]), i) for i in ids])
+        if len(ids)
+        else np.empty(0, dtype=np.int64)
+    )
+    pr_idx = (
+        np.concatenate([by_type[intents.iloc[i]["product_type"]] for i in ids])
+        if len(ids)
+        else np.empty(0, dtype=np.int64)
+    )
+    grades = grade_pairs(intents, catalog, it_idx, pr_idx)
+    return {int(i): pr_idx[(it_idx == i) & (grades == 2)] for i in ids}
+
+
+def grade_rewrite_intents(
+    intents: pd.DataFrame,
+    catalog: pd.DataFrame,
+    query_intent: np.ndarray,
+    rewrite_intent: np.ndarray,
+) -> np.ndarray:
+    """The truth grade of rewriting a query of intent ``query_intent[j]`` into a query of intent
+    ``rewrite_intent[j]``: 2 for the same intent, else the median (rounded down) of the grades,
+    under the query's intent, of the products that fully satisfy the rewrite's intent. A rewrite
+    is as relevant as what it retrieves when it works perfectly.
+    """
+    q = np.asarray(query_intent, dtype=np.int64)
+    r = np.asarray(rewrite_intent, dtype=np.int64)
+    out = np.full(len(q), 2, dtype=np.int8)
+    differ = q != r
+    if not differ.any():
+        return out
+    pairs = pd.DataFrame({"q": q[differ], "r": r[differ]}).drop_duplicates().reset_index(drop=True)
+    matches = fully_matching_products(intents, catalog, pairs["r"].to_numpy())
+    sizes = np.array([len(matches[int(x)]) for x in pairs["r"]])
+    pair_of = np.repeat(np.arange(len(pairs)), sizes)
+    products = (
+        np.concatenate([matches[int(x)] for x in pairs["r"]])
+        if sizes.sum()
+        else np.empty(0, dtype=np.int64)
+    )
+    grades = grade_pairs(intents, catalog, pairs["q"].to_numpy()[pair_of], products)
+    median = pd.Series(grades).groupby(pair_of).median()
+    # an intent nothing satisfies (cannot happen for anchored intents) counts as irrelevant
+    pairs["grade"] = np.floor(median.reindex(range(len(pairs))).fillna(0).to_numpy()).astype(
+        np.int8
+    )
+    lookup = pairs.set_index(["q", "r"])["grade"]
+    out[differ] = lookup.reindex(pd.MultiIndex.from_arrays([q[differ], r[differ]])).to_numpy()
+    return out
