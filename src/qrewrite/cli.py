@@ -162,6 +162,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_label_eval(args: argparse.Namespace) -> int:
+    from qrewrite.labeling.evaluate import evaluate_labels, metrics_markdown
+
+    result = evaluate_labels(args.data, args.labels)
+    summary = metrics_markdown(result)
+    if args.report:
+        out = Path(args.report)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "label_eval.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "label_eval.md").write_text(summary)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(summary, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qrewrite",
@@ -259,6 +276,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--list", action="store_true", help="list the known contracts and exit")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "label-eval",
+        help="measure relevance labels against the ground truth (accuracy, macro-F1, kappa)",
+        description="Compare a labels table (query, rewrite, grade 0/1/2, optional product_id "
+        "for (query, title) pairs and source) with the truth of a synth or import-judged "
+        "directory: accuracy, macro-F1, Cohen's kappa, confusion matrix, Spearman, overall, per "
+        "pair kind and per source. Definitions: docs/labeling.md.",
+    )
+    p.add_argument("--data", required=True, help="the synth or import-judged output directory")
+    p.add_argument("--labels", required=True, help="the labels parquet file")
+    p.add_argument("--report", help="also write label_eval.md and label_eval.json here")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.set_defaults(func=cmd_label_eval)
     return parser
 
 

@@ -1,0 +1,282 @@
+"""``qrewrite label-eval``: how good are relevance labels? Compare them with the ground truth.
+
+Truth per pair (definitions in docs/labeling.md):
+
+- synthetic data, (query, rewrite) where both are queries of the log: the query's intent and the
+  rewrite's intent are looked up in ``truth/queries.parquet``; the grade is 2 for the same intent,
+  else the median grade, under the query's intent, of the products that fully satisfy the
+  rewrite's intent (:func:`qrewrite.market.truth.grade_rewrite_intents`);
+- synthetic data, (query, product title) pairs (``product_id`` set): the product's grade under the
+  query's intent;
+- imported judged data: (query, product) pairs are looked up in ``truth/judgments.parquet``.
+
+Pairs without truth (a rewrite never searched, a product never judged) are counted as unjudged,
+by reason, and left out of the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qrewrite.errors import DataError
+from qrewrite.market.truth import grade_pairs, grade_rewrite_intents
+from qrewrite.text import normalize_query
+
+GRADES = (0, 1, 2)
+GRADE_NAMES = {0: "irrelevant", 1: "partial", 2: "relevant"}
+
+
+@dataclass
+class TruthLookup:
+    """Ground truth of a data directory, ready to grade (query, rewrite / product) pairs."""
+
+    kind: str  # "synthetic" or "judged"
+    catalog: pd.DataFrame
+    intents: pd.DataFrame | None = None
+    query_intent: pd.Series | None = None  # normalised query -> intent_id
+    judgments: pd.Series | None = None  # (query, product_id) -> grade
+
+    @classmethod
+    def load(cls, data_dir: str | Path) -> TruthLookup:
+        data = Path(data_dir)
+        manifest_path = data / "manifest.json"
+        if not manifest_path.exists():
+            raise DataError(
+                f"{manifest_path}: not found; --data must be a synth or import-judged "
+                "output directory"
+            )
+        kind = json.loads(manifest_path.read_text())["kind"]
+        catalog = pd.read_parquet(data / "catalog.parquet")
+        if kind == "synthetic":
+            intents = pd.read_parquet(data / "truth" / "intents.parquet")
+            queries = pd.read_parquet(data / "truth" / "queries.parquet")
+            # A text phrased for several intents belongs to the one that produces most of it.
+            share = queries["weight"] * intents["popularity"].to_numpy()[queries["intent_id"]]
+            dominant = (
+                queries.assign(share=share)
+                .sort_values(["query", "share"], ascending=[True, False], kind="stable")
+                .drop_duplicates("query")
+            )
+            return cls(kind, catalog, intents, dominant.set_index("query")["intent_id"])
+        if kind == "judged":
+            j = pd.read_parquet(data / "truth" / "judgments.parquet")
+            return cls(kind, catalog, judgments=j.set_index(["query", "product_id"])["grade"])
+        raise DataError(f"{manifest_path}: unknown data kind {kind!r}")
+
+    def grade(self, pairs: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
+        """Truth grades (float, NaN where unknown) and, per pair, why it has none ("" if judged).
+
+        ``pairs`` needs ``query`` and ``rewrite``; ``product_id`` (optional) marks title pairs.
+        """
+        n = len(pairs)
+        truth = np.full(n, np.nan)
+        reason = pd.Series([""] * n, index=pairs.index, dtype=object)
+        query = pairs["query"].map(normalize_query).to_numpy()
+        product = (
+            pairs["product_id"].to_numpy(dtype=object)
+            if "product_id" in pairs
+            else np.full(n, None, dtype=object)
+        )
+        is_title = pd.notna(product)
+        if self.kind == "judged":
+            assert self.judgments is not None
+            keys = pd.MultiIndex.from_arrays([query[is_title], product[is_title]])
+            truth[is_title] = self.judgments.reindex(keys).to_numpy(dtype=float)
+            reason[~is_title] = "query_pairs_have_no_judgments"
+            reason[is_title & np.isnan(truth)] = "pair_not_judged"
+            return truth, reason
+
+        assert self.intents is not None and self.query_intent is not None
+        q_intent = self.query_intent.reindex(query).to_numpy(dtype=float)
+        known_q = ~np.isnan(q_intent)
+        reason[~known_q] = "query_not_in_truth"
+        # (query, title) pairs: grade the product under the query's intent.
+        pid_index = pd.Series(np.arange(len(self.catalog)), index=self.catalog["product_id"])
+        p_idx = pid_index.reindex(product[is_title]).to_numpy(dtype=float)
+        rows = np.flatnonzero(is_title)
+        ok = known_q[rows] & ~np.isnan(p_idx)
+        reason.iloc[rows[known_q[rows] & np.isnan(p_idx)]] = "product_not_in_catalog"
+        if ok.any():
+            truth[rows[ok]] = grade_pairs(
+                self.intents,
+                self.catalog,
+                q_intent[rows[ok]].astype(np.int64),
+                p_idx[ok].astype(np.int64),
+            )
+        # (query, rewrite) pairs: compare the two intents.
+        rows = np.flatnonzero(~is_title)
+        rewrite = pairs["rewrite"].map(normalize_query).to_numpy()[rows]
+        r_intent = self.query_intent.reindex(rewrite).to_numpy(dtype=float)
+        ok = known_q[rows] & ~np.isnan(r_intent)
+        reason.iloc[rows[known_q[rows] & np.isnan(r_intent)]] = "rewrite_not_in_truth"
+        if ok.any():
+            truth[rows[ok]] = grade_rewrite_intents(
+                self.intents,
+                self.catalog,
+                q_intent[rows[ok]].astype(np.int64),
+                r_intent[ok].astype(np.int64),
+            )
+        return truth, reason
+
+
+def grade_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict:
+    """Accuracy, macro-F1, Cohen's kappa (plain and quadratic-weighted), confusion matrix
+    (rows = truth, columns = predicted, grades 0..2), per-grade precision/recall/F1, Spearman, and
+    the majority-class baseline for reference."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import (
+        accuracy_score,
+        cohen_kappa_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
+
+    t = np.asarray(truth, dtype=np.int64)
+    p = np.asarray(predicted, dtype=np.int64)
+    if len(t) == 0:
+        return {"n": 0}
+    labels = list(GRADES)
+    prec, rec, f1, support = precision_recall_fscore_support(t, p, labels=labels, zero_division=0)
+    majority = int(np.bincount(t, minlength=3).argmax())
+    baseline = np.full_like(t, majority)
+    both_vary = len(np.unique(t)) > 1 and len(np.unique(p)) > 1
+    return {
+        "n": len(t),
+        "accuracy": float(accuracy_score(t, p)),
+        # averaged over the grades that occur (in truth or labels), as sklearn does by default
+        "macro_f1": float(f1_score(t, p, average="macro", zero_division=0)),
+        "cohen_kappa": float(cohen_kappa_score(t, p, labels=labels)) if both_vary else 0.0,
+        "quadratic_kappa": (
+            float(cohen_kappa_score(t, p, labels=labels, weights="quadratic")) if both_vary else 0.0
+        ),
+        "spearman": float(spearmanr(t, p).statistic) if both_vary else 0.0,
+        "confusion": confusion_matrix(t, p, labels=labels).tolist(),
+        "per_grade": {
+            GRADE_NAMES[g]: {
+                "precision": float(prec[i]),
+                "recall": float(rec[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, g in enumerate(labels)
+        },
+        "truth_distribution": {GRADE_NAMES[g]: int((t == g).sum()) for g in labels},
+        "majority_baseline": {
+            "grade": majority,
+            "accuracy": float(accuracy_score(t, baseline)),
+            "macro_f1": float(f1_score(t, baseline, average="macro", zero_division=0)),
+        },
+    }
+
+
+def read_labels(path: str | Path) -> pd.DataFrame:
+    """A labels table (parquet) with at least query, rewrite, grade; one-line errors otherwise."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: labels file not found")
+    if p.stat().st_size == 0:
+        raise DataError(f"{p}: labels file is empty (0 bytes)")
+    try:
+        df = pd.read_parquet(p)
+    except Exception as e:
+        raise DataError(f"{p}: not a readable parquet file ({e})") from e
+    missing = [c for c in ("query", "rewrite", "grade") if c not in df.columns]
+    if missing:
+        raise DataError(f"{p}: missing column(s) {', '.join(missing)}")
+    if df.empty:
+        raise DataError(f"{p}: the labels table has no rows")
+    grades = pd.to_numeric(df["grade"], errors="coerce")
+    bad = ~grades.isin(GRADES)
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"{p}: column grade must be 0, 1 or 2; row {first} has {df['grade'].iloc[first]} "
+            f"({int(bad.sum())} such rows)"
+        )
+    return df.assign(grade=grades.astype(np.int64))
+
+
+def evaluate_labels(data_dir: str | Path, labels_path: str | Path) -> dict:
+    """Metrics of a labels table against the truth of ``data_dir``, overall and per group."""
+    labels = read_labels(labels_path)
+    lookup = TruthLookup.load(data_dir)
+    truth, reason = lookup.grade(labels)
+    judged = ~np.isnan(truth)
+    kind = np.where(
+        labels["product_id"].notna() if "product_id" in labels else np.zeros(len(labels), bool),
+        "query_title",
+        "query_rewrite",
+    )
+    result: dict = {
+        "data": str(data_dir),
+        "labels": str(labels_path),
+        "truth_kind": lookup.kind,
+        "pairs": len(labels),
+        "judged": int(judged.sum()),
+        "unjudged": {k: int(v) for k, v in reason[~judged].value_counts().sort_index().items()},
+        "overall": grade_metrics(truth[judged], labels["grade"].to_numpy()[judged]),
+        "by_pair_kind": {},
+        "by_source": {},
+    }
+    for k in sorted(set(kind[judged])):
+        m = judged & (kind == k)
+        result["by_pair_kind"][k] = grade_metrics(truth[m], labels["grade"].to_numpy()[m])
+    if "source" in labels:
+        for s in sorted(labels.loc[judged, "source"].dropna().unique()):
+            m = judged & (labels["source"] == s).to_numpy()
+            result["by_source"][s] = grade_metrics(truth[m], labels["grade"].to_numpy()[m])
+    return result
+
+
+def metrics_markdown(result: dict) -> str:
+    """A readable summary of :func:`evaluate_labels`."""
+    o = result["overall"]
+    lines = [
+        "# Label quality",
+        "",
+        f"Labels `{result['labels']}` against the {result['truth_kind']} truth of "
+        f"`{result['data']}`: {result['judged']:,} of {result['pairs']:,} pairs judged.",
+    ]
+    if result["unjudged"]:
+        lines.append(
+            "Unjudged: " + ", ".join(f"{k} {v:,}" for k, v in result["unjudged"].items()) + "."
+        )
+    if not o.get("n"):
+        return "\n".join([*lines, "", "No pair has truth; nothing to measure."]) + "\n"
+    base = o["majority_baseline"]
+    lines += [
+        "",
+        "| group | pairs | accuracy | macro-F1 | kappa | Spearman |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    groups = {
+        "all": o,
+        **result["by_pair_kind"],
+        **{f"source={k}": v for k, v in result["by_source"].items()},
+    }
+    for name, m in groups.items():
+        lines.append(
+            f"| {name} | {m['n']:,} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | "
+            f"{m['cohen_kappa']:.3f} | {m['spearman']:.3f} |"
+        )
+    lines += [
+        "",
+        f"Majority-class baseline (always {GRADE_NAMES[base['grade']]}): accuracy "
+        f"{base['accuracy']:.3f}, macro-F1 {base['macro_f1']:.3f}.",
+        "",
+        "Confusion (rows: truth, columns: label; irrelevant, partial, relevant):",
+        "",
+        "| truth \\ label | 0 | 1 | 2 |",
+        "|---|---:|---:|---:|",
+        *[
+            f"| {g} | " + " | ".join(f"{v:,}" for v in row) + " |"
+            for g, row in zip(GRADES, o["confusion"], strict=True)
+        ],
+    ]
+    return "\n".join(lines) + "\n"
