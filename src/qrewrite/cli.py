@@ -162,6 +162,34 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_label(args: argparse.Namespace) -> int:
+    from qrewrite.labeling.label import LabelConfig, label
+
+    cfg = _with_flags(
+        load_config(LabelConfig, args.config, "label", args.overrides), backend=args.backend
+    )
+    report = label(cfg, args.data, args.candidates, args.out)
+    grades = ", ".join(f"{g}: {n:,}" for g, n in report["grades"].items())
+    print(
+        f"label: {report['pairs_labeled']:,} pairs graded by {report['backend']} in "
+        f"{report['seconds']:.1f}s ({report['pairs_per_second']:,} pairs/s; encoder load "
+        f"{report['encoder']['load_seconds']:.1f}s) -> {args.out} (grades {grades})"
+    )
+    if report["set_aside"]:
+        reasons = ", ".join(f"{k}: {v}" for k, v in report["set_aside"].items())
+        print(
+            f"label: set aside {sum(report['set_aside'].values()):,} pairs ({reasons}); see "
+            f"{report['set_aside_file']}"
+        )
+    if report["truncated_to_chars"]["pairs"]:
+        print(
+            f"label: {report['truncated_to_chars']['pairs']:,} pairs had text longer than "
+            f"{report['truncated_to_chars']['limit']} characters, graded on the first "
+            f"{report['truncated_to_chars']['limit']}"
+        )
+    return 0
+
+
 def cmd_label_eval(args: argparse.Namespace) -> int:
     from qrewrite.labeling.evaluate import evaluate_labels, metrics_markdown
 
@@ -276,6 +304,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--list", action="store_true", help="list the known contracts and exit")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "label",
+        help="grade mined (query, rewrite) and (query, title) pairs: 2 relevant, 1 partial, 0 not",
+        description="Grade the pairs of a rewrite_candidates file by the guideline in "
+        "docs/labeling.md and write labeled_pairs (parquet) with per-grade probabilities and the "
+        "signals each grade rests on, plus OUT.report.json. The default backend, teacher, runs "
+        "on a CPU with no ground truth: a lexicon mined from the catalog, a bundled sentence "
+        "encoder, and behaviour from mining.",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="the synth or import-judged output directory (its catalog is read)",
+    )
+    p.add_argument("--candidates", required=True, help="rewrite_candidates.parquet from mine")
+    p.add_argument("--out", required=True, help="the labeled_pairs parquet file to write")
+    p.add_argument("--backend", choices=["teacher"], help="labeling backend (default teacher)")
+    _add_config_flags(p, "label")
+    p.set_defaults(func=cmd_label)
 
     p = sub.add_parser(
         "label-eval",

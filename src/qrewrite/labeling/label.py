@@ -1,0 +1,185 @@
+"""``qrewrite label``: grade mined pairs (query, rewrite) and (query, title) -> labeled_pairs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from qrewrite import __version__
+from qrewrite.errors import ConfigError, DataError
+from qrewrite.labeling.teacher import GRADE_COLUMNS, Teacher, TeacherConfig
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("teacher",)
+MAX_TEXT_CHARS = 300  # longer "queries" are pasted text; their tail carries no intent
+
+LABELED_PAIRS = pa.schema(
+    [
+        pa.field("query", pa.string(), nullable=False),
+        pa.field("rewrite", pa.string(), nullable=False),
+        pa.field("pair_kind", pa.string(), nullable=False),  # query_rewrite | query_title
+        pa.field("source", pa.string()),
+        pa.field("product_id", pa.string()),
+        pa.field("grade", pa.int8(), nullable=False),
+        pa.field("p_irrelevant", pa.float64(), nullable=False),
+        pa.field("p_partial", pa.float64(), nullable=False),
+        pa.field("p_relevant", pa.float64(), nullable=False),
+        pa.field("backend", pa.string(), nullable=False),
+        pa.field("signals", pa.string(), nullable=False),  # JSON: what the grade rests on
+    ]
+)
+
+
+@dataclass
+class LabelConfig:
+    """Settings of ``qrewrite label`` (section ``label:`` of a preset): the backend and the
+    default teacher's thresholds (see :class:`qrewrite.labeling.teacher.TeacherConfig`)."""
+
+    backend: str = "teacher"
+    type_similarity: float = 0.45
+    type_margin: float = 0.03
+    relevant_similarity: float = 0.72
+    partial_similarity: float = 0.5
+    support_purchases: int = 2
+    reformulation_odds: float = 3.0
+    shared_purchase_odds: float = 1.5
+    encoder_batch_size: int = 256
+
+    def teacher_config(self) -> TeacherConfig:
+        names = {f.name for f in fields(TeacherConfig)}
+        return TeacherConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+
+def read_candidates(path: Path) -> pd.DataFrame:
+    """A candidates parquet with at least query and rewrite, or a one-line DataError."""
+    if not path.exists():
+        raise DataError(f"{path}: candidates file not found (run `qrewrite mine` first)")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: candidates file is empty (0 bytes)")
+    try:
+        table = pq.read_table(path)
+    except Exception as e:
+        raise DataError(f"{path}: not a readable parquet file ({e})") from e
+    for col in ("query", "rewrite"):
+        if col not in table.column_names:
+            raise DataError(
+                f"{path}: missing column {col}; expected rewrite_candidates "
+                "(docs/data.md#rewrite_candidates)"
+            )
+        t = table.schema.field(col).type
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            raise DataError(f"{path}: column {col} is {t}, expected UTF-8 strings")
+    if table.num_rows == 0:
+        raise DataError(f"{path}: no candidate pairs to label")
+    return table.to_pandas()
+
+
+def label(
+    config: LabelConfig, data_dir: str | Path, candidates_path: str | Path, out_path: str | Path
+) -> dict:
+    """Grade every candidate pair and write ``labeled_pairs`` to ``out_path`` (parquet), pairs set
+    aside to ``<out>.rejected.parquet`` and a report to ``<out>.report.json``. Returns the report.
+    """
+    if config.backend not in BACKENDS:
+        raise ConfigError(
+            f"label: unknown backend {config.backend!r}; available: {', '.join(BACKENDS)}"
+        )
+    data, out = Path(data_dir), Path(out_path)
+    catalog_path = data / "catalog.parquet"
+    if not catalog_path.exists():
+        raise DataError(
+            f"{catalog_path}: catalog not found; --data must be a synth or "
+            "import-judged output directory"
+        )
+    catalog = pd.read_parquet(catalog_path)
+    pairs = read_candidates(Path(candidates_path))
+
+    query = pairs["query"].fillna("").astype(str)
+    rewrite = pairs["rewrite"].fillna("").astype(str)
+    reason = pd.Series("", index=pairs.index, dtype=object)
+    reason[rewrite.str.strip() == ""] = "empty_rewrite"
+    reason[query.str.strip() == ""] = "empty_query"
+    rejected = pairs[reason != ""].assign(reject_reason=reason[reason != ""])
+    kept = pairs[reason == ""].copy()
+    truncated = int(
+        ((query.str.len() > MAX_TEXT_CHARS) | (rewrite.str.len() > MAX_TEXT_CHARS))[
+            reason == ""
+        ].sum()
+    )
+    kept["query"] = kept["query"].str.slice(0, MAX_TEXT_CHARS)
+    kept["rewrite"] = kept["rewrite"].str.slice(0, MAX_TEXT_CHARS)
+    if kept.empty:
+        raise DataError(
+            f"{candidates_path}: every pair was set aside ({len(rejected)} rows: "
+            f"{rejected['reject_reason'].value_counts().to_dict()})"
+        )
+
+    teacher = Teacher(catalog, config.teacher_config())
+    encoder_load = teacher.encoder.load_seconds  # loaded up front: speed is reported without it
+    t0 = time.perf_counter()
+    teacher.learn_from(kept)
+    graded = teacher.grade(kept, learn=False)
+    seconds = time.perf_counter() - t0
+
+    pid = kept["product_id"] if "product_id" in kept else pd.Series(None, index=kept.index)
+    result = pd.DataFrame(
+        {
+            "query": kept["query"],
+            "rewrite": kept["rewrite"],
+            "pair_kind": np.where(pid.notna(), "query_title", "query_rewrite"),
+            "source": kept.get("source"),
+            "product_id": pid,
+            "grade": graded["grade"].astype(np.int8),
+            **{c: graded[c] for c in GRADE_COLUMNS},
+            "backend": config.backend,
+            "signals": [json.dumps(s, sort_keys=True, default=str) for s in graded["signals"]],
+        }
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.Table.from_pandas(result, schema=LABELED_PAIRS, preserve_index=False),
+        out,
+        compression="zstd",
+    )
+    rejected_path = out.with_suffix(".rejected.parquet")
+    if len(rejected):
+        rejected.to_parquet(rejected_path, index=False)
+
+    report = {
+        "qrewrite_version": __version__,
+        "backend": config.backend,
+        "config": asdict(config),
+        "candidates": str(candidates_path),
+        "output": str(out),
+        "pairs_read": len(pairs),
+        "pairs_labeled": len(result),
+        "set_aside": {k: int(v) for k, v in rejected["reject_reason"].value_counts().items()},
+        "set_aside_file": str(rejected_path) if len(rejected) else None,
+        "truncated_to_chars": {"limit": MAX_TEXT_CHARS, "pairs": truncated},
+        "grades": {int(g): int(n) for g, n in result["grade"].value_counts().sort_index().items()},
+        "grades_by_source": {
+            str(s): {int(g): int(n) for g, n in grp["grade"].value_counts().sort_index().items()}
+            for s, grp in result.groupby(result["source"].fillna("unknown"))
+        },
+        "learned": {
+            "synonyms": len(teacher.learned["synonyms"]),
+            "synonym_examples": dict(sorted(teacher.learned["synonyms"].items())[:30]),
+            "filler_words": teacher.learned["filler"],
+        },
+        "encoder": {"load_seconds": round(encoder_load, 2), "texts": teacher.encoder_texts},
+        "seconds": round(seconds, 2),
+        "pairs_per_second": round(len(result) / seconds) if seconds else None,
+    }
+    report_path = out.with_suffix(".report.json")
+    report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    log.info("label: %d pairs in %.1fs", len(result), seconds)
+    return report
