@@ -24,10 +24,14 @@ demo: setup
 	$(BIN)/qrewrite mine --config configs/local.yaml --data $(OUT)/market --out $(OUT)/mined
 	$(BIN)/qrewrite validate --contract rewrite_candidates --data $(OUT)/mined/rewrite_candidates.parquet --report $(OUT)/contracts
 	$(BIN)/qrewrite validate --contract query_stats --data $(OUT)/mined/query_stats.parquet --report $(OUT)/contracts
+	$(BIN)/qrewrite label --config configs/local.yaml --data $(OUT)/market --candidates $(OUT)/mined/rewrite_candidates.parquet --out $(OUT)/labels/labeled_pairs.parquet
+	$(BIN)/qrewrite validate --contract labeled_pairs --data $(OUT)/labels/labeled_pairs.parquet --report $(OUT)/contracts
+	$(BIN)/qrewrite label-eval --data $(OUT)/market --labels $(OUT)/labels/labeled_pairs.parquet --report $(OUT)/labels > /dev/null
 	@echo ""
 	@echo "Demo outputs:"
 	@echo "  marketplace      $(OUT)/market/   (catalog, search_log, truth/, manifest.json)"
 	@echo "  mined            $(OUT)/mined/    (rewrite_candidates, query_stats; read mining_report.md)"
+	@echo "  labels           $(OUT)/labels/   (labeled_pairs; quality vs truth in label_eval.md)"
 	@echo "  contract reports $(OUT)/contracts/*.md"
 	@echo "  Data Docs        $(OUT)/contracts/data_docs/<contract>/index.html"
 

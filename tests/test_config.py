@@ -4,6 +4,7 @@ import pytest
 
 from qrewrite.config import load_config
 from qrewrite.errors import ConfigError
+from qrewrite.labeling.label import LabelConfig
 from qrewrite.market.simulate import SynthConfig
 from qrewrite.mining.config import MiningConfig
 
@@ -22,6 +23,7 @@ def test_shipped_local_preset_loads_every_section() -> None:
     preset = ROOT / "configs" / "local.yaml"
     assert load_config(SynthConfig, preset, "synth").scale == "demo"
     assert load_config(MiningConfig, preset, "mine").reformulation_window_s == 600
+    assert load_config(LabelConfig, preset, "label").backend == "teacher"
 
 
 def test_unknown_key_and_bad_type_are_one_line_errors(tmp_path: Path) -> None:

@@ -166,14 +166,18 @@ class CatalogLexicon:
             self.token_counts.setdefault(word, 1)
 
     def correct(self, token: str) -> str | None:
-        """The most frequent catalog token one edit away (insert, delete, swap, replace)."""
+        """The most frequent catalog token one edit away."""
         if len(token) < 3 or not token.isalpha():
             return None
+        # A missing letter ("blu" -> "blue") is always tried; swaps, replacements and extra
+        # letters only on words of five letters or more, where they rarely land on another
+        # real word ("bean" is one letter from "jean").
         candidates: set[str] = set(self._deletion_index.get(token, []))
-        for d in _deletions(token):
-            candidates.update(self._deletion_index.get(d, []))
-            if d in self.token_counts:
-                candidates.add(d)
+        if len(token) >= 5:
+            for d in _deletions(token):
+                candidates.update(self._deletion_index.get(d, []))
+                if d in self.token_counts:
+                    candidates.add(d)
         candidates.discard(token)
         if not candidates:
             return None
