@@ -181,6 +181,13 @@ def cmd_label(args: argparse.Namespace) -> int:
             f"label: set aside {sum(report['set_aside'].values()):,} pairs ({reasons}); see "
             f"{report['set_aside_file']}"
         )
+    if report["llm"] and report["llm"]["fell_back_to_teacher"]:
+        llm = report["llm"]
+        reasons = "; ".join(f"{k} ({v})" for k, v in list(llm["failure_reasons"].items())[:3])
+        print(
+            f"label: the llm endpoint could not grade {llm['fell_back_to_teacher']:,} pairs; "
+            f"the teacher graded them (backend column says which): {reasons}"
+        )
     if report["truncated_to_chars"]["pairs"]:
         print(
             f"label: {report['truncated_to_chars']['pairs']:,} pairs had text longer than "
@@ -321,7 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--candidates", required=True, help="rewrite_candidates.parquet from mine")
     p.add_argument("--out", required=True, help="the labeled_pairs parquet file to write")
-    p.add_argument("--backend", choices=["teacher"], help="labeling backend (default teacher)")
+    p.add_argument(
+        "--backend",
+        choices=["teacher", "llm"],
+        help="teacher (default: CPU, no model server) or llm (an OpenAI-compatible chat endpoint "
+        "set with --set llm_endpoint=URL --set llm_model=NAME; key from $QREWRITE_LLM_API_KEY)",
+    )
     _add_config_flags(p, "label")
     p.set_defaults(func=cmd_label)
 

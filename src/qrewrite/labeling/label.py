@@ -15,11 +15,12 @@ import pyarrow.parquet as pq
 
 from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
+from qrewrite.labeling.llm import LLMClient, LLMSettings, ResultCache, grade_with_llm
 from qrewrite.labeling.teacher import GRADE_COLUMNS, Teacher, TeacherConfig
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("teacher",)
+BACKENDS = ("teacher", "llm")
 MAX_TEXT_CHARS = 300  # longer "queries" are pasted text; their tail carries no intent
 
 LABELED_PAIRS = pa.schema(
@@ -53,6 +54,27 @@ class LabelConfig:
     reformulation_odds: float = 3.0
     shared_purchase_odds: float = 1.5
     encoder_batch_size: int = 256
+    # backend llm: an OpenAI-compatible chat endpoint (docs/labeling.md#the-llm-backend)
+    llm_endpoint: str = ""
+    llm_model: str = ""
+    llm_api_key_env: str = "QREWRITE_LLM_API_KEY"
+    llm_timeout_s: float = 30.0
+    llm_max_retries: int = 3
+    llm_backoff_s: float = 0.5
+    llm_concurrency: int = 8
+    llm_circuit_breaker: int = 20
+
+    def llm_settings(self) -> LLMSettings:
+        return LLMSettings(
+            endpoint=self.llm_endpoint,
+            model=self.llm_model,
+            api_key_env=self.llm_api_key_env,
+            timeout_s=self.llm_timeout_s,
+            max_retries=self.llm_max_retries,
+            backoff_s=self.llm_backoff_s,
+            concurrency=self.llm_concurrency,
+            circuit_breaker=self.llm_circuit_breaker,
+        )
 
     def teacher_config(self) -> TeacherConfig:
         names = {f.name for f in fields(TeacherConfig)}
@@ -124,11 +146,33 @@ def label(
         )
 
     teacher = Teacher(catalog, config.teacher_config())
-    encoder_load = teacher.encoder.load_seconds  # loaded up front: speed is reported without it
-    t0 = time.perf_counter()
-    teacher.learn_from(kept)
-    graded = teacher.grade(kept, learn=False)
-    seconds = time.perf_counter() - t0
+    llm_report: dict | None = None
+    if config.backend == "llm":
+        client = LLMClient(config.llm_settings(), ResultCache(out.with_suffix(".llm_cache.sqlite")))
+        t0 = time.perf_counter()
+        teacher.learn_from(kept)  # the fallback for what the endpoint cannot grade
+        graded, backends = grade_with_llm(client, kept, lambda p: teacher.grade(p, learn=False))
+        seconds = time.perf_counter() - t0
+        encoder_load = getattr(teacher._encoder, "load_seconds", 0.0)
+        errors = pd.Series([s.get("llm_error") for s in graded["signals"]]).dropna()
+        llm_report = {
+            "endpoint": config.llm_endpoint,
+            "model": config.llm_model,
+            "requests": client.requests,
+            "retries": client.retries,
+            "graded_by_llm": backends.count("llm"),
+            "fell_back_to_teacher": backends.count("teacher"),
+            "failure_reasons": {str(k): int(v) for k, v in errors.value_counts().items()},
+            "circuit_opened": client.circuit_open,
+            "cache": str(out.with_suffix(".llm_cache.sqlite")),
+        }
+    else:
+        encoder_load = teacher.encoder.load_seconds  # loaded up front: speed is reported without
+        t0 = time.perf_counter()
+        teacher.learn_from(kept)
+        graded = teacher.grade(kept, learn=False)
+        seconds = time.perf_counter() - t0
+        backends = [config.backend] * len(kept)
 
     pid = kept["product_id"] if "product_id" in kept else pd.Series(None, index=kept.index)
     result = pd.DataFrame(
@@ -140,7 +184,7 @@ def label(
             "product_id": pid,
             "grade": graded["grade"].astype(np.int8),
             **{c: graded[c] for c in GRADE_COLUMNS},
-            "backend": config.backend,
+            "backend": backends,
             "signals": [json.dumps(s, sort_keys=True, default=str) for s in graded["signals"]],
         }
     )
@@ -176,6 +220,7 @@ def label(
             "filler_words": teacher.learned["filler"],
         },
         "encoder": {"load_seconds": round(encoder_load, 2), "texts": teacher.encoder_texts},
+        "llm": llm_report,
         "seconds": round(seconds, 2),
         "pairs_per_second": round(len(result) / seconds) if seconds else None,
     }
