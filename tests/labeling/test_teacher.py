@@ -98,3 +98,32 @@ def test_hard_conflicts_beat_behaviour(teacher: Teacher) -> None:
         ],
     )
     assert out["grade"].item() == 0
+
+
+def test_catalog_without_types_lets_closeness_decide_titles() -> None:
+    """Imported catalogs (ESCI-like) have titles and brands but no product types."""
+    catalog = pd.DataFrame(
+        {
+            "product_id": ["A", "B"],
+            "title": ["Nordvik Running Shoes for Men", "Bruvva Ground Coffee Medium Roast"],
+            "brand": ["Nordvik", "Bruvva"],
+        }
+    )
+    teacher = Teacher(catalog, encoder=TrigramEncoder())
+    out = _grade(
+        teacher,
+        [
+            {
+                "query": "nordvik running shoes men",
+                "rewrite": "Nordvik Running Shoes for Men",
+                "product_id": "A",
+            },
+            {
+                "query": "nordvik running shoes men",
+                "rewrite": "Bruvva Ground Coffee Medium Roast",
+                "product_id": "B",
+            },
+        ],
+    )
+    assert out["grade"].iloc[0] > out["grade"].iloc[1]
+    assert out["signals"].iloc[0]["similarity"] > out["signals"].iloc[1]["similarity"]

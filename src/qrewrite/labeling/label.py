@@ -50,6 +50,8 @@ class LabelConfig:
     type_margin: float = 0.03
     relevant_similarity: float = 0.72
     partial_similarity: float = 0.5
+    title_relevant_similarity: float = 0.6
+    title_partial_similarity: float = 0.45
     support_purchases: int = 2
     reformulation_odds: float = 3.0
     shared_purchase_odds: float = 1.5

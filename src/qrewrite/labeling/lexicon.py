@@ -271,7 +271,7 @@ def mine_filler_words(
     catalog and seen with at least ``min_type_share`` of the product types read in ``queries``."""
     spread: dict[str, set[str]] = {}
     types: set[str] = set()
-    for q in queries:
+    for q in dict.fromkeys(queries):
         r = lexicon.read(q)
         t = r.attributes.get("product_type")
         if t is None:
@@ -300,8 +300,10 @@ def mine_synonyms(
     no synonyms (their typos are the corrector's job)."""
     votes: dict[str, dict[str, Counter]] = {}
     types_seen: dict[str, set[str]] = {}
+    readings: dict[str, Reading] = {}  # texts recur across pairs: read each once
     for a, b in pairs:
-        ra, rb = lexicon.read(a), lexicon.read(b)
+        ra = readings.get(a) or readings.setdefault(a, lexicon.read(a))
+        rb = readings.get(b) or readings.setdefault(b, lexicon.read(b))
         for x, y in ((ra, rb), (rb, ra)):
             ptype = y.attributes.get("product_type") or x.attributes.get("product_type")
             for w in set(x.unknown):

@@ -42,6 +42,8 @@ class TeacherConfig:
     type_margin: float = 0.03  # ...and this far ahead of the next type
     relevant_similarity: float = 0.72  # encoder alone: 2 at or above
     partial_similarity: float = 0.5  # encoder alone: 1 at or above, else 0
+    title_relevant_similarity: float = 0.6  # the same for (query, title) pairs
+    title_partial_similarity: float = 0.45
     support_purchases: int = 2  # shared purchases that count as evidence of relevance
     reformulation_odds: float = 3.0  # likelihood ratio for "relevant" of a converting reformulation
     shared_purchase_odds: float = 1.5  # ...and of support_purchases shared purchases
@@ -55,19 +57,18 @@ class Judgement:
     signals: dict
 
 
-def _catalog_reading(row: pd.Series, lexicon: CatalogLexicon) -> Reading:
-    """A product read from its catalog attributes instead of its title."""
-    attrs = {
-        a: str(row[a])
-        for a in ("product_type", *SOFT_ATTRIBUTES, "gender")
-        if a in row and pd.notna(row[a])
-    }
-    features = {}
+def _catalog_reading(row: dict, lexicon: CatalogLexicon) -> Reading:
+    """A product: its catalog attributes, completed by what its title says (imported catalogs
+    often have a brand and a colour but no product type)."""
+    reading = lexicon.read(str(row["title"]))
+    for a in ("product_type", *SOFT_ATTRIBUTES, "gender"):
+        if a in row and pd.notna(row[a]):
+            reading.attributes[a] = str(row[a])
+            reading.guessed.discard(a)
     if "feature" in row and pd.notna(row["feature"]) and pd.notna(row.get("has_feature")):
-        features[str(row["feature"])] = bool(row["has_feature"])
-    if not attrs:  # an imported catalog without attributes: read the title
-        return lexicon.read(str(row["title"]))
-    return Reading(tokens=[], attributes=attrs, features=features)
+        reading.features[str(row["feature"])] = bool(row["has_feature"])
+    reading.unknown = []  # a title's extra words are marketing, not constraints
+    return reading
 
 
 class CatalogStats:
@@ -293,6 +294,9 @@ class Teacher:
     ) -> None:
         self.config = config or TeacherConfig()
         self.catalog = catalog.set_index("product_id", drop=False)
+        # plain dicts: a pandas row lookup per pair costs more than grading the pair
+        self._products: dict = self.catalog.to_dict("index")
+        self._product_readings: dict[str, Reading] = {}
         self.lexicon = CatalogLexicon(catalog)
         self.stats = CatalogStats(catalog)
         self.retrieval = CatalogRetrieval(catalog)
@@ -326,6 +330,7 @@ class Teacher:
         texts = list(dict.fromkeys([*pairs["query"], *qq["rewrite"]]))
         self.lexicon.filler |= mine_filler_words(self.lexicon, texts)
         self._readings.clear()
+        self._product_readings.clear()
         self.learned = {"synonyms": synonyms, "filler": sorted(self.lexicon.filler)}
 
     def _infer_types(self, readings: list[Reading]) -> None:
@@ -359,15 +364,14 @@ class Teacher:
         is_product: list[bool] = []
         prices: list[float | None] = []
         for r, pid in zip(pairs["rewrite"], pids, strict=True):
-            if pid is not None and pd.notna(pid) and pid in self.catalog.index:
-                product = self.catalog.loc[pid]
-                rewrites.append(_catalog_reading(product, self.lexicon))
+            if pid is not None and pd.notna(pid) and pid in self._products:
+                product = self._products[pid]
+                if pid not in self._product_readings:
+                    self._product_readings[pid] = _catalog_reading(product, self.lexicon)
+                rewrites.append(self._product_readings[pid])
                 is_product.append(True)
-                prices.append(
-                    float(product["price"])
-                    if "price" in product and pd.notna(product["price"])
-                    else None
-                )
+                price = product.get("price")
+                prices.append(float(price) if price is not None and pd.notna(price) else None)
             else:
                 rewrites.append(self.read(r))
                 is_product.append(False)
@@ -378,7 +382,10 @@ class Teacher:
         idx = [
             i
             for i in range(len(pairs))
-            if queries[i].unknown or (not is_product[i] and rewrites[i].unknown)
+            if queries[i].unknown
+            or (not is_product[i] and rewrites[i].unknown)
+            # a product whose catalog has no type (imported data): closeness must decide
+            or (is_product[i] and "product_type" not in rewrites[i].attributes)
         ]
         if idx:
             a = [str(pairs["query"].iloc[i]) for i in idx]
@@ -427,10 +434,20 @@ class Teacher:
         sig["unknown_words"] = unknown
         sig["similarity"] = None if np.isnan(sim) else round(float(sim), 3)
         sig["behaviour"] = {"source": source, "shared_purchases": shared}
-        comparable = bool(set(q.attributes) & set(r.attributes)) or product
+        comparable = (
+            "product_type" in r.attributes
+            if product
+            else bool(set(q.attributes) & set(r.attributes))
+        )
         if not comparable and not np.isnan(sim):
-            # Nothing to compare: the texts' closeness decides.
-            g = 2 if sim >= cfg.relevant_similarity else 1 if sim >= cfg.partial_similarity else 0
+            # Nothing reliable to compare: the texts' closeness decides (titles are longer and
+            # wordier than queries, so they get their own thresholds).
+            hi, lo = (
+                (cfg.title_relevant_similarity, cfg.title_partial_similarity)
+                if product
+                else (cfg.relevant_similarity, cfg.partial_similarity)
+            )
+            g = 2 if sim >= hi else 1 if sim >= lo else 0
             dist = [0.15, 0.15, 0.15]
             dist[g] = 0.7
         grade = 0 if sig["hard"] else lower_median(dist)
