@@ -25,6 +25,7 @@ import pandas as pd
 
 from qrewrite.errors import DataError
 from qrewrite.market.truth import grade_pairs, grade_rewrite_intents
+from qrewrite.tables import read_parquet_table
 from qrewrite.text import normalize_query
 
 GRADES = (0, 1, 2)
@@ -178,14 +179,7 @@ def grade_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict:
 def read_labels(path: str | Path) -> pd.DataFrame:
     """A labels table (parquet) with at least query, rewrite, grade; one-line errors otherwise."""
     p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: labels file not found")
-    if p.stat().st_size == 0:
-        raise DataError(f"{p}: labels file is empty (0 bytes)")
-    try:
-        df = pd.read_parquet(p)
-    except Exception as e:
-        raise DataError(f"{p}: not a readable parquet file ({e})") from e
+    df = read_parquet_table(p, "labels", "run `qrewrite label` first").to_pandas()
     missing = [c for c in ("query", "rewrite", "grade") if c not in df.columns]
     if missing:
         raise DataError(f"{p}: missing column(s) {', '.join(missing)}")

@@ -17,6 +17,7 @@ from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.labeling.llm import LLMClient, LLMSettings, ResultCache, grade_with_llm
 from qrewrite.labeling.teacher import GRADE_COLUMNS, Teacher, TeacherConfig
+from qrewrite.tables import read_parquet_table
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +47,26 @@ class LabelConfig:
     default teacher's thresholds (see :class:`qrewrite.labeling.teacher.TeacherConfig`)."""
 
     backend: str = "teacher"
-    type_similarity: float = 0.45
-    type_margin: float = 0.03
-    relevant_similarity: float = 0.72
-    partial_similarity: float = 0.5
-    title_relevant_similarity: float = 0.6
-    title_partial_similarity: float = 0.45
-    support_purchases: int = 2
-    reformulation_odds: float = 3.0
-    shared_purchase_odds: float = 1.5
-    encoder_batch_size: int = 256
+    # the default teacher (one source of defaults: TeacherConfig)
+    type_similarity: float = TeacherConfig.type_similarity
+    type_margin: float = TeacherConfig.type_margin
+    relevant_similarity: float = TeacherConfig.relevant_similarity
+    partial_similarity: float = TeacherConfig.partial_similarity
+    title_relevant_similarity: float = TeacherConfig.title_relevant_similarity
+    title_partial_similarity: float = TeacherConfig.title_partial_similarity
+    support_purchases: int = TeacherConfig.support_purchases
+    reformulation_odds: float = TeacherConfig.reformulation_odds
+    shared_purchase_odds: float = TeacherConfig.shared_purchase_odds
+    encoder_batch_size: int = TeacherConfig.encoder_batch_size
     # backend llm: an OpenAI-compatible chat endpoint (docs/labeling.md#the-llm-backend)
     llm_endpoint: str = ""
     llm_model: str = ""
-    llm_api_key_env: str = "QREWRITE_LLM_API_KEY"
-    llm_timeout_s: float = 30.0
-    llm_max_retries: int = 3
-    llm_backoff_s: float = 0.5
-    llm_concurrency: int = 8
-    llm_circuit_breaker: int = 20
+    llm_api_key_env: str = LLMSettings.api_key_env
+    llm_timeout_s: float = LLMSettings.timeout_s
+    llm_max_retries: int = LLMSettings.max_retries
+    llm_backoff_s: float = LLMSettings.backoff_s
+    llm_concurrency: int = LLMSettings.concurrency
+    llm_circuit_breaker: int = LLMSettings.circuit_breaker
 
     def llm_settings(self) -> LLMSettings:
         return LLMSettings(
@@ -85,14 +87,7 @@ class LabelConfig:
 
 def read_candidates(path: Path) -> pd.DataFrame:
     """A candidates parquet with at least query and rewrite, or a one-line DataError."""
-    if not path.exists():
-        raise DataError(f"{path}: candidates file not found (run `qrewrite mine` first)")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: candidates file is empty (0 bytes)")
-    try:
-        table = pq.read_table(path)
-    except Exception as e:
-        raise DataError(f"{path}: not a readable parquet file ({e})") from e
+    table = read_parquet_table(path, "candidates", "run `qrewrite mine` first")
     for col in ("query", "rewrite"):
         if col not in table.column_names:
             raise DataError(
