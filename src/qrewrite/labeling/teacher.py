@@ -1,18 +1,19 @@
 """The default teacher: grades (query, rewrite) and (query, product title) pairs on a CPU, without
-ground truth, by the guideline in docs/labeling.md.
+ground truth, by the guideline in docs/labeling.md (which explains every step and threshold).
 
 A cascade, cheapest evidence first:
 
-1. **Lexicon** (mined from the catalog): read each text's product type, brand, colour, material,
-   size, gender and feature polarity ("decaf" = no caffeine, "without laces"); typos are corrected
-   against catalog words. Titles of known products use the catalog's own attributes.
-2. **Rules** mirror the guideline: a hard conflict (type, gender, a feature the query excludes or
-   requires) is 0; soft differences (brand, colour, material, size) and constraints the rewrite
-   drops are counted: none 2, one 1, more 0. A narrower rewrite keeps every constraint: 2.
-3. **Sentence encoder**, only where the lexicon could not read a word: infer the product type of
-   slang ("kicks" -> Sneakers) and measure how close the two texts are.
-4. **Behaviour** from mining supports a pair the rules could not fully read: shoppers who
-   reformulated q -> r and bought, or bought the same products under both.
+1. **Lexicon** mined from the catalog (and from the batch: synonyms, filler words): read each
+   text's product type, brand, colour, material, size, gender, feature polarity ("decaf" = no
+   caffeine) and price limit. Products use their catalog attributes, completed by their title.
+2. **Rules by retrieval**: a hard conflict between read attributes (type, gender, a contradicted
+   feature) is 0; otherwise take the catalog products that satisfy every constraint the rewrite
+   states, grade them against the query's constraints, and take the median (catalog statistics
+   estimate it when the rewrite's type is unknown). A narrower rewrite keeps every constraint: 2.
+3. **Sentence encoder**, only where the lexicon could not read a word (or the catalog has no
+   product types): infer the product type of leftover words, and measure how close the texts are.
+4. **Behaviour** from mining as likelihood ratios: a converting reformulation q -> r, or shared
+   purchases, raise the odds of "relevant", never over a hard conflict.
 """
 
 from __future__ import annotations
