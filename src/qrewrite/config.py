@@ -85,7 +85,3 @@ def load_config(
             )
         values[key] = _coerce(cls, key, yaml.safe_load(raw), "--set")
     return cls(**values)
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)

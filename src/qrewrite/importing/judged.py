@@ -25,6 +25,7 @@ from qrewrite.errors import DataError
 from qrewrite.market import behaviour
 from qrewrite.market.behaviour import simulate_engagement
 from qrewrite.schemas import epoch_ms
+from qrewrite.tables import read_parquet_table
 from qrewrite.text import normalize_query
 
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -81,10 +82,7 @@ def read_judged_file(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: file is empty (0 bytes)")
     suffixes = [s.lower() for s in path.suffixes]
     if ".parquet" in suffixes:
-        try:
-            return pq.read_table(path).to_pandas()
-        except Exception as e:
-            raise DataError(f"{path}: not a readable parquet file ({e})") from e
+        return read_parquet_table(path, "judged").to_pandas()
     if not any(s in (".csv", ".tsv", ".txt") for s in suffixes):
         raise DataError(f"{path}: unknown file type; expected .tsv, .csv or .parquet")
     raw = path.read_bytes()
