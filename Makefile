@@ -27,6 +27,10 @@ demo: setup
 	$(BIN)/qrewrite label --config configs/local.yaml --data $(OUT)/market --candidates $(OUT)/mined/rewrite_candidates.parquet --out $(OUT)/labels/labeled_pairs.parquet
 	$(BIN)/qrewrite validate --contract labeled_pairs --data $(OUT)/labels/labeled_pairs.parquet --report $(OUT)/contracts
 	$(BIN)/qrewrite label-eval --data $(OUT)/market --labels $(OUT)/labels/labeled_pairs.parquet --report $(OUT)/labels > /dev/null
+	$(BIN)/qrewrite build-datasets --config configs/local.yaml --data $(OUT)/market --mined $(OUT)/mined --labels $(OUT)/labels/labeled_pairs.parquet --out $(OUT)/datasets --report $(OUT)/contracts
+	$(BIN)/qrewrite pretrain --config configs/local.yaml --data $(OUT)/market --mined $(OUT)/mined --datasets $(OUT)/datasets --out $(OUT)/models/pretrained --no-progress
+	$(BIN)/qrewrite sft --config configs/local.yaml --datasets $(OUT)/datasets --base-model $(OUT)/models/pretrained --out $(OUT)/models/sft --no-progress
+	$(BIN)/qrewrite grpo --config configs/local.yaml --datasets $(OUT)/datasets --data $(OUT)/market --model $(OUT)/models/sft --out $(OUT)/models/grpo --no-progress
 	@echo ""
 	@echo "Demo outputs:"
 	@echo "  marketplace      $(OUT)/market/   (catalog, search_log, truth/, manifest.json)"
@@ -34,6 +38,9 @@ demo: setup
 	@echo "  labels           $(OUT)/labels/   (labeled_pairs; quality vs truth in label_eval.md)"
 	@echo "  contract reports $(OUT)/contracts/*.md"
 	@echo "  Data Docs        $(OUT)/contracts/data_docs/<contract>/index.html"
+	@echo "  training sets    $(OUT)/datasets/ (sft, grpo; read dataset_report.md)"
+	@echo "  models           $(OUT)/models/{pretrained,sft,grpo}/ (sft_report.md, grpo_report.md, curves)"
+	@echo "  MLflow           mlflow ui --backend-store-uri sqlite:///$(OUT)/mlflow/mlflow.db"
 
 test: setup
 	$(BIN)/python -m pytest -q

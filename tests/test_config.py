@@ -42,3 +42,47 @@ def test_unknown_key_and_bad_type_are_one_line_errors(tmp_path: Path) -> None:
 def test_optional_fields_accept_null_and_dates() -> None:
     cfg = load_config(MiningConfig, None, None, ["start=2026-01-01", "end=null"])
     assert cfg.start == "2026-01-01" and cfg.end is None
+
+
+def test_training_presets_load_every_training_section() -> None:
+    from qrewrite.training.datasets import DatasetConfig
+    from qrewrite.training.grpo import GRPOStepConfig
+    from qrewrite.training.pretrain import PretrainConfig
+    from qrewrite.training.sft import SFTStepConfig
+
+    for name in ("local.yaml", "cluster.yaml"):
+        preset = ROOT / "configs" / name
+        load_config(DatasetConfig, preset, "build_datasets")
+        sft = load_config(SFTStepConfig, preset, "sft")
+        grpo = load_config(GRPOStepConfig, preset, "grpo")
+        grpo.model = grpo.model or "set-by-cli"
+        grpo.check()  # the shipped batch/generation sizes are consistent
+        assert sft.task_list() == ["rewrite", "tag"]
+    local = ROOT / "configs" / "local.yaml"
+    assert load_config(PretrainConfig, local, "pretrain").hidden_size <= 256
+    cluster = load_config(SFTStepConfig, ROOT / "configs" / "cluster.yaml", "sft")
+    assert cluster.use_lora and cluster.precision == "auto"
+
+
+def test_reward_weights_are_a_mapping_of_numbers(tmp_path: Path) -> None:
+    from qrewrite.training.grpo import GRPOStepConfig
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("grpo:\n  reward_weights: {relevance: 2, hit_rate: 0.5}\n")
+    cfg = load_config(GRPOStepConfig, preset, "grpo")
+    assert cfg.reward_weights == {"relevance": 2.0, "hit_rate": 0.5}
+    with pytest.raises(ConfigError, match="reward_weights"):
+        load_config(GRPOStepConfig, None, None, ["reward_weights={relevance: high}"])
+
+
+def test_grpo_config_mistakes_fail_before_training() -> None:
+    from qrewrite.training.grpo import GRPOStepConfig
+
+    with pytest.raises(ConfigError, match="not divisible by num_generations=4"):
+        GRPOStepConfig(model="m", batch_size=6, num_generations=4).check()
+    with pytest.raises(ConfigError, match="unknown reward"):
+        GRPOStepConfig(model="m", reward_weights={"clicks": 1.0}).check()
+    with pytest.raises(ConfigError, match="judge"):
+        GRPOStepConfig(model="m", judge="oracle").check()
+    with pytest.raises(ConfigError, match=r"grpo\.model is not set"):
+        GRPOStepConfig().check()

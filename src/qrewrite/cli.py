@@ -214,6 +214,84 @@ def cmd_label_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_datasets(args: argparse.Namespace) -> int:
+    from qrewrite.training.datasets import DatasetConfig, build_datasets
+
+    cfg = load_config(DatasetConfig, args.config, "build_datasets", args.overrides)
+    report = build_datasets(cfg, args.data, args.mined, args.labels, args.out, args.report)
+    a, e = report["task_a"], report["sft_examples"]
+    print(
+        f"build-datasets: rewrite task {a['kept_after_per_query_cap']:,} examples "
+        f"({a['graded_relevant']:,} graded relevant, {a['without_conversion_evidence']:,} set "
+        "aside for no conversion evidence); tagging task "
+        f"{report['task_b']['kept']:,} examples; GRPO prompts "
+        f"{report['grpo_prompts']['train']:,} train / {report['grpo_prompts']['eval']:,} eval"
+    )
+    print(
+        f"build-datasets: split by query: train {e['train'].get('rewrite', 0):,} + "
+        f"{e['train'].get('tag', 0):,}, eval {e['eval'].get('rewrite', 0):,} + "
+        f"{e['eval'].get('tag', 0):,} (rewrite + tag) -> {args.out}/sft, {args.out}/grpo; "
+        f"read {args.out}/dataset_report.md"
+    )
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from qrewrite.training.pretrain import PretrainConfig, pretrain
+
+    cfg = load_config(PretrainConfig, args.config, "pretrain", args.overrides)
+    r = pretrain(cfg, args.data, args.mined, args.out, args.datasets, not args.no_progress)
+    print(
+        f"pretrain: {r['parameters']:,}-parameter Qwen2, vocab {r['vocab_size']:,}, "
+        f"{r['corpus_texts']:,} texts, {r['steps']} steps in {r['train_seconds']} s; loss "
+        f"{r['loss_first_20pct']:.3f} -> {r['loss_last_20pct']:.3f} -> {args.out}"
+    )
+    return 0
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from qrewrite.training.sft import SFTStepConfig, sft
+
+    cfg = _with_flags(
+        load_config(SFTStepConfig, args.config, "sft", args.overrides),
+        base_model=args.base_model,
+    )
+    r = sft(cfg, args.datasets, args.out, not args.no_progress)
+    print(
+        f"sft: {r['steps']} steps on {r['train_examples']:,} examples ({', '.join(r['tasks'])}) "
+        f"in {r['train_seconds']} s; loss {r['loss_first_20pct']:.3f} -> "
+        f"{r['loss_last_20pct']:.3f}, held-out loss {r['eval_loss']:.3f} -> {args.out}"
+    )
+    t = r["tagging"]
+    if t:
+        print(
+            f"sft: relevance tagging on {int(t['pairs'])} held-out pairs: accuracy "
+            f"{t['tagging_accuracy']:.3f} (majority class {t['majority_accuracy']:.3f}), "
+            f"macro-F1 {t['tagging_macro_f1']:.3f} (majority {t['majority_macro_f1']:.3f})"
+        )
+    print(f"sft: MLflow run {r['mlflow_run_id']}")
+    return 0
+
+
+def cmd_grpo(args: argparse.Namespace) -> int:
+    from qrewrite.training.grpo import GRPOStepConfig, grpo
+
+    cfg = _with_flags(
+        load_config(GRPOStepConfig, args.config, "grpo", args.overrides), model=args.model
+    )
+    r = grpo(cfg, args.datasets, args.data, args.out, args.labels, not args.no_progress)
+    print(
+        f"grpo: {r['steps']} steps in {r['train_seconds']} s; mean total reward "
+        f"{r['reward_first_20pct']:.3f} (first 20% of steps) -> {r['reward_last_20pct']:.3f} "
+        f"(last 20%) -> {args.out}"
+    )
+    parts = ", ".join(
+        f"{n} {v['first_20pct']:.2f}->{v['last_20pct']:.2f}" for n, v in r["rewards"].items()
+    )
+    print(f"grpo: rewards {parts}; MLflow run {r['mlflow_run_id']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qrewrite",
@@ -350,6 +428,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="also write label_eval.md and label_eval.json here")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=cmd_label_eval)
+    p = sub.add_parser(
+        "build-datasets",
+        help="build the SFT mixture (rewrite + relevance tagging) and GRPO prompts, split by query",
+        description="From labeled pairs, mined candidates and query stats: task A (query -> "
+        "rewrite, relevant rewrites with conversion evidence only), task B ((query, rewrite) -> "
+        "grade, balanced) and GRPO prompts with the products their rewards need; split by "
+        "query; saved as HF datasets OUT/sft and OUT/grpo, each checked by its data contract.",
+    )
+    p.add_argument("--data", required=True, help="the synth or import-judged output directory")
+    p.add_argument("--mined", required=True, help="the mine output directory")
+    p.add_argument("--labels", required=True, help="labeled_pairs.parquet from label")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--report", help="directory for the contract reports (default OUT/contracts)")
+    _add_config_flags(p, "build_datasets")
+    p.set_defaults(func=cmd_build_datasets)
+    p = sub.add_parser(
+        "pretrain",
+        help="train a tokenizer and a small Qwen2 on the shop's titles and queries (local preset)",
+        description="Train a byte-level BPE tokenizer and a small Qwen2 model from a config on "
+        "catalog titles, mined queries and rewrites (eval-split queries left out), and save a "
+        "model directory that sft starts from. The cluster preset starts from a real instruct "
+        "model instead.",
+    )
+    p.add_argument("--data", required=True, help="the synth or import-judged output directory")
+    p.add_argument("--mined", required=True, help="the mine output directory")
+    p.add_argument("--datasets", help="build-datasets output: its eval queries are left out")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_config_flags(p, "pretrain")
+    p.set_defaults(func=cmd_pretrain)
+    p = sub.add_parser(
+        "sft",
+        help="multi-task supervised fine-tuning (TRL SFTTrainer, optional LoRA)",
+        description="Fine-tune a local base model on DATASETS/sft: loss on completions only, "
+        "checkpoints in OUT/checkpoints and resume after a kill, metrics to MLflow "
+        "($MLFLOW_TRACKING_URI, $MLFLOW_RUN_ID), tagging accuracy vs the majority class on "
+        "held-out pairs, and a merged model in OUT.",
+    )
+    p.add_argument("--datasets", required=True, help="build-datasets output directory")
+    p.add_argument("--base-model", help="local model directory (default: sft.base_model)")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_config_flags(p, "sft")
+    p.set_defaults(func=cmd_sft)
+    p = sub.add_parser(
+        "grpo",
+        help="GRPO alignment on the fused relevance + conversion + rules reward (TRL)",
+        description="Align the SFT model with TRL's GRPOTrainer on DATASETS/grpo. Rewards "
+        "(docs/training.md): relevance by a frozen judge, hit rate and increment by the lexical "
+        "engine over the catalog, and rules; weights in grpo.reward_weights.",
+    )
+    p.add_argument("--datasets", required=True, help="build-datasets output directory")
+    p.add_argument("--data", required=True, help="the synth or import-judged output directory")
+    p.add_argument("--model", help="the SFT model directory (default: grpo.model)")
+    p.add_argument("--labels", help="labeled_pairs.parquet, for judge=teacher's learned synonyms")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_config_flags(p, "grpo")
+    p.set_defaults(func=cmd_grpo)
     return parser
 
 

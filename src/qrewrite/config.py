@@ -43,6 +43,15 @@ def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
             return str(value)
         if origin is tuple and isinstance(value, list | tuple):
             return tuple(float(v) if args and args[0] is float else v for v in value)
+        if origin is dict and isinstance(value, dict):
+            # e.g. reward weights {name: weight}: keys are names, values numbers
+            number = args and args[1] is float
+            out = {}
+            for k, v in value.items():
+                if number and (isinstance(v, bool) or not isinstance(v, int | float)):
+                    raise TypeError
+                out[str(k)] = float(v) if number else v
+            return out
     except (TypeError, ValueError):
         pass
     raise ConfigError(

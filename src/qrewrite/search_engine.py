@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import bm25s
 import numpy as np
+import pandas as pd
 
 from qrewrite.text import tokenize
 
@@ -64,3 +65,24 @@ class LexicalSearchEngine:
         out_idx[rows, :k_eff] = np.where(matched, docs, NO_RESULT)
         out_score[rows, :k_eff] = np.where(matched, scores, 0.0)
         return out_idx, out_score
+
+
+class ProductRetriever:
+    """Top-``k`` product ids the engine returns for a text, cached per text.
+
+    What the conversion rewards, increment and hit rate compare: sets of products, not scores.
+    """
+
+    def __init__(self, catalog: pd.DataFrame, k: int) -> None:
+        self.ids = catalog["product_id"].to_numpy()
+        self.engine = LexicalSearchEngine(catalog["title"].tolist())
+        self.k = k
+        self._cache: dict[str, frozenset[str]] = {}
+
+    def retrieve(self, texts: Sequence[str]) -> list[frozenset[str]]:
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if todo:
+            idx, _ = self.engine.search(todo, self.k)
+            for text, row in zip(todo, idx, strict=True):
+                self._cache[text] = frozenset(self.ids[row[row != NO_RESULT]])
+        return [self._cache[t] for t in texts]

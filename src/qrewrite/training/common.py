@@ -1,0 +1,114 @@
+"""What the training steps share: device precision, trainer arguments, curves and summaries."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from qrewrite.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def quiet_libraries() -> None:
+    """Progress bars of dataset maps and saves are noise next to the trainer's own bar."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # TRL's configs still set the field transformers 5 renamed; nothing for a user to act on
+    warnings.filterwarnings("ignore", message=".*checkpointing.*deprecated", category=FutureWarning)
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def use_bf16(setting: str) -> bool:
+    """``auto``: bf16 on a GPU that supports it, fp32 on CPU."""
+    import torch
+
+    if setting == "auto":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if setting in ("true", "bf16"):
+        if not torch.cuda.is_available():
+            raise ConfigError("precision=bf16 needs a GPU; use precision=auto on CPU")
+        return True
+    if setting in ("false", "fp32"):
+        return False
+    raise ConfigError(f"precision={setting!r}: expected auto, bf16 or fp32")
+
+
+def trainer_arguments(config: Any, output_dir: Path, progress: bool) -> dict[str, Any]:
+    """TrainingArguments every step sets the same way from its config."""
+    return {
+        "output_dir": str(output_dir),
+        "seed": config.seed,
+        "learning_rate": config.learning_rate,
+        "per_device_train_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": config.warmup_steps,
+        "logging_steps": config.logging_steps,
+        "bf16": use_bf16(config.precision),
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "report_to": "none",
+        "disable_tqdm": not progress,
+        "dataloader_num_workers": 0,
+        "use_cpu": not _cuda(),
+    }
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def series(log_history: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    return [(int(h["step"]), float(h[key])) for h in log_history if key in h and "step" in h]
+
+
+def edge_means(values: list[float], fraction: float = 0.2) -> tuple[float, float]:
+    """Mean of the first and of the last ``fraction`` of ``values`` (at least one each)."""
+    if not values:
+        return float("nan"), float("nan")
+    n = max(1, int(len(values) * fraction))
+    return sum(values[:n]) / n, sum(values[-n:]) / n
+
+
+def plot_curves(curves: dict[str, list[tuple[int, float]]], title: str, path: Path) -> Path | None:
+    """One line per curve against the step; None when there is nothing to draw."""
+    curves = {k: v for k, v in curves.items() if v}
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never a display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for name, points in curves.items():
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=name, linewidth=1.4)
+    ax.set_xlabel("step")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def last_checkpoint(output_dir: Path) -> str | None:
+    """The newest ``checkpoint-N`` folder, which a killed run resumes from."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not output_dir.is_dir():
+        return None
+    return get_last_checkpoint(str(output_dir))

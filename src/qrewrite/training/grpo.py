@@ -1,0 +1,277 @@
+"""``qrewrite grpo``: align the SFT model with TRL's ``GRPOTrainer`` on the fused reward.
+
+For each training query GRPO samples a group of rewrites, scores each with the registry in
+:mod:`qrewrite.training.rewards` (relevance by a frozen judge, conversion by the lexical engine over
+the catalog, rules), and pushes up the rewrites above their group's mean. TRL logs every reward's
+mean and std at every step (``rewards/<name>/mean``); they go to MLflow with the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qrewrite import __version__
+from qrewrite.errors import ConfigError
+from qrewrite.search_engine import ProductRetriever
+from qrewrite.tables import read_parquet_table
+from qrewrite.training.common import (
+    edge_means,
+    last_checkpoint,
+    plot_curves,
+    quiet_libraries,
+    series,
+    trainer_arguments,
+)
+from qrewrite.training.datasets import GRPO_DIR, load_training_split
+from qrewrite.training.judge import RelevanceJudge
+from qrewrite.training.models import load_model, load_tokenizer, save_model
+from qrewrite.training.rewards import (
+    DEFAULT_WEIGHTS,
+    REWARDS,
+    RewardContext,
+    catalog_vocabulary,
+    trl_reward,
+)
+from qrewrite.training.tracking import DEFAULT_TRACKING_URI, mlflow_callback, mlflow_run
+
+log = logging.getLogger(__name__)
+
+JUDGES = ("self", "teacher")
+
+
+@dataclass
+class GRPOStepConfig:
+    """Options of ``qrewrite grpo`` (section ``grpo:``)."""
+
+    model: str = ""  # the SFT model directory
+    judge: str = "self"  # "self": the SFT model in tagging mode, frozen; "teacher": the labeler
+    judge_model: str = ""  # tagging model for judge=self; default: the SFT model itself
+    reward_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    retrieve_k: int = 20  # the engine's result depth for hit rate and increment
+    min_words: int = 1
+    max_words: int = 12
+    max_prompts: int = 0  # use at most this many train prompts (0: all)
+    seed: int = 7
+    num_generations: int = 4  # rewrites sampled per query (the group)
+    batch_size: int = 8  # completions per device per step; a multiple of num_generations
+    gradient_accumulation_steps: int = 1
+    max_completion_length: int = 16  # tokens
+    temperature: float = 1.0
+    beta: float = 0.02  # KL to the SFT model; keeps rewrites fluent
+    epochs: float = 1.0
+    max_steps: int = 60  # > 0 overrides epochs
+    learning_rate: float = 2e-4
+    warmup_steps: int = 0
+    logging_steps: int = 1  # per-step reward means for the first-vs-last comparison
+    precision: str = "auto"
+    gradient_checkpointing: bool = False
+    use_lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str = "all-linear"
+    use_vllm: bool = False  # GPU only: generate with vLLM (colocated)
+    vllm_gpu_memory_utilization: float = 0.3
+    save_steps: int = 50
+    save_total_limit: int = 2
+    resume: bool = True
+    keep_checkpoints: bool = False
+    world_size: int = 1  # processes in distributed training; the batch check uses it
+    tracking_uri: str = DEFAULT_TRACKING_URI
+    experiment: str = "qrewrite"
+
+    def check(self) -> None:
+        """Every mistake that would otherwise surface mid-training."""
+        unknown = set(self.reward_weights) - set(REWARDS)
+        if unknown:
+            raise ConfigError(
+                f"grpo.reward_weights: unknown reward(s) {', '.join(sorted(unknown))}; "
+                f"registered: {', '.join(REWARDS)}"
+            )
+        if not any(w != 0 for w in self.reward_weights.values()):
+            raise ConfigError("grpo.reward_weights: every weight is 0; nothing to optimise")
+        if self.judge not in JUDGES:
+            raise ConfigError(f"grpo.judge={self.judge!r}: expected one of {', '.join(JUDGES)}")
+        if self.num_generations < 2:
+            raise ConfigError("grpo.num_generations must be >= 2: GRPO compares within a group")
+        global_batch = self.batch_size * self.world_size * self.gradient_accumulation_steps
+        if global_batch % self.num_generations:
+            raise ConfigError(
+                f"grpo: the batch of {self.batch_size} x {self.world_size} device(s) x "
+                f"{self.gradient_accumulation_steps} accumulation steps = {global_batch} "
+                f"completions is not divisible by num_generations={self.num_generations}; "
+                "make batch_size a multiple of num_generations"
+            )
+        if not self.model:
+            raise ConfigError("grpo.model is not set; pass --model DIR (the SFT output)")
+
+
+def build_judge(config: GRPOStepConfig, data_dir: Path, labels: Path | None) -> Any:
+    """``judge(queries, rewrites) -> P(grade 2)``, frozen for the whole run."""
+    if config.judge == "self":
+        path = config.judge_model or config.model
+        judge = RelevanceJudge(load_model(path, "judge model"), load_tokenizer(path))
+        return lambda q, r: judge.probabilities(q, r)[:, 2].tolist()
+    import pandas as pd
+
+    from qrewrite.labeling.teacher import Teacher
+
+    catalog = read_parquet_table(data_dir / "catalog.parquet", "catalog").to_pandas()
+    teacher = Teacher(catalog)
+    if labels is not None:  # synonyms and filler words learned from the labeled batch
+        teacher.learn_from(read_parquet_table(labels, "labeled pairs").to_pandas())
+    return lambda q, r: teacher.grade(
+        pd.DataFrame({"query": list(q), "rewrite": list(r)}), learn=False
+    )["p_relevant"].tolist()
+
+
+def grpo(
+    config: GRPOStepConfig,
+    datasets_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    labels: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Align ``config.model`` on ``<datasets>/grpo``; save the merged policy to ``out_dir``."""
+    quiet_libraries()
+    config.check()
+    data = load_training_split(Path(datasets_dir) / GRPO_DIR, GRPO_DIR)
+    data_dir = Path(data_dir)
+    catalog = read_parquet_table(
+        data_dir / "catalog.parquet", "catalog", "--data must be a synth or import-judged output"
+    ).to_pandas()
+    tokenizer = load_tokenizer(config.model)
+    model = load_model(config.model, "SFT model")
+    retriever = ProductRetriever(catalog, config.retrieve_k)
+    brands, types = catalog_vocabulary(catalog)
+    ctx = RewardContext(
+        judge=build_judge(config, data_dir, Path(labels) if labels else None),
+        retrieve=retriever.retrieve,
+        brands=brands,
+        product_types=types,
+        min_words=config.min_words,
+        max_words=config.max_words,
+    )
+    names = [n for n, w in config.reward_weights.items() if w != 0]
+    train = data["train"].shuffle(seed=config.seed)
+    if config.max_prompts:
+        train = train.select(range(min(config.max_prompts, len(train))))
+
+    from trl import GRPOConfig, GRPOTrainer
+
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    args = GRPOConfig(
+        **trainer_arguments(config, ckpt_dir, progress),
+        num_generations=config.num_generations,
+        max_completion_length=config.max_completion_length,
+        temperature=config.temperature,
+        beta=config.beta,
+        reward_weights=[config.reward_weights[n] for n in names],
+        use_vllm=config.use_vllm,
+        vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+    )
+    peft_config = None
+    if config.use_lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=config.lora_target_modules,
+            task_type="CAUSAL_LM",
+        )
+    resume_from = last_checkpoint(ckpt_dir) if config.resume else None
+    if resume_from:
+        log.warning("grpo: resuming from %s", resume_from)
+    t0 = time.perf_counter()
+    with mlflow_run(config.tracking_uri, config.experiment, "grpo", config) as run:
+        import mlflow
+
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=[trl_reward(n, ctx) for n in names],
+            args=args,
+            train_dataset=train,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[mlflow_callback("grpo")],
+        )
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        seconds = time.perf_counter() - t0
+        history = trainer.state.log_history
+        total = series(history, "reward")
+        first, last = edge_means([v for _, v in total])
+        per_reward = {}
+        for n in names:
+            f, lst = edge_means([v for _, v in series(history, f"rewards/{n}/mean")])
+            per_reward[n] = {"first_20pct": f, "last_20pct": lst}
+        report: dict[str, Any] = {
+            "qrewrite_version": __version__,
+            "config": asdict(config),
+            "train_prompts": len(train),
+            "steps": int(result.global_step),
+            "resumed_from": resume_from,
+            "train_seconds": round(seconds, 1),
+            "steps_per_second": round(result.global_step / seconds, 3) if seconds else None,
+            "reward_first_20pct": first,
+            "reward_last_20pct": last,
+            "rewards": per_reward,
+            "mlflow_run_id": run.info.run_id,
+        }
+        mlflow.log_metrics(
+            {
+                "grpo/reward_first_20pct": first,
+                "grpo/reward_last_20pct": last,
+                **{f"grpo/{n}_last_20pct": v["last_20pct"] for n, v in per_reward.items()},
+            }
+        )
+        policy = trainer.model.merge_and_unload() if config.use_lora else trainer.model
+        save_model(policy, tokenizer, out, {"step": "grpo", **report})
+        plot_curves(
+            {
+                "total": total,
+                **{n: series(history, f"rewards/{n}/mean") for n in names},
+            },
+            "GRPO rewards (mean per step)",
+            out / "grpo_rewards.png",
+        )
+        (out / "grpo_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out / "grpo_report.md").write_text(grpo_markdown(report), encoding="utf-8")
+        mlflow.log_artifact(str(out / "grpo_report.md"))
+        mlflow.log_artifact(str(out / "grpo_rewards.png"))
+    if not config.keep_checkpoints:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return report
+
+
+def grpo_markdown(report: dict[str, Any]) -> str:
+    weights = report["config"]["reward_weights"]
+    lines = [
+        "# GRPO",
+        "",
+        f"- {report['steps']} steps on {report['train_prompts']:,} prompts in "
+        f"{report['train_seconds']} s, {report['config']['num_generations']} rewrites per query",
+        f"- mean total reward: {report['reward_first_20pct']:.3f} (first 20% of steps) -> "
+        f"{report['reward_last_20pct']:.3f} (last 20%)",
+        "",
+        "| reward | weight | first 20% | last 20% |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, v in report["rewards"].items():
+        lines.append(
+            f"| {name} | {weights[name]:g} | {v['first_20pct']:.3f} | {v['last_20pct']:.3f} |"
+        )
+    lines += ["", "![rewards](grpo_rewards.png)"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,154 @@
+"""Models without a hub: a tokenizer trained on the shop's text, a small Qwen2 built from a config,
+and loading of a base model from a local directory with checks that fail before training does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qrewrite.errors import ConfigError
+from qrewrite.training.prompts import (
+    CHATML_TEMPLATE,
+    GRADE_WORDS,
+    REWRITE_INSTRUCTION,
+    TAGGING_INSTRUCTION,
+)
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+@dataclass
+class ModelShape:
+    """Size of the small model built from a config (a standard Qwen2 architecture)."""
+
+    vocab_size: int = 4000
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 256
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
+    """A byte-level BPE tokenizer trained on ``texts`` (catalog titles, queries, rewrites) plus the
+    prompt words, with Qwen2's ChatML special tokens and chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    # the prompt words appear in every example: give them tokens of their own
+    fixed = [REWRITE_INSTRUCTION, TAGGING_INSTRUCTION, "user", "assistant", *GRADE_WORDS] * 50
+    tok.train_from_iterator([*texts, *fixed], trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        model_max_length=1024,
+    )
+    fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
+def build_small_model(tokenizer: Any, shape: ModelShape, seed: int) -> Any:
+    """A randomly initialised Qwen2ForCausalLM sized by ``shape``."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_hidden_layers,
+        num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads,
+        max_position_embeddings=shape.max_position_embeddings,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+    return Qwen2ForCausalLM(config)
+
+
+def check_model_dir(path: str | Path, what: str = "base model") -> Path:
+    """Fail with one line when ``path`` is not a loadable model directory."""
+    path = Path(path)
+    hint = "pass a directory written by `qrewrite pretrain`/`sft` or a downloaded model"
+    if not path.is_dir():
+        raise ConfigError(f"{path}: {what} directory not found; {hint}")
+    if not (path / "config.json").exists():
+        raise ConfigError(f"{path}: {what} has no config.json; {hint}")
+    if not any((path / f).exists() for f in WEIGHT_FILES) and not list(
+        path.glob("model-*.safetensors")
+    ):
+        raise ConfigError(f"{path}: {what} has no weights ({' or '.join(WEIGHT_FILES)}); {hint}")
+    if not any((path / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
+        raise ConfigError(f"{path}: {what} has no tokenizer (tokenizer.json); {hint}")
+    return path
+
+
+def load_tokenizer(path: str | Path) -> Any:
+    """The model's tokenizer, checked for what chat training needs."""
+    from transformers import AutoTokenizer
+
+    path = check_model_dir(path, "model")
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if not tokenizer.chat_template:
+        log.warning("%s: tokenizer has no chat template; using ChatML", path)
+        tokenizer.chat_template = CHATML_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # Generation must stop at the end of the assistant turn (see docs/training.md).
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], tokenize=False
+    )
+    if tokenizer.eos_token not in rendered:
+        raise ConfigError(
+            f"{path}: the chat template never emits the tokenizer's EOS {tokenizer.eos_token!r}; "
+            "generation would not stop at the end of an answer"
+        )
+    tokenizer.padding_side = "left"  # decoder-only generation pads on the left
+    return tokenizer
+
+
+def load_model(path: str | Path, what: str = "base model", dtype: str = "auto") -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = check_model_dir(path, what)
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+
+
+def save_model(model: Any, tokenizer: Any, out: str | Path, card: dict[str, Any]) -> Path:
+    """Save a merged model ready to serve (weights, tokenizer, and what made it)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "merge_and_unload"):  # a PEFT model: fold LoRA into the base weights
+        model = model.merge_and_unload()
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    (out / "qrewrite_model.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return out

@@ -1,0 +1,52 @@
+"""The two tasks' prompt formats, shared by dataset building, training, judging and serving.
+
+Every place that talks to the model builds its messages here, so a rewrite prompt at serving time
+is byte-for-byte the one the model was trained on.
+"""
+
+from __future__ import annotations
+
+# Task B answers one of three words; order is the grade (0, 1, 2) of docs/labeling.md.
+GRADE_WORDS: tuple[str, str, str] = ("irrelevant", "partial", "relevant")
+
+REWRITE_INSTRUCTION = "Rewrite the shopper's search query so that the shop's search finds it."
+TAGGING_INSTRUCTION = "Grade how well the rewrite keeps the intent of the query."
+
+# ChatML, as Qwen2 uses: generation ends with <|im_end|>, which is the tokenizer's EOS, so
+# sampling stops at the end of the answer instead of running to max_completion_length.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def rewrite_prompt(query: str, title: str | None = None) -> list[dict[str, str]]:
+    """Task A prompt: the query, optionally with the title of the product most engaged under it
+    (as BEQUE conditions on it)."""
+    content = f"{REWRITE_INSTRUCTION}\nquery: {query}"
+    if title:
+        content += f"\nproduct: {title}"
+    return [{"role": "user", "content": content}]
+
+
+def tagging_prompt(query: str, rewrite: str) -> list[dict[str, str]]:
+    """Task B prompt: a (query, rewrite) pair to grade."""
+    return [
+        {
+            "role": "user",
+            "content": f"{TAGGING_INSTRUCTION}\nquery: {query}\nrewrite: {rewrite}\ngrade:",
+        }
+    ]
+
+
+def answer(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+def parse_rewrite(completion: str | list[dict[str, str]]) -> str:
+    """The rewrite text of a generated completion (conversational or plain)."""
+    if isinstance(completion, list):
+        completion = completion[-1]["content"] if completion else ""
+    return completion.replace("<|im_end|>", "").strip()

@@ -1,0 +1,194 @@
+"""The GRPO reward functions: a registry of small, named, pure functions.
+
+Each takes the queries, the generated rewrites (one per completion, already parsed) and what the
+dataset row carries (products bought, clicked and known relevant for the query; what the original
+query retrieves), plus a :class:`RewardContext` with the frozen tools (the relevance judge, the
+lexical engine, the catalog vocabulary). Each returns one float per rewrite. The fused reward is
+their weighted sum, weights from config (``grpo.reward_weights``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qrewrite.text import normalize_query
+from qrewrite.training.prompts import GRADE_WORDS, parse_rewrite
+
+ProductSets = Sequence[Sequence[str]]
+
+
+@dataclass
+class RewardContext:
+    """The frozen tools rewards consult.
+
+    ``judge(queries, rewrites)`` returns P(grade 2) per pair; ``retrieve(texts)`` returns the
+    product ids the lexical engine ranks in its top k for each text.
+    """
+
+    judge: Callable[[Sequence[str], Sequence[str]], Sequence[float]]
+    retrieve: Callable[[Sequence[str]], Sequence[frozenset[str]]]
+    brands: frozenset[str] = frozenset()
+    product_types: frozenset[str] = frozenset()
+    min_words: int = 1
+    max_words: int = 12
+
+
+# A rewrite is one line of shopper words: not the prompt's field names, not a grade word.
+_ECHO = re.compile(r"\b(query|rewrite|grade|product)\s*:", re.IGNORECASE)
+
+
+def is_well_formed(rewrite: str) -> bool:
+    text = rewrite.strip()
+    return (
+        bool(text)
+        and "\n" not in text
+        and "<|" not in text
+        and not _ECHO.search(text)
+        and text.lower() not in GRADE_WORDS
+    )
+
+
+def relevance(
+    queries: Sequence[str], rewrites: Sequence[str], ctx: RewardContext, **_: Any
+) -> list[float]:
+    """P(relevant | query, rewrite) by the frozen judge: the SFT model in tagging mode (the paper's
+    self-relevance) or the teacher labeler. A malformed rewrite scores 0."""
+    ok = [i for i, r in enumerate(rewrites) if is_well_formed(r)]
+    out = [0.0] * len(rewrites)
+    if ok:
+        scores = ctx.judge([queries[i] for i in ok], [rewrites[i] for i in ok])
+        for i, s in zip(ok, scores, strict=True):
+            out[i] = float(s)
+    return out
+
+
+def hit_rate(
+    queries: Sequence[str],
+    rewrites: Sequence[str],
+    ctx: RewardContext,
+    purchased: ProductSets,
+    relevant: ProductSets,
+    **_: Any,
+) -> list[float]:
+    """Share of the products bought under the query that the rewrite retrieves (of the known
+    relevant products when nothing was bought)."""
+    retrieved = ctx.retrieve(list(rewrites))
+    out = []
+    for got, bought, rel in zip(retrieved, purchased, relevant, strict=True):
+        target = set(bought) or set(rel)
+        out.append(len(got & target) / len(target) if target else 0.0)
+    return out
+
+
+def increment(
+    queries: Sequence[str],
+    rewrites: Sequence[str],
+    ctx: RewardContext,
+    relevant: ProductSets,
+    original_retrieved: ProductSets,
+    **_: Any,
+) -> list[float]:
+    """BEQUE's increment: relevant products the rewrite retrieves that the original query does
+    not, as a share of the relevant products the original misses (0 when it misses none)."""
+    retrieved = ctx.retrieve(list(rewrites))
+    out = []
+    for got, rel, orig in zip(retrieved, relevant, original_retrieved, strict=True):
+        missed = set(rel) - set(orig)
+        out.append(len(got & missed) / len(missed) if missed else 0.0)
+    return out
+
+
+def well_formed(
+    queries: Sequence[str], rewrites: Sequence[str], ctx: RewardContext, **_: Any
+) -> list[float]:
+    """1 for a single non-empty line of search words; 0 for empty output, several lines, an
+    echo of the prompt's fields, a grade word, or special tokens."""
+    return [1.0 if is_well_formed(r) else 0.0 for r in rewrites]
+
+
+def length(
+    queries: Sequence[str], rewrites: Sequence[str], ctx: RewardContext, **_: Any
+) -> list[float]:
+    """1 when the rewrite has between ``min_words`` and ``max_words`` words, else 0."""
+    return [1.0 if ctx.min_words <= len(r.split()) <= ctx.max_words else 0.0 for r in rewrites]
+
+
+def not_copy(
+    queries: Sequence[str], rewrites: Sequence[str], ctx: RewardContext, **_: Any
+) -> list[float]:
+    """1 unless the rewrite is the query again (after normalisation): a copy adds no recall."""
+    return [
+        0.0 if normalize_query(r) == normalize_query(q) else 1.0
+        for q, r in zip(queries, rewrites, strict=True)
+    ]
+
+
+def _mentions(text: str, vocabulary: frozenset[str]) -> set[str]:
+    padded = f" {normalize_query(text)} "
+    return {v for v in vocabulary if f" {v} " in padded}
+
+
+def no_drift(
+    queries: Sequence[str], rewrites: Sequence[str], ctx: RewardContext, **_: Any
+) -> list[float]:
+    """1 unless the rewrite brings in a brand the query does not name, or names a product type
+    while the query names a different one (the catalog's vocabulary decides)."""
+    out = []
+    for q, r in zip(queries, rewrites, strict=True):
+        new_brands = _mentions(r, ctx.brands) - _mentions(q, ctx.brands)
+        q_types, r_types = _mentions(q, ctx.product_types), _mentions(r, ctx.product_types)
+        type_drift = bool(q_types and r_types and not (q_types & r_types))
+        out.append(0.0 if new_brands or type_drift else 1.0)
+    return out
+
+
+RewardFunction = Callable[..., list[float]]
+
+REWARDS: dict[str, RewardFunction] = {
+    "relevance": relevance,
+    "hit_rate": hit_rate,
+    "increment": increment,
+    "well_formed": well_formed,
+    "length": length,
+    "not_copy": not_copy,
+    "no_drift": no_drift,
+}
+
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "relevance": 1.0,
+    "hit_rate": 1.0,
+    "increment": 0.5,
+    "well_formed": 0.25,
+    "length": 0.25,
+    "not_copy": 0.5,
+    "no_drift": 0.5,
+}
+
+
+def catalog_vocabulary(catalog: Any) -> tuple[frozenset[str], frozenset[str]]:
+    """Normalised brand names and product-type names of a catalog DataFrame."""
+
+    def names(column: str) -> frozenset[str]:
+        if column not in catalog:
+            return frozenset()
+        values = catalog[column].dropna().astype(str).unique()
+        return frozenset(n for n in (normalize_query(v) for v in values) if n)
+
+    return names("brand"), names("product_type")
+
+
+def trl_reward(name: str, ctx: RewardContext) -> Callable[..., list[float]]:
+    """Adapt registry function ``name`` to TRL's reward signature ``(prompts, completions,
+    **dataset_columns)``; the adapter carries the name TRL logs it under (``rewards/<name>``)."""
+    fn = REWARDS[name]
+
+    def reward(prompts: Any, completions: Any, query: Sequence[str], **columns: Any) -> list[float]:
+        rewrites = [parse_rewrite(c) for c in completions]
+        return fn(list(query), rewrites, ctx, **columns)
+
+    reward.__name__ = name
+    reward.__doc__ = fn.__doc__
+    return reward

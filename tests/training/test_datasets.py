@@ -1,0 +1,123 @@
+"""``build-datasets``: filters, balance, the split by query (no leakage), contracts, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from datasets import load_from_disk
+
+from qrewrite.cli import main
+from qrewrite.errors import ContractViolation, DataError
+from qrewrite.text import normalize_query
+from qrewrite.training.datasets import (
+    DatasetConfig,
+    build_datasets,
+    check_no_query_leakage,
+    load_training_split,
+    split_of,
+)
+from qrewrite.training.prompts import GRADE_WORDS
+
+
+def _frames(path: Path) -> dict[str, pd.DataFrame]:
+    dd = load_from_disk(str(path))
+    return {s: dd[s].to_pandas() for s in ("train", "eval")}
+
+
+def test_no_query_is_in_both_splits(tiny_datasets: Path) -> None:
+    sft, grpo = _frames(tiny_datasets / "sft"), _frames(tiny_datasets / "grpo")
+    train = {normalize_query(q) for q in [*sft["train"]["query"], *grpo["train"]["query"]]}
+    held = {normalize_query(q) for q in [*sft["eval"]["query"], *grpo["eval"]["query"]]}
+    assert train and held
+    assert not train & held
+
+
+def test_split_is_a_stable_function_of_the_normalised_query() -> None:
+    assert split_of("Red Shoes", 7, 0.5) == split_of("  red   shoes ", 7, 0.5)
+    splits = [split_of(f"query {i}", 7, 0.2) for i in range(2000)]
+    assert 0.15 < splits.count("eval") / len(splits) < 0.25
+
+
+def test_leakage_check_refuses_a_query_in_both_splits() -> None:
+    sft = pd.DataFrame({"query": ["red shoes", "Red Shoes"], "split": ["train", "eval"]})
+    with pytest.raises(DataError, match="leaks 1 queries"):
+        check_no_query_leakage(sft, sft.head(0))
+
+
+def test_rewrite_examples_are_relevant_rewrites_with_conversion_evidence(
+    tiny_datasets: Path, tiny_labels: Path, tiny_mined: Path, tiny_market: Path, tmp_path: Path
+) -> None:
+    sft = pd.concat(_frames(tiny_datasets / "sft").values())
+    rewrites = sft[sft["task"] == "rewrite"]
+    labels = pd.read_parquet(tiny_labels)
+    graded = labels.set_index(["query", "rewrite"]).sort_index()["grade"]
+    for q, r in zip(rewrites["query"], rewrites["target"], strict=True):
+        assert graded.loc[(q, r)].max() == 2
+    assert rewrites.groupby("query").size().max() <= DatasetConfig().max_rewrites_per_query
+    # a conversion filter that nothing passes leaves no rewrite task: a clear error
+    strict = DatasetConfig(min_cvr_lift=10.0, min_increment=10_000)
+    with pytest.raises(DataError, match="no rewrite passed the filters"):
+        build_datasets(strict, tiny_market, tiny_mined, tiny_labels, tmp_path)
+
+
+def test_tagging_task_is_balanced_and_answers_grade_words(tiny_datasets: Path) -> None:
+    train = _frames(tiny_datasets / "sft")["train"]
+    tags = train[train["task"] == "tag"]
+    counts = tags["target"].value_counts()
+    assert set(counts.index) == set(GRADE_WORDS)
+    assert counts.max() / len(tags) < 0.5  # the majority class is not the answer
+    assert all(GRADE_WORDS[g] == t for g, t in zip(tags["grade"], tags["target"], strict=True))
+    assert all(m[-1]["role"] == "assistant" for m in tags["completion"])
+
+
+def test_grpo_prompts_carry_what_the_rewards_need(tiny_datasets: Path) -> None:
+    train = _frames(tiny_datasets / "grpo")["train"]
+    assert {"prompt", "query", "purchased", "relevant", "original_retrieved"} <= set(train)
+    assert (train["relevant"].map(len) >= 1).all()
+    assert train["query"].is_unique
+    for q, prompt in zip(train["query"], train["prompt"], strict=True):
+        assert f"query: {q}" in prompt[-1]["content"]
+
+
+def test_saved_sets_load_back_through_their_contracts(tiny_datasets: Path) -> None:
+    assert len(load_training_split(tiny_datasets / "sft", "sft")["train"]) > 0
+    assert len(load_training_split(tiny_datasets / "grpo", "grpo")["train"]) > 0
+    report = (tiny_datasets / "dataset_report.md").read_text()
+    assert "Split" in report and "sft_examples" in report
+
+
+def test_a_dataset_failing_its_contract_is_refused(tiny_datasets: Path, tmp_path: Path) -> None:
+    from datasets import Dataset, DatasetDict
+
+    dd = load_from_disk(str(tiny_datasets / "sft"))
+    bad = dd["train"].to_pandas()
+    bad["task"] = "summarise"
+    DatasetDict(
+        {"train": Dataset.from_pandas(bad, preserve_index=False), "eval": dd["eval"]}
+    ).save_to_disk(str(tmp_path / "sft"))
+    with pytest.raises(ContractViolation, match="sft_examples"):
+        load_training_split(tmp_path / "sft", "sft")
+    with pytest.raises(DataError, match="not a saved training set"):
+        load_training_split(tmp_path / "missing", "sft")
+
+
+def test_empty_labels_fail_in_one_line(tiny_market, tiny_mined, tmp_path, capsys) -> None:
+    labels = pd.read_parquet(tiny_mined / "rewrite_candidates.parquet")
+    empty = tmp_path / "labeled_pairs.parquet"
+    labels.head(0).assign(
+        pair_kind="", grade=0, p_irrelevant=0.0, p_partial=0.0, p_relevant=0.0
+    ).to_parquet(empty)
+    code = main(
+        [
+            "build-datasets",
+            f"--data={tiny_market}",
+            f"--mined={tiny_mined}",
+            f"--labels={empty}",
+            f"--out={tmp_path / 'ds'}",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no labeled pairs" in err and len(err.strip().splitlines()) == 1

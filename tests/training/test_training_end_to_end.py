@@ -1,0 +1,146 @@
+"""Tiny end to end: pretrain -> SFT -> GRPO on the tiny market, in about a minute of CPU.
+
+Quality figures (tagging vs majority class, reward first vs last steps) are measured on demo data
+by `make demo` and recorded in docs/benchmarks.md; this test asserts that every step trains, saves
+a loadable model, resumes from a checkpoint, and logs to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qrewrite.cli import main
+from qrewrite.errors import ConfigError
+from qrewrite.training.grpo import GRPOStepConfig, grpo
+from qrewrite.training.models import check_model_dir, load_model, load_tokenizer
+from qrewrite.training.pretrain import PretrainConfig, pretrain
+from qrewrite.training.sft import SFTStepConfig, sft
+
+pytestmark = pytest.mark.slow
+
+TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2}
+
+
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def pretrained(tiny_market, tiny_mined, tiny_datasets, tracking, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pretrained")
+    cfg = PretrainConfig(vocab_size=600, max_steps=25, batch_size=16, tracking_uri=tracking, **TINY)
+    report = pretrain(cfg, tiny_market, tiny_mined, out, tiny_datasets, progress=False)
+    assert report["excluded_eval_queries"] > 0  # eval queries never reach pretraining
+    assert report["loss_last_20pct"] < report["loss_first_20pct"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def sft_model(pretrained, tiny_datasets, tracking, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("sft")
+    cfg = SFTStepConfig(
+        base_model=str(pretrained),
+        max_steps=30,
+        batch_size=16,
+        learning_rate=2e-3,
+        save_steps=10,
+        tagging_eval_pairs=40,
+        tracking_uri=tracking,
+    )
+    return out, sft(cfg, tiny_datasets, out, progress=False)
+
+
+def test_pretrain_saves_a_model_with_a_chat_tokenizer(pretrained: Path) -> None:
+    check_model_dir(pretrained)
+    tok = load_tokenizer(pretrained)
+    assert tok.eos_token == "<|im_end|>"
+    text = tok.apply_chat_template([{"role": "user", "content": "red shoes"}], tokenize=False)
+    assert text.endswith("<|im_end|>\n")
+
+
+def test_sft_loss_falls_and_tagging_is_scored(sft_model) -> None:
+    out, report = sft_model
+    assert report["loss_last_20pct"] < report["loss_first_20pct"]
+    t = report["tagging"]
+    assert t["pairs"] == 40 and 0 <= t["tagging_accuracy"] <= 1
+    assert {"majority_accuracy", "tagging_macro_f1"} <= set(t)
+    assert not (out / "checkpoints").exists()  # removed once the merged model is saved
+    card = json.loads((out / "qrewrite_model.json").read_text())
+    assert card["step"] == "sft"
+    load_model(out, "SFT model")
+
+
+def test_metrics_reach_mlflow(sft_model, tracking) -> None:
+    import mlflow
+
+    _, report = sft_model
+    run = mlflow.MlflowClient(tracking).get_run(report["mlflow_run_id"])
+    assert "sft/loss" in run.data.metrics and "sft/tagging_accuracy" in run.data.metrics
+    assert run.data.params["sft.tasks"] == "rewrite,tag"
+
+
+def test_sft_resumes_from_its_last_checkpoint(pretrained, tiny_datasets, tracking, tmp_path):
+    base = SFTStepConfig(
+        base_model=str(pretrained),
+        tasks="rewrite",
+        batch_size=16,
+        save_steps=4,
+        keep_checkpoints=True,
+        tracking_uri=tracking,
+    )
+    base.max_steps = 4
+    first = sft(base, tiny_datasets, tmp_path, progress=False)
+    assert first["resumed_from"] is None and (tmp_path / "checkpoints" / "checkpoint-4").is_dir()
+    base.max_steps = 8  # as if the first run had been killed after step 4
+    second = sft(base, tiny_datasets, tmp_path, progress=False)
+    assert second["resumed_from"].endswith("checkpoint-4") and second["steps"] == 8
+
+
+def test_grpo_logs_every_reward_and_saves_the_policy(
+    sft_model, tiny_datasets, tiny_market, tracking, tmp_path
+) -> None:
+    model, _ = sft_model
+    cfg = GRPOStepConfig(
+        model=str(model), max_steps=6, batch_size=8, num_generations=4, tracking_uri=tracking
+    )
+    report = grpo(cfg, tiny_datasets, tiny_market, tmp_path, progress=False)
+    assert report["steps"] == 6
+    assert set(report["rewards"]) == set(cfg.reward_weights)
+    for values in report["rewards"].values():
+        assert 0.0 <= values["first_20pct"] <= 1.0
+    assert (tmp_path / "grpo_rewards.png").stat().st_size > 0
+    load_model(tmp_path, "GRPO policy")
+
+
+def test_teacher_judge_grades_rewrites(tiny_market, tiny_labels, monkeypatch) -> None:
+    from qrewrite.labeling.teacher import Teacher
+    from qrewrite.training.grpo import build_judge
+    from tests.labeling.fakes import TrigramEncoder
+
+    monkeypatch.setattr(Teacher, "encoder", property(lambda self: TrigramEncoder()))
+    judge = build_judge(GRPOStepConfig(model="m", judge="teacher"), tiny_market, tiny_labels)
+    p = judge(["red running shoes", "red running shoes"], ["red running shoes", "blue mug"])
+    assert p[0] > p[1]
+
+
+def test_bad_base_model_and_batch_fail_before_training(tiny_datasets, tmp_path, capsys) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="no weights"):
+        sft(SFTStepConfig(base_model=str(tmp_path)), tiny_datasets, tmp_path / "o")
+    code = main(
+        [
+            "grpo",
+            f"--datasets={tiny_datasets}",
+            f"--data={tmp_path}",
+            f"--model={tmp_path}",
+            f"--out={tmp_path / 'g'}",
+            "--set=batch_size=6",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 3 and "not divisible by num_generations" in err
+    assert len(err.strip().splitlines()) == 1
