@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 # The CPU wheel of this torch version is installed first so that nothing pulls a CUDA build.
 TORCH_VERSION ?= 2.13.0
 OUT    ?= out/demo
+# Training steps log here unless the environment points at a tracking server.
+export MLFLOW_TRACKING_URI ?= sqlite:///$(OUT)/mlflow/mlflow.db
 
 .PHONY: setup demo test lint bench clean
 
@@ -40,7 +42,7 @@ demo: setup
 	@echo "  Data Docs        $(OUT)/contracts/data_docs/<contract>/index.html"
 	@echo "  training sets    $(OUT)/datasets/ (sft, grpo; read dataset_report.md)"
 	@echo "  models           $(OUT)/models/{pretrained,sft,grpo}/ (sft_report.md, grpo_report.md, curves)"
-	@echo "  MLflow           mlflow ui --backend-store-uri sqlite:///$(OUT)/mlflow/mlflow.db"
+	@echo "  MLflow           mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)"
 
 test: setup
 	$(BIN)/python -m pytest -q

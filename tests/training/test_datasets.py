@@ -121,3 +121,22 @@ def test_empty_labels_fail_in_one_line(tiny_market, tiny_mined, tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 2
     assert "no labeled pairs" in err and len(err.strip().splitlines()) == 1
+
+
+def test_tagging_ratio_weights_the_task_by_repeating_train_pairs_only(
+    tiny_market: Path, tiny_mined: Path, tiny_labels: Path, tmp_path: Path
+) -> None:
+    build_datasets(
+        DatasetConfig(eval_fraction=0.3, tagging_ratio=3.0),
+        tiny_market,
+        tiny_mined,
+        tiny_labels,
+        tmp_path,
+    )
+    frames = _frames(tmp_path / "sft")
+    train, held = frames["train"], frames["eval"]
+    n_rewrite = (train["task"] == "rewrite").sum()
+    assert (train["task"] == "tag").sum() == 3 * n_rewrite
+    held_tags = held[held["task"] == "tag"]
+    pairs = held_tags["prompt"].map(lambda m: m[-1]["content"])
+    assert pairs.is_unique  # held-out pairs are never repeated

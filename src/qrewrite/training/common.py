@@ -73,6 +73,12 @@ def series(log_history: list[dict[str, Any]], key: str) -> list[tuple[int, float
     return [(int(h["step"]), float(h[key])) for h in log_history if key in h and "step" in h]
 
 
+def tokens_seen(log_history: list[dict[str, Any]]) -> int:
+    """Tokens trained on, as TRL counts them in its logs (``num_tokens``)."""
+    values = [v for _, v in series(log_history, "num_tokens")]
+    return int(max(values)) if values else 0
+
+
 def edge_means(values: list[float], fraction: float = 0.2) -> tuple[float, float]:
     """Mean of the first and of the last ``fraction`` of ``values`` (at least one each)."""
     if not values:
@@ -112,3 +118,13 @@ def last_checkpoint(output_dir: Path) -> str | None:
     if not output_dir.is_dir():
         return None
     return get_last_checkpoint(str(output_dir))
+
+
+def quiet_trainer(trainer: Any, progress: bool) -> Any:
+    """Without a progress bar transformers prints every log line as a dict; the numbers go to
+    MLflow and the step's report instead."""
+    if not progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    return trainer

@@ -50,7 +50,9 @@ class DatasetConfig:
     max_rewrites_per_query: int = 3
     with_engaged_title: bool = False  # condition task A on the most engaged title (BEQUE)
     # Task B
-    tagging_ratio: float = 1.0  # tagging examples per rewrite example in the mixture
+    # tagging examples per rewrite example in the mixture; above what the balanced pool holds,
+    # pairs are repeated (a task weight: a grade is one token against a rewrite's several)
+    tagging_ratio: float = 1.0
     tagging_include_titles: bool = False  # also (query, title) pairs
     min_tag_confidence: float = 0.5  # the labeler's probability of the grade it gave
     max_class_ratio: float = 1.5  # largest class at most this times the smallest
@@ -187,8 +189,13 @@ def build_datasets(
     for name in SPLITS:
         pool = _balanced(tag[tag["split"] == name], config.max_class_ratio, config.seed)
         n_rewrite = sum(1 for r in rewrite_rows if r["split"] == name)
-        n_tag = min(len(pool), max(1, round(config.tagging_ratio * n_rewrite)))
-        tag_parts.append(pool.head(n_tag) if config.tagging_ratio > 0 else pool.head(0))
+        n_tag = round(config.tagging_ratio * n_rewrite)
+        if name == "train" and n_tag > len(pool) and len(pool):
+            # the ratio asks for more than there is: repeat train pairs (seeded) to weight the
+            # task; held-out pairs are never repeated
+            extra = pool.sample(n=n_tag - len(pool), replace=True, random_state=config.seed)
+            pool = pd.concat([pool, extra])
+        tag_parts.append(pool.head(n_tag))
     tag_kept = pd.concat(tag_parts)
     tagging_rows = [
         {

@@ -25,6 +25,7 @@ from qrewrite.training.common import (
     last_checkpoint,
     plot_curves,
     quiet_libraries,
+    quiet_trainer,
     series,
     trainer_arguments,
 )
@@ -208,6 +209,7 @@ def grpo(
             peft_config=peft_config,
             callbacks=[mlflow_callback("grpo")],
         )
+        quiet_trainer(trainer, progress)
         result = trainer.train(resume_from_checkpoint=resume_from)
         seconds = time.perf_counter() - t0
         history = trainer.state.log_history

@@ -23,7 +23,9 @@ from qrewrite.training.common import (
     edge_means,
     plot_curves,
     quiet_libraries,
+    quiet_trainer,
     series,
+    tokens_seen,
     trainer_arguments,
 )
 from qrewrite.training.models import ModelShape, build_small_model, save_model, train_tokenizer
@@ -141,12 +143,13 @@ def pretrain(
             processing_class=tokenizer,
             callbacks=[mlflow_callback("pretrain")],
         )
+        quiet_trainer(trainer, progress)
         result = trainer.train()
         seconds = time.perf_counter() - t0
         losses = series(trainer.state.log_history, "loss")
         first, last = edge_means([v for _, v in losses])
         n_params = sum(p.numel() for p in model.parameters())
-        tokens = int(trainer.state.num_input_tokens_seen or 0)
+        tokens = tokens_seen(trainer.state.log_history)
         report = {
             "qrewrite_version": __version__,
             "config": asdict(config),
@@ -167,8 +170,8 @@ def pretrain(
                 "pretrain/parameters": n_params,
             }
         )
-        if tokens:
-            report["tokens_seen"] = tokens
+        report["tokens_seen"] = tokens
+        report["tokens_per_second"] = round(tokens / seconds, 1) if tokens else None
         save_model(trainer.model, tokenizer, out, {"step": "pretrain", **report})
         plot_curves({"loss": losses}, "Domain pretraining loss", out / "pretrain_loss.png")
         (out / "pretrain_report.json").write_text(json.dumps(report, indent=2) + "\n")

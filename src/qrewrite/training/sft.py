@@ -25,7 +25,9 @@ from qrewrite.training.common import (
     last_checkpoint,
     plot_curves,
     quiet_libraries,
+    quiet_trainer,
     series,
+    tokens_seen,
     trainer_arguments,
 )
 from qrewrite.training.datasets import SFT_DIR, load_training_split
@@ -157,6 +159,7 @@ def sft(
             peft_config=_peft_config(config),
             callbacks=[mlflow_callback("sft")],
         )
+        quiet_trainer(trainer, progress)
         result = trainer.train(resume_from_checkpoint=resume_from)
         train_seconds = time.perf_counter() - t0
         eval_loss = float(trainer.evaluate()["eval_loss"])
@@ -170,7 +173,7 @@ def sft(
         )
         losses = series(trainer.state.log_history, "loss")
         first, last = edge_means([v for _, v in losses])
-        tokens = int(trainer.state.num_input_tokens_seen or 0)
+        tokens = tokens_seen(trainer.state.log_history)
         report: dict[str, Any] = {
             "qrewrite_version": __version__,
             "config": asdict(config),
@@ -179,6 +182,7 @@ def sft(
             "steps": int(result.global_step),
             "resumed_from": resume_from,
             "train_seconds": round(train_seconds, 1),
+            "tokens_seen": tokens,
             "tokens_per_second": round(tokens / train_seconds, 1) if tokens else None,
             "loss_first_20pct": first,
             "loss_last_20pct": last,
