@@ -6,8 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 # The CPU wheel of this torch version is installed first so that nothing pulls a CUDA build.
 TORCH_VERSION ?= 2.13.0
 OUT    ?= out/demo
-# Training steps log here unless the environment points at a tracking server.
-export MLFLOW_TRACKING_URI ?= sqlite:///$(OUT)/mlflow/mlflow.db
+# The demo's training steps log here unless the environment points at a tracking server.
+MLFLOW_TRACKING_URI ?= sqlite:///$(OUT)/mlflow/mlflow.db
 
 .PHONY: setup demo test lint bench clean
 
@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+demo: export MLFLOW_TRACKING_URI := $(MLFLOW_TRACKING_URI)
 demo: setup
 	$(BIN)/qrewrite synth --config configs/local.yaml --out $(OUT)/market
 	$(BIN)/qrewrite validate --contract catalog --data $(OUT)/market/catalog.parquet --report $(OUT)/contracts

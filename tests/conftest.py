@@ -11,6 +11,13 @@ from qrewrite.mining.config import MiningConfig
 from qrewrite.mining.mine import mine
 
 
+@pytest.fixture(autouse=True)
+def no_outside_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests log to their own SQLite stores, never to a server or run set in the environment."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def tiny_market(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny_market")

@@ -183,7 +183,11 @@ def build_datasets(
     kinds = ["query_rewrite", "query_title"] if config.tagging_include_titles else ["query_rewrite"]
     tag = labels[labels["pair_kind"].isin(kinds)].copy()
     confidence = tag[list(GRADE_COLUMNS)].max(axis=1)
-    tag = tag[confidence >= config.min_tag_confidence]
+    tag = tag.assign(confidence=confidence)[confidence >= config.min_tag_confidence]
+    # one example per pair: two miners can find the same pair
+    tag = tag.sort_values("confidence", ascending=False, kind="stable").drop_duplicates(
+        ["query", "rewrite"]
+    )
     tag["split"] = tag["query"].map(split)
     tag_parts = []
     for name in SPLITS:
