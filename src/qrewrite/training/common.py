@@ -128,3 +128,19 @@ def quiet_trainer(trainer: Any, progress: bool) -> Any:
 
         trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def lora_config(config: Any) -> Any:
+    """PEFT LoRA settings from a step config's ``use_lora``/``lora_*`` fields (None: full
+    fine-tuning)."""
+    if not config.use_lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )

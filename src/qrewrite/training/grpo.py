@@ -23,6 +23,7 @@ from qrewrite.tables import read_parquet_table
 from qrewrite.training.common import (
     edge_means,
     last_checkpoint,
+    lora_config,
     plot_curves,
     quiet_libraries,
     quiet_trainer,
@@ -182,17 +183,6 @@ def grpo(
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
     )
-    peft_config = None
-    if config.use_lora:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=config.lora_target_modules,
-            task_type="CAUSAL_LM",
-        )
     resume_from = last_checkpoint(ckpt_dir) if config.resume else None
     if resume_from:
         log.warning("grpo: resuming from %s", resume_from)
@@ -206,7 +196,7 @@ def grpo(
             args=args,
             train_dataset=train,
             processing_class=tokenizer,
-            peft_config=peft_config,
+            peft_config=lora_config(config),
             callbacks=[mlflow_callback("grpo")],
         )
         quiet_trainer(trainer, progress)

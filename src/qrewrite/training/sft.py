@@ -23,6 +23,7 @@ from qrewrite.errors import ConfigError
 from qrewrite.training.common import (
     edge_means,
     last_checkpoint,
+    lora_config,
     plot_curves,
     quiet_libraries,
     quiet_trainer,
@@ -76,20 +77,6 @@ class SFTStepConfig:
         if unknown or "rewrite" not in tasks:
             raise ConfigError(f"sft.tasks={self.tasks!r}: expected 'rewrite' or 'rewrite,tag'")
         return tasks
-
-
-def _peft_config(config: SFTStepConfig) -> Any:
-    if not config.use_lora:
-        return None
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.lora_target_modules,
-        task_type="CAUSAL_LM",
-    )
 
 
 def evaluate_tagging(
@@ -156,7 +143,7 @@ def sft(
             train_dataset=train,
             eval_dataset=held_out.filter(lambda r: r["task"] in tasks),
             processing_class=tokenizer,
-            peft_config=_peft_config(config),
+            peft_config=lora_config(config),
             callbacks=[mlflow_callback("sft")],
         )
         quiet_trainer(trainer, progress)
