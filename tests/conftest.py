@@ -1,4 +1,5 @@
-"""Shared fixtures: one tiny marketplace and its mining output per test session."""
+"""Shared fixtures, built once per test session: the tiny marketplace, its mining output, labels,
+training sets, and an untrained tiny model for tests of what consumes models."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from qrewrite.labeling import label as label_module
+from qrewrite.labeling.label import LabelConfig, label
 from qrewrite.market.simulate import SynthConfig, synthesize
 from qrewrite.mining.config import MiningConfig
 from qrewrite.mining.mine import mine
+from qrewrite.training.datasets import DatasetConfig, build_datasets
+from tests.labeling.fakes import TrigramEncoder
 
 
 @pytest.fixture(autouse=True)
@@ -30,3 +35,35 @@ def tiny_mined(tiny_market: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     out = tmp_path_factory.mktemp("tiny_mined")
     mine(MiningConfig(), tiny_market, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_labels(tiny_market: Path, tiny_mined: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny_labels") / "labeled_pairs.parquet"
+    with pytest.MonkeyPatch.context() as mp:  # training tests do not need the real encoder
+        mp.setattr(label_module.Teacher, "encoder", property(lambda self: TrigramEncoder()))
+        label(LabelConfig(), tiny_market, tiny_mined / "rewrite_candidates.parquet", out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_datasets(tiny_market: Path, tiny_mined: Path, tiny_labels: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny_datasets")
+    build_datasets(DatasetConfig(eval_fraction=0.3), tiny_market, tiny_mined, tiny_labels, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_market: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny Qwen2 with a tokenizer trained on the tiny market: enough for
+    tests of generation, evaluation plumbing and the registry (quality is measured elsewhere)."""
+    import pandas as pd
+
+    from qrewrite.training.models import ModelShape, build_small_model, save_model, train_tokenizer
+
+    titles = pd.read_parquet(tiny_market / "catalog.parquet")["title"].tolist()
+    tok = train_tokenizer(titles, 500)
+    shape = ModelShape(hidden_size=32, intermediate_size=64, num_hidden_layers=2)
+    model = build_small_model(tok, shape, seed=3)
+    out = tmp_path_factory.mktemp("tiny_model")
+    return save_model(model, tok, out, {"step": "test", "mlflow_run_id": "run-under-test"})

@@ -17,7 +17,7 @@ from typing import Any
 
 from qrewrite import __version__
 from qrewrite.config import load_config
-from qrewrite.errors import ContractViolation, QrewriteError
+from qrewrite.errors import ConfigError, ContractViolation, QrewriteError
 
 log = logging.getLogger("qrewrite")
 
@@ -292,6 +292,139 @@ def cmd_grpo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_dir(uri: str, tracking_uri: str) -> tuple[Path, str]:
+    from qrewrite.registry.registry import resolve_model_dir
+
+    return resolve_model_dir(uri, tracking_uri)
+
+
+def _named(spec: str) -> tuple[str, str]:
+    name, sep, uri = spec.partition("=")
+    if not sep or not name or not uri:
+        raise ConfigError(f"--baseline {spec!r}: expected NAME=PATH_OR_URI")
+    return name, uri
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from qrewrite.evaluation.evaluate import EvaluateConfig, evaluate
+    from qrewrite.evaluation.report import ablation_table
+    from qrewrite.registry.registry import CHAMPION
+
+    cfg = load_config(EvaluateConfig, args.config, "evaluate", args.overrides)
+    specs = [_named(b) for b in args.baseline] + [(args.name, args.model)]
+    names = [n for n, _ in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"evaluate: variant names repeat ({', '.join(names)}); name each once")
+    variants: dict[str, str] = {}
+    refs: dict[str, str] = {}
+    for name, uri in specs:
+        path, refs[name] = _model_dir(uri, cfg.tracking_uri)
+        variants[name] = str(path)
+    if args.champion:
+        try:
+            path, pinned = _model_dir(f"models:/{args.champion}@{CHAMPION}", cfg.tracking_uri)
+        except ConfigError:
+            print(f"evaluate: {args.champion} has no champion yet; nothing to compare against")
+        else:
+            variants[CHAMPION], refs[CHAMPION] = str(path), pinned
+    report = evaluate(
+        cfg,
+        args.data,
+        args.datasets,
+        variants,
+        args.out,
+        args.labels,
+        args.name,
+        not args.no_progress,
+    )
+    report["models"].update(refs)  # registry URIs pinned to versions, not cache folders
+    _rewrite_models(Path(args.out) / "metrics.json", refs)
+    print(
+        f"evaluate: {report['held_out_queries']:,} held-out queries, variants: "
+        + ", ".join(report["variants"])
+    )
+    print(ablation_table(report))
+    print(
+        f"evaluate: report {args.out}/report.md (and report.html), metrics {args.out}/metrics.json"
+    )
+    return 0
+
+
+def _rewrite_models(path: Path, refs: dict[str, str]) -> None:
+    data = json.loads(path.read_text())
+    data["models"].update(refs)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _registry_config(args: argparse.Namespace) -> Any:
+    from qrewrite.registry.registry import RegistryConfig
+
+    return _with_flags(
+        load_config(RegistryConfig, args.config, "registry", args.overrides),
+        registered_model=getattr(args, "registered_model", None),
+    )
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from qrewrite.registry.registry import lineage, register
+
+    cfg = _registry_config(args)
+    model = Path(args.model)
+    tags = lineage(
+        model,
+        Path(args.data) if args.data else None,
+        Path(args.datasets) if args.datasets else None,
+        Path(args.config) if args.config else None,
+        Path(args.contracts) if args.contracts else None,
+        args.pipeline_run_id,
+    )
+    r = register(cfg, model, args.metrics, tags, args.report)
+    what = "registered" if r.created else "already registered"
+    print(f"register: {what} {r.name} version {r.version} (alias challenger)")
+    verdict = "promoted to champion" if r.decision.promote else "not promoted"
+    print(f"register: gate: {verdict}: {r.decision.reason}")
+    print(f"register: {r.name}@champion = {r.champion or 'none'}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from qrewrite.registry.registry import promote
+
+    cfg = _registry_config(args)
+    previous = promote(cfg, args.version, args.reason)
+    print(
+        f"promote: {cfg.registered_model}@champion = version {args.version} "
+        f"(previous: {previous or 'none'}; `qrewrite rollback` returns to it)"
+    )
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from qrewrite.registry.registry import rollback
+
+    cfg = _registry_config(args)
+    old, new = rollback(cfg)
+    print(f"rollback: {cfg.registered_model}@champion = version {new} (was {old})")
+    return 0
+
+
+def cmd_rewrite(args: argparse.Namespace) -> int:
+    from qrewrite.serving.export import RewriteConfig, export_rewrites
+    from qrewrite.training.tracking import DEFAULT_TRACKING_URI
+
+    cfg = load_config(RewriteConfig, args.config, "rewrite", args.overrides)
+    path, ref = _model_dir(args.model, args.tracking_uri or DEFAULT_TRACKING_URI)
+    s = export_rewrites(cfg, path, args.queries, args.out, ref, not args.no_progress)
+    aside = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in s["set_aside"].items() if v)
+    print(
+        f"rewrite: {s['queries']:,} queries -> {s['rows']:,} rewrites "
+        f"({s['queries_without_rewrite']} queries without one) in {s['seconds']} s "
+        f"({s['queries_per_second']} queries/s) with {ref} -> {args.out}"
+        + (f"; set aside: {aside}" if aside else "")
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qrewrite",
@@ -487,6 +620,87 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_flags(p, "grpo")
     p.set_defaults(func=cmd_grpo)
+    p = sub.add_parser(
+        "evaluate",
+        help="offline evaluation, simulated A/B test and ablation on held-out queries",
+        description="Rewrite the held-out queries (never seen in training) with each model and "
+        "measure relevance, increment, hit rate, nDCG@10, recall@100, tagging, copy and speed; on "
+        "synthetic data also replay held-out shoppers in a simulated A/B test (UCVR, CTR uplift "
+        "with bootstrap intervals). Writes metrics.json, report.md, report.html and plots "
+        "(definitions in docs/evaluation.md).",
+    )
+    p.add_argument("--data", required=True, help="the synth or import-judged output directory")
+    p.add_argument("--datasets", required=True, help="build-datasets output (its eval split)")
+    p.add_argument("--model", required=True, help="model directory or models:/NAME@ALIAS URI")
+    p.add_argument("--name", default="candidate", help="the model's row in the table")
+    p.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="NAME=PATH_OR_URI",
+        help="another model to compare (repeatable): the ablation's variants",
+    )
+    p.add_argument(
+        "--champion",
+        metavar="REGISTERED_MODEL",
+        help="also evaluate models:/REGISTERED_MODEL@champion when the alias is set",
+    )
+    p.add_argument("--labels", help="labeled_pairs.parquet (the teacher's learned synonyms)")
+    p.add_argument("--out", required=True, help="output directory for the report")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    _add_config_flags(p, "evaluate")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser(
+        "register",
+        help="log the model to MLflow, register it as challenger, and gate it against champion",
+        description="Log a pyfunc model (weights, tokenizer, signature) with lineage and metrics, "
+        "register it (once per trained model) with alias challenger, and move alias champion to "
+        "it when it beats the champion on the primary metric (registry.primary_metric) without "
+        "losing more than registry.relevance_tolerance of relevance rate.",
+    )
+    p.add_argument("--model", required=True, help="the trained model directory")
+    p.add_argument("--metrics", required=True, help="metrics.json from evaluate")
+    p.add_argument("--report", help="report.md from evaluate, logged with the model")
+    p.add_argument("--data", help="data directory (lineage: its manifest's hash)")
+    p.add_argument("--datasets", help="build-datasets output (lineage)")
+    p.add_argument("--contracts", help="directory of contract reports (lineage)")
+    p.add_argument("--pipeline-run-id", help="the KFP run id, when run by the pipeline")
+    p.add_argument("--registered-model", help="registered model name (default query-rewriter)")
+    _add_config_flags(p, "registry")
+    p.set_defaults(func=cmd_register)
+    p = sub.add_parser(
+        "promote",
+        help="make a registered version the champion by hand",
+        description="Point alias champion at VERSION and record the previous champion, "
+        "so that `qrewrite rollback` can return to it.",
+    )
+    p.add_argument("--version", required=True, help="model version number")
+    p.add_argument("--reason", default="promoted by hand", help="recorded on the version")
+    p.add_argument("--registered-model", help="registered model name (default query-rewriter)")
+    _add_config_flags(p, "registry")
+    p.set_defaults(func=cmd_promote)
+    p = sub.add_parser(
+        "rollback",
+        help="point champion back at the previous champion",
+        description="Move alias champion back to the version that held it before.",
+    )
+    p.add_argument("--registered-model", help="registered model name (default query-rewriter)")
+    _add_config_flags(p, "registry")
+    p.set_defaults(func=cmd_rollback)
+    p = sub.add_parser(
+        "rewrite",
+        help="batch rewrite export: query -> top-k rewrites table for an online cache",
+        description="Rewrite every query of a text file (one per line) or a CSV/parquet file "
+        "with a 'query' column, in batches, and write a parquet table (query, rank, rewrite, "
+        "score, grade, p_relevant) with a JSON summary next to it.",
+    )
+    p.add_argument("--model", required=True, help="model directory or models:/NAME@ALIAS URI")
+    p.add_argument("--queries", required=True, help="queries file (.txt, .csv or .parquet)")
+    p.add_argument("--out", required=True, help="output parquet file")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ (default: env)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_config_flags(p, "rewrite")
+    p.set_defaults(func=cmd_rewrite)
     return parser
 
 

@@ -15,6 +15,54 @@ import numpy as np
 from qrewrite.training.prompts import GRADE_WORDS, answer, tagging_prompt
 
 
+def answer_logprobs(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[list[dict[str, str]]],
+    answers: Sequence[str],
+    batch_size: int = 96,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of the log-probabilities of each answer turn (its words and the end of turn) after its
+    prompt, and the number of tokens scored, one forward pass per batch."""
+    import torch
+
+    seqs = [_answer_sequence(tokenizer, p, a) for p, a in zip(prompts, answers, strict=True)]
+    scores = np.zeros(len(seqs), dtype=np.float64)
+    lengths = np.array([len(ids) - head for ids, head in seqs], dtype=np.int64)
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    for start in range(0, len(seqs), batch_size):
+        batch = seqs[start : start + batch_size]
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, (seq, _) in enumerate(batch):
+            ids[i, : len(seq)] = torch.tensor(seq)
+            mask[i, : len(seq)] = 1
+        with torch.no_grad():
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1)
+        token_logp = logp.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
+        for i, (seq, head) in enumerate(batch):
+            # token t is predicted at position t-1
+            scores[start + i] = float(token_logp[i, head - 1 : len(seq) - 1].sum())
+    return scores, lengths
+
+
+def _answer_sequence(
+    tokenizer: Any, prompt: list[dict[str, str]], text: str
+) -> tuple[list[int], int]:
+    """(token ids, answer start) of the prompt followed by the answer turn ``text``."""
+    head = tokenizer.apply_chat_template(
+        prompt, add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    full = tokenizer.apply_chat_template(prompt + answer(text), tokenize=True, return_dict=False)
+    # score the words and the end of turn, not the template's trailing newline
+    eos = tokenizer.eos_token_id
+    end = len(full) - full[::-1].index(eos) if eos in full else len(full)
+    return list(full[:end]), len(head)
+
+
 class RelevanceJudge:
     """Grades (query, rewrite) pairs with a causal LM trained on the tagging task (frozen)."""
 
@@ -25,48 +73,15 @@ class RelevanceJudge:
         for p in self.model.parameters():
             p.requires_grad_(False)
 
-    def _sequences(self, query: str, rewrite: str) -> list[tuple[list[int], int]]:
-        """(token ids, answer start) of the prompt followed by each grade word's answer turn."""
-        prompt = tagging_prompt(query, rewrite)
-        head = self.tokenizer.apply_chat_template(
-            prompt, add_generation_prompt=True, tokenize=True, return_dict=False
-        )
-        out = []
-        for word in GRADE_WORDS:
-            full = self.tokenizer.apply_chat_template(
-                prompt + answer(word), tokenize=True, return_dict=False
-            )
-            # score the word and the end of turn, not the template's trailing newline
-            eos = self.tokenizer.eos_token_id
-            end = len(full) - full[::-1].index(eos) if eos in full else len(full)
-            out.append((list(full[:end]), len(head)))
-        return out
-
     def probabilities(self, queries: Sequence[str], rewrites: Sequence[str]) -> np.ndarray:
         """``(n, 3)`` probabilities of grades 0, 1, 2."""
-        import torch
-
-        seqs = [s for q, r in zip(queries, rewrites, strict=True) for s in self._sequences(q, r)]
-        scores = np.zeros(len(seqs), dtype=np.float64)
-        device = next(self.model.parameters()).device
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        for start in range(0, len(seqs), self.batch_size):
-            batch = seqs[start : start + self.batch_size]
-            width = max(len(ids) for ids, _ in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for i, (seq, _) in enumerate(batch):
-                ids[i, : len(seq)] = torch.tensor(seq)
-                mask[i, : len(seq)] = 1
-            with torch.no_grad():
-                logits = self.model(
-                    input_ids=ids.to(device), attention_mask=mask.to(device)
-                ).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1)
-            token_logp = logp.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
-            for i, (seq, head) in enumerate(batch):
-                # token t is predicted at position t-1
-                scores[start + i] = float(token_logp[i, head - 1 : len(seq) - 1].sum())
+        prompts = [
+            tagging_prompt(q, r)
+            for q, r in zip(queries, rewrites, strict=True)
+            for _ in GRADE_WORDS
+        ]
+        words = [w for _ in queries for w in GRADE_WORDS]
+        scores, _ = answer_logprobs(self.model, self.tokenizer, prompts, words, self.batch_size)
         scores = scores.reshape(-1, len(GRADE_WORDS))
         scores -= scores.max(axis=1, keepdims=True)
         p = np.exp(scores)

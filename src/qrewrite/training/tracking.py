@@ -42,11 +42,16 @@ def mlflow_run(
     import mlflow
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if run_id:
         run = mlflow.start_run(run_id=run_id)
     else:
+        if uri.startswith("sqlite:") and mlflow.get_experiment_by_name(experiment) is None:
+            # next to the database, not ./mlruns of whatever directory the step runs in
+            store = Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+            mlflow.create_experiment(experiment, artifact_location=store.resolve().as_uri())
         mlflow.set_experiment(experiment)
         run = mlflow.start_run(run_name=run_name)
     try:

@@ -1,0 +1,1 @@
+"""Offline evaluation: metrics, the simulated A/B test, the ablation report."""

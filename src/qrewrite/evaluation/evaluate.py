@@ -1,0 +1,425 @@
+"""``qrewrite evaluate``: how good are a model's rewrites on queries it never saw in training?
+
+Every variant (the candidate, the baselines of the ablation, the current champion) rewrites the
+same held-out queries with the same settings; the ``no-rewrite`` row is always there. Metrics are
+defined in docs/evaluation.md; ``metrics.json`` keys are stable (``METRIC_KEYS``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qrewrite import __version__
+from qrewrite.errors import ConfigError, DataError
+from qrewrite.evaluation import metrics as m
+from qrewrite.evaluation.ab_test import ABSettings, held_out_searches, simulate_ab
+from qrewrite.evaluation.truth import GradedTruth
+from qrewrite.search_engine import NO_RESULT, LexicalSearchEngine
+from qrewrite.serving.rewriter import GenerationSettings, Rewriter
+from qrewrite.tables import read_parquet_table
+from qrewrite.text import normalize_query
+from qrewrite.training.datasets import GRPO_DIR, SFT_DIR, load_training_split
+from qrewrite.training.tracking import DEFAULT_TRACKING_URI
+
+log = logging.getLogger(__name__)
+
+NO_REWRITE = "no-rewrite"
+UNFILTERED = "#unfiltered"  # the A/B arm that serves every top rewrite, vetted or not
+
+# The keys of metrics.json per variant; docs/evaluation.md defines each. Never rename one.
+METRIC_KEYS = (
+    "queries",
+    "served_rate",
+    "relevance_rate",
+    "relevance_rate_truth",
+    "relevance_rate_unfiltered",
+    "sampled_relevance_rate",
+    "increment",
+    "hit_rate",
+    "hit_rate_original",
+    "ndcg_at_10",
+    "ndcg_at_10_original",
+    "recall_at_100",
+    "recall_at_100_original",
+    "ucvr_control",
+    "ucvr_treatment",
+    "ucvr_uplift",
+    "ucvr_uplift_ci_low",
+    "ucvr_uplift_ci_high",
+    "ucvr_uplift_unfiltered",
+    "ucvr_uplift_unfiltered_ci_low",
+    "ucvr_uplift_unfiltered_ci_high",
+    "ctr_uplift",
+    "ctr_uplift_ci_low",
+    "ctr_uplift_ci_high",
+    "pages_changed",
+    "tagging_accuracy",
+    "tagging_macro_f1",
+    "copy_rate",
+    "empty_rate",
+    "distinct_rewrites_per_query",
+    "queries_per_second",
+    "batch_latency_ms",
+)
+
+
+@dataclass
+class EvaluateConfig:
+    """Options of ``qrewrite evaluate`` (section ``evaluate:``)."""
+
+    max_queries: int = 0  # held-out queries to rewrite (0: all)
+    k: int = 3  # rewrites kept per query (the first one is served and measured)
+    samples: int = 4  # top-k sampled candidates per query on top of the greedy one
+    top_k: int = 20
+    temperature: float = 1.0
+    max_new_tokens: int = 16
+    batch_size: int = 64
+    retrieve_k: int = 20  # result depth of hit rate and increment (as the GRPO rewards)
+    page_size: int = 10  # what a shopper sees; nDCG@10 and the A/B pages
+    merge: str = "rrf"  # how original and rewrite results share the page: rrf | interleave
+    rrf_k: int = 60
+    # the serving policy: a rewrite is served only when the model itself grades it relevant with
+    # at least this probability (its tagging task vetting its rewrites); 0 serves every rewrite
+    min_p_relevant: float = 0.5
+    recall_depth: int = 100
+    ab_replicas: int = 10
+    bootstrap: int = 1000
+    tagging_eval_pairs: int = 600
+    teacher: bool = True  # grade rewrites with the teacher labeler too
+    seed: int = 7
+    tracking_uri: str = DEFAULT_TRACKING_URI
+    experiment: str = "qrewrite"
+
+    def check(self) -> None:
+        if self.merge not in m.MERGES:
+            raise ConfigError(
+                f"evaluate.merge={self.merge!r}: expected one of {', '.join(m.MERGES)}"
+            )
+        if not 0 <= self.min_p_relevant <= 1:
+            raise ConfigError(f"evaluate.min_p_relevant={self.min_p_relevant}: expected 0..1")
+
+    def fuse(self, original: list[int], rewrite: list[int]) -> list[int]:
+        if self.merge == "rrf":
+            return m.fuse_rrf(original, rewrite, self.recall_depth, self.rrf_k)
+        return m.merge_recall(original, rewrite, self.recall_depth)
+
+    def generation(self) -> GenerationSettings:
+        return GenerationSettings(
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
+            samples=self.samples,
+            top_k=self.top_k,
+            temperature=self.temperature,
+            seed=self.seed,
+        )
+
+
+@dataclass
+class HeldOut:
+    """The held-out queries and what the logs say about them."""
+
+    queries: list[str]
+    purchased: list[set[int]]
+    relevant_logged: list[set[int]]
+    overlap_dropped: int
+
+
+def load_held_out(
+    datasets_dir: Path, catalog: pd.DataFrame, max_queries: int, seed: int
+) -> HeldOut:
+    """The GRPO eval split's queries, minus any that training saw (with a warning and count)."""
+    grpo = load_training_split(datasets_dir / GRPO_DIR, GRPO_DIR)
+    sft = load_training_split(datasets_dir / SFT_DIR, SFT_DIR)
+    seen = {normalize_query(q) for q in grpo["train"]["query"]} | {
+        normalize_query(q) for q in sft["train"]["query"]
+    }
+    rows = grpo["eval"].to_pandas()
+    rows["norm"] = rows["query"].map(normalize_query)
+    rows = rows.drop_duplicates("norm")
+    overlap = rows["norm"].isin(seen)
+    if overlap.all():
+        raise DataError(
+            f"{datasets_dir / GRPO_DIR}: all {len(rows)} eval queries also appear in training; "
+            "rebuild the datasets (build-datasets splits by query)"
+        )
+    if overlap.any():
+        log.warning(
+            "evaluate: %d of %d eval queries also appear in the training sets; they are left out "
+            "so the metrics stay held-out",
+            int(overlap.sum()),
+            len(rows),
+        )
+    rows = rows[~overlap]
+    if max_queries and len(rows) > max_queries:
+        rows = rows.sample(n=max_queries, random_state=seed)
+    index = pd.Series(np.arange(len(catalog)), index=catalog["product_id"])
+
+    def as_idx(ids: Any) -> set[int]:
+        got = index.reindex(list(ids)).dropna()
+        return set(got.astype(np.int64).tolist())
+
+    return HeldOut(
+        queries=rows["query"].tolist(),
+        purchased=[as_idx(p) for p in rows["purchased"]],
+        relevant_logged=[as_idx(p) for p in rows["relevant"]],
+        overlap_dropped=int(overlap.sum()),
+    )
+
+
+class _Retrieval:
+    """The lexical engine's ranked results per text, cached."""
+
+    def __init__(self, catalog: pd.DataFrame, depth: int) -> None:
+        self.engine = LexicalSearchEngine(catalog["title"].tolist())
+        self.depth = depth
+        self._cache: dict[str, list[int]] = {"": []}
+
+    def ranked(self, texts: list[str]) -> list[list[int]]:
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if todo:
+            idx, _ = self.engine.search(todo, self.depth)
+            for t, row in zip(todo, idx, strict=True):
+                self._cache[t] = row[row != NO_RESULT].tolist()
+        return [self._cache[t] for t in texts]
+
+
+def _teacher(data_dir: Path, labels: Path | None) -> Any:
+    from qrewrite.labeling.teacher import Teacher
+
+    catalog = read_parquet_table(data_dir / "catalog.parquet", "catalog").to_pandas()
+    teacher = Teacher(catalog)
+    if labels is not None:
+        teacher.learn_from(read_parquet_table(labels, "labeled pairs").to_pandas())
+    return teacher
+
+
+def _mean(values: list[float]) -> float:
+    arr = np.asarray(values, dtype=float)
+    arr = arr[~np.isnan(arr)]
+    return float(arr.mean()) if arr.size else float("nan")
+
+
+def retrieval_metrics(
+    config: EvaluateConfig,
+    held: HeldOut,
+    served: list[str],
+    retrieval: _Retrieval,
+    truth: GradedTruth | None,
+) -> tuple[dict[str, float], dict[str, list[int]]]:
+    """Hit rate, increment, nDCG@10 and recall@100 of original-only vs original + rewrite; and
+    the merged page per query for the A/B test."""
+    orig = retrieval.ranked(held.queries)
+    rw = retrieval.ranked(served)
+    k = config.retrieve_k
+    orig_k = [set(o[:k]) for o in orig]
+    rw_k = [set(r[:k]) for r in rw]
+    out: dict[str, float] = {
+        "hit_rate_original": m.hit_rate(held.purchased, orig_k),
+        "hit_rate": m.hit_rate(held.purchased, [o | r for o, r in zip(orig_k, rw_k, strict=True)]),
+    }
+    rows = truth.grade_rows(held.queries) if truth is not None else [None] * len(orig)
+    relevant = [
+        set(np.flatnonzero(row == 2).tolist()) if row is not None else logged
+        for row, logged in zip(rows, held.relevant_logged, strict=True)
+    ]
+    out["increment"] = m.increment(relevant, orig_k, rw_k)
+    ndcg, ndcg0, rec, rec0 = [], [], [], []
+    pages: dict[str, list[int]] = {}
+    for q, o, r, row, rel in zip(held.queries, orig, rw, rows, relevant, strict=True):
+        merged = config.fuse(o, r)
+        pages[normalize_query(q)] = merged[: config.page_size]
+        if row is None:
+            continue
+        graded = row[row > 0]
+        ndcg.append(m.ndcg_at_k(row[merged[: config.page_size]], graded, config.page_size))
+        ndcg0.append(m.ndcg_at_k(row[o[: config.page_size]], graded, config.page_size))
+        rec.append(m.recall_at_k(merged, rel, config.recall_depth))
+        rec0.append(m.recall_at_k(o, rel, config.recall_depth))
+    out.update(
+        ndcg_at_10=_mean(ndcg),
+        ndcg_at_10_original=_mean(ndcg0),
+        recall_at_100=_mean(rec),
+        recall_at_100_original=_mean(rec0),
+    )
+    return out, pages
+
+
+def evaluate(
+    config: EvaluateConfig,
+    data_dir: str | Path,
+    datasets_dir: str | Path,
+    variants: dict[str, str],
+    out_dir: str | Path,
+    labels: str | Path | None = None,
+    candidate: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate each ``variants`` entry (name -> model directory) and the no-rewrite baseline;
+    write ``metrics.json``, ``rewrites.parquet``, ``report.md``/``report.html`` and plots."""
+    from qrewrite.evaluation.report import write_report
+    from qrewrite.training.sft import evaluate_tagging
+
+    config.check()
+    if not variants:
+        raise ConfigError("evaluate: no model to evaluate; pass --model")
+    if NO_REWRITE in variants:
+        raise ConfigError(f"evaluate: {NO_REWRITE!r} is the built-in baseline; rename the variant")
+    data_dir, datasets_dir, out = Path(data_dir), Path(datasets_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    catalog = read_parquet_table(
+        data_dir / "catalog.parquet", "catalog", "--data must be a synth or import-judged output"
+    ).to_pandas()
+    held = load_held_out(datasets_dir, catalog, config.max_queries, config.seed)
+    log.info("evaluate: %d held-out queries", len(held.queries))
+    truth = GradedTruth.load(data_dir) if (data_dir / "manifest.json").exists() else None
+    retrieval = _Retrieval(catalog, max(config.recall_depth, config.retrieve_k, config.page_size))
+    teacher = _teacher(data_dir, Path(labels) if labels else None) if config.teacher else None
+    sft_sets = load_training_split(datasets_dir / SFT_DIR, SFT_DIR)
+
+    results: dict[str, dict[str, float]] = {}
+    grades: dict[str, dict[str, list[int]]] = {}
+    pages: dict[str, dict[str, list[int]]] = {}
+    rewrites_rows = []
+    none_metrics, pages[NO_REWRITE] = retrieval_metrics(
+        config, held, [""] * len(held.queries), retrieval, truth
+    )
+    results[NO_REWRITE] = {"queries": float(len(held.queries)), **none_metrics}
+    for name, path in variants.items():
+        t0 = time.perf_counter()
+        rewriter = Rewriter.from_dir(path, config.generation())
+        raw = rewriter.generate_candidates(held.queries, progress=progress)
+        ranked = rewriter.rank(held.queries, raw, config.k)
+        top = [r[0].text if r else "" for r in ranked]
+        served = [
+            r[0].text if r and r[0].p_relevant >= config.min_p_relevant else "" for r in ranked
+        ]
+        greedy = [c[0] if c else "" for c in raw]
+        res: dict[str, float] = {
+            "queries": float(len(held.queries)),
+            "served_rate": float(np.mean([bool(s) for s in served])),
+            "copy_rate": m.copy_rate(held.queries, greedy),
+            "empty_rate": m.empty_rate(greedy),
+            "distinct_rewrites_per_query": m.distinct_per_query(raw),
+            "queries_per_second": rewriter.stats.queries_per_second,
+            "batch_latency_ms": 1000 * float(np.mean(rewriter.stats.batches)),
+        }
+        ret, pages[name] = retrieval_metrics(config, held, served, retrieval, truth)
+        res.update(ret)
+        _, pages[f"{name}{UNFILTERED}"] = retrieval_metrics(config, held, top, retrieval, truth)
+        served_idx = [i for i, s in enumerate(served) if s]
+        top_idx = [i for i, s in enumerate(top) if s]
+        grades[name] = {}
+        if teacher is not None and top_idx:
+            tg = teacher.grade(
+                pd.DataFrame(
+                    [(held.queries[i], r.text) for i, row in enumerate(ranked) for r in row],
+                    columns=["query", "rewrite"],
+                ),
+                learn=False,
+            )["grade"].to_numpy()
+            first = np.cumsum([0] + [len(r) for r in ranked])[:-1]
+            res["relevance_rate"] = m.relevance_rate(int(tg[first[i]]) for i in served_idx)
+            res["relevance_rate_unfiltered"] = m.relevance_rate(int(tg[first[i]]) for i in top_idx)
+            res["sampled_relevance_rate"] = m.relevance_rate(tg)
+            grades[name]["teacher"] = [int(tg[first[i]]) for i in served_idx]
+        if truth is not None and truth.kind == "synthetic" and served_idx:
+            rw_retrieved = retrieval.ranked([served[i] for i in served_idx])
+            tgr = truth.rewrite_grades(
+                [held.queries[i] for i in served_idx],
+                [served[i] for i in served_idx],
+                [r[: config.page_size] for r in rw_retrieved],
+            )
+            known = tgr[~np.isnan(tgr)].astype(int)
+            res["relevance_rate_truth"] = m.relevance_rate(known)
+            grades[name]["truth"] = known.tolist()
+        grades[name]["self"] = [r[0].grade for r in ranked if r]
+        res.update(
+            evaluate_tagging(
+                rewriter.model,
+                rewriter.tokenizer,
+                sft_sets["train"],
+                sft_sets["eval"],
+                config.tagging_eval_pairs,
+                config.seed,
+            )
+        )
+        for i, (q, row) in enumerate(zip(held.queries, ranked, strict=True)):
+            for rank, r in enumerate(row, start=1):
+                rewrites_rows.append(
+                    {
+                        "variant": name,
+                        "query": q,
+                        "rank": rank,
+                        "rewrite": r.text,
+                        "score": r.score,
+                        "grade": r.grade,
+                        "p_relevant": r.p_relevant,
+                        "greedy": greedy[i],
+                    }
+                )
+        results[name] = res
+        log.info("evaluate: %s done in %.1f s", name, time.perf_counter() - t0)
+
+    ab: dict[str, dict[str, float]] = {}
+    if truth is not None and truth.kind == "synthetic":
+        searches = held_out_searches(data_dir, {normalize_query(q) for q in held.queries})
+        assert truth.lookup.intents is not None
+        ab = simulate_ab(
+            searches,
+            pages[NO_REWRITE],
+            pages,
+            truth.lookup.intents,
+            catalog,
+            ABSettings(config.ab_replicas, config.page_size, config.bootstrap, config.seed),
+        )
+        for name, values in ab.items():
+            if name.endswith(UNFILTERED):
+                base = results[name.removesuffix(UNFILTERED)]
+                for key in ("ucvr_uplift", "ucvr_uplift_ci_low", "ucvr_uplift_ci_high"):
+                    base[key.replace("ucvr_uplift", "ucvr_uplift_unfiltered")] = values[key]
+            else:
+                results[name].update(values)
+    else:
+        log.warning(
+            "evaluate: %s has no simulator truth; the simulated A/B test is skipped",
+            data_dir,
+        )
+
+    for res in results.values():
+        for key in METRIC_KEYS:
+            res.setdefault(key, float("nan"))
+    report: dict[str, Any] = {
+        "schema_version": 1,
+        "qrewrite_version": __version__,
+        "candidate": candidate or next(iter(variants)),
+        "variants": {k: {key: results[k][key] for key in METRIC_KEYS} for k in results},
+        "models": {NO_REWRITE: "", **variants},
+        "held_out_queries": len(held.queries),
+        "overlap_dropped": held.overlap_dropped,
+        "data_kind": truth.kind if truth is not None else "unknown",
+        "config": asdict(config),
+    }
+    report["metrics"] = report["variants"][report["candidate"]]
+    pd.DataFrame(rewrites_rows).to_parquet(out / "rewrites.parquet", index=False)
+    (out / "metrics.json").write_text(json.dumps(_finite(report), indent=2) + "\n")
+    write_report(report, grades, variants, out)
+    return report
+
+
+def _finite(obj: Any) -> Any:
+    """JSON without NaN (null instead), so every reader can parse metrics.json."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj

@@ -1,0 +1,219 @@
+"""The evaluation report: ``report.md``, a self-contained ``report.html`` and PNG plots."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+GRADE_NAMES = ("irrelevant", "partial", "relevant")
+
+# (metric key, column title, format) of the ablation table
+TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("served_rate", "served", "pct"),
+    ("relevance_rate", "relevance (teacher)", "pct"),
+    ("relevance_rate_truth", "relevance (truth)", "pct"),
+    ("increment", "increment", "f2"),
+    ("hit_rate", "hit rate", "pct"),
+    ("ndcg_at_10", "nDCG@10", "f3"),
+    ("recall_at_100", "recall@100", "f3"),
+    ("ucvr_uplift", "UCVR uplift [95% CI]", "ci"),
+    ("ucvr_uplift_unfiltered", "UCVR uplift, every rewrite served", "ci"),
+    ("ctr_uplift", "CTR uplift", "pct"),
+    ("tagging_macro_f1", "tagging macro-F1", "f3"),
+    ("copy_rate", "copy", "pct"),
+    ("distinct_rewrites_per_query", "distinct", "f2"),
+)
+
+
+def _fmt(value: Any, kind: str, row: dict[str, Any] | None = None, key: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if kind == "pct":
+        return f"{100 * value:.1f}%"
+    if kind == "ci":
+        assert row is not None
+        lo, hi = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+        if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+            return f"{100 * value:+.1f}%"
+        return f"{100 * value:+.1f}% [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    return f"{value:.{kind[1:]}f}"
+
+
+def ablation_table(report: dict[str, Any]) -> str:
+    """The variants side by side, as a Markdown table."""
+    head = "| variant | " + " | ".join(title for _, title, _ in TABLE_COLUMNS) + " |"
+    sep = "|---|" + "---:|" * len(TABLE_COLUMNS)
+    lines = [head, sep]
+    for name, row in report["variants"].items():
+        mark = " (candidate)" if name == report.get("candidate") else ""
+        cells = [_fmt(row.get(key), kind, row, key) for key, _, kind in TABLE_COLUMNS]
+        lines.append(f"| {name}{mark} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _plot_metrics(report: dict[str, Any], path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    names = list(report["variants"])
+    keys = [
+        ("relevance_rate", "relevance (teacher)"),
+        ("hit_rate", "hit rate"),
+        ("ndcg_at_10", "nDCG@10"),
+        ("ucvr_uplift", "UCVR uplift"),
+    ]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.6))
+    for ax, (key, title) in zip(axes, keys, strict=True):
+        vals = [report["variants"][n].get(key) for n in names]
+        vals = [v if v is not None and not math.isnan(v) else 0.0 for v in vals]
+        err = None
+        if key == "ucvr_uplift":
+            lo = [report["variants"][n].get("ucvr_uplift_ci_low") for n in names]
+            hi = [report["variants"][n].get("ucvr_uplift_ci_high") for n in names]
+            err = [
+                [
+                    max(0.0, v - (a if a is not None and not math.isnan(a) else v))
+                    for v, a in zip(vals, lo, strict=True)
+                ],
+                [
+                    max(0.0, (b if b is not None and not math.isnan(b) else v) - v)
+                    for v, b in zip(vals, hi, strict=True)
+                ],
+            ]
+            ax.axhline(0, color="grey", linewidth=0.8)
+        ax.bar(range(len(names)), vals, yerr=err, capsize=4, color="#4C72B0")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_grades(grades: dict[str, dict[str, list[int]]], path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    sources = [s for s in ("teacher", "truth", "self") if any(s in g for g in grades.values())]
+    if not sources or not grades:
+        return None
+    fig, axes = plt.subplots(1, len(sources), figsize=(4.5 * len(sources), 3.6), squeeze=False)
+    colours = ("#C44E52", "#DD8452", "#55A868")
+    names = list(grades)
+    for ax, source in zip(axes[0], sources, strict=True):
+        bottom = [0.0] * len(names)
+        for g, colour in enumerate(colours):
+            share = []
+            for n in names:
+                vals = grades[n].get(source, [])
+                share.append(sum(1 for v in vals if v == g) / len(vals) if vals else 0.0)
+            ax.bar(range(len(names)), share, bottom=bottom, color=colour, label=GRADE_NAMES[g])
+            bottom = [b + s for b, s in zip(bottom, share, strict=True)]
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"grades of served rewrites ({source})")
+        ax.set_ylim(0, 1)
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+DEFINITIONS = """\
+- **served**: share of queries that get a rewrite: the top-ranked candidate, served only when the
+  model's own tagging gives it P(relevant) >= evaluate.min_p_relevant (the serving policy).
+- **relevance (teacher / truth)**: share of served rewrites graded relevant by the teacher
+  labeler / by the simulator's ground truth.
+- **increment**: mean number of relevant products per query that the rewrite retrieves (top 20)
+  and the original query does not.
+- **hit rate**: share of the products bought under the held-out queries that original + rewrite
+  retrieve (top 20 each); the no-rewrite row is the original alone.
+- **nDCG@10 / recall@100**: of the page that fuses original and rewrite results (reciprocal rank
+  fusion), against graded truth.
+- **UCVR uplift**: purchases per user of the treatment (original + rewrite page) over control
+  (original page) minus 1, in the simulated A/B test; 95% bootstrap interval over users.
+  "every rewrite served" is the same test without the serving policy.
+- **tagging macro-F1**: the model's own relevance-tagging task on held-out pairs.
+- **copy / distinct**: greedy generations equal to the query; distinct candidates per query.
+
+Full definitions: docs/evaluation.md.
+"""
+
+
+def write_report(
+    report: dict[str, Any],
+    grades: dict[str, dict[str, list[int]]],
+    variants: dict[str, str],
+    out: Path,
+) -> Path:
+    """Write report.md and report.html (images inlined) next to the plots."""
+    plots: list[tuple[str, Path]] = []
+    p = _plot_metrics(report, out / "metrics.png")
+    if p:
+        plots.append(("Metrics by variant", p))
+    p = _plot_grades(grades, out / "grades.png")
+    if p:
+        plots.append(("Grade distributions", p))
+    for name, path in variants.items():
+        curve = Path(path) / "grpo_rewards.png"
+        if curve.exists():
+            dst = out / f"rewards_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.png"
+            shutil.copyfile(curve, dst)
+            plots.append((f"GRPO reward curves ({name})", dst))
+
+    cand = report["metrics"]
+    lines = [
+        "# Offline evaluation",
+        "",
+        f"- held-out queries: {report['held_out_queries']:,} (never seen in training"
+        + (
+            f"; {report['overlap_dropped']} overlapping queries left out"
+            if report["overlap_dropped"]
+            else ""
+        )
+        + ")",
+        f"- candidate: **{report['candidate']}**: relevance "
+        f"{_fmt(cand.get('relevance_rate'), 'pct')}"
+        f", hit rate {_fmt(cand.get('hit_rate'), 'pct')}, simulated UCVR uplift "
+        f"{_fmt(cand.get('ucvr_uplift'), 'ci', cand, 'ucvr_uplift')}",
+        "",
+        "## Ablation",
+        "",
+        ablation_table(report),
+        "",
+        "## Definitions",
+        "",
+        DEFINITIONS,
+    ]
+    for title, path in plots:
+        lines += [f"## {title}", "", f"![{title}]({path.name})", ""]
+    md = "\n".join(lines) + "\n"
+    (out / "report.md").write_text(md, encoding="utf-8")
+
+    import markdown
+
+    body = markdown.markdown(md, extensions=["tables"])
+    for _, path in plots:  # inline the images: the HTML travels alone (KFP HTML artifact)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        body = body.replace(f'src="{path.name}"', f'src="data:image/png;base64,{data}"')
+    html = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>qrewrite evaluation</title>"
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}"
+        "td{text-align:right}td:first-child{text-align:left}img{max-width:100%}</style>"
+        f"</head><body>{body}</body></html>\n"
+    )
+    (out / "report.html").write_text(html, encoding="utf-8")
+    return out / "report.md"

@@ -1,0 +1,1 @@
+"""The MLflow model registry: pyfunc packaging, register, gate, promote, roll back."""

@@ -1,0 +1,510 @@
+"""The model registry: register a trained model as a challenger, gate it against the champion,
+promote and roll back by hand. MLflow 3 aliases (``challenger``, ``champion``), not stages.
+
+Everything a person needs at 3 a.m. is on the model version: the lineage (data snapshot, config,
+contract results, training and pipeline run ids), the evaluation metrics, and the gate's decision
+and reason. The champion's history is a registered-model tag, so a rollback knows where to go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qrewrite import __version__
+from qrewrite.errors import ConfigError, DataError
+from qrewrite.training.tracking import DEFAULT_TRACKING_URI, mlflow_run, resolve_tracking_uri
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "champion_history"  # JSON list of former champion versions, newest last
+HISTORY_LIMIT = 50
+# metrics copied onto the version as tags ("metric.<key>"), read by later gates
+GATE_METRICS = (
+    "relevance_rate",
+    "hit_rate",
+    "hit_rate_original",
+    "increment",
+    "ndcg_at_10",
+    "ucvr_uplift",
+    "ucvr_uplift_ci_low",
+    "ucvr_uplift_ci_high",
+    "tagging_macro_f1",
+)
+
+
+@dataclass
+class RegistryConfig:
+    """Options of ``qrewrite register`` / ``promote`` / ``rollback`` (section ``registry:``)."""
+
+    registered_model: str = "query-rewriter"
+    # the gate: the challenger must beat the champion on this metric by more than ``margin``...
+    primary_metric: str = "ucvr_uplift"
+    fallback_metric: str = "hit_rate"  # ...or on this one where the primary is not measured
+    margin: float = 0.0
+    # ...and may not lose more than this much relevance rate (absolute, 0.02 = 2 points)
+    relevance_tolerance: float = 0.02
+    # the first model must beat no-rewrite with the uplift's interval above 0 when it has one
+    require_ci_above_zero: bool = True
+    tracking_uri: str = DEFAULT_TRACKING_URI
+    experiment: str = "qrewrite"
+
+
+@dataclass
+class GateDecision:
+    promote: bool
+    reason: str
+    metric: str
+    challenger_value: float | None = None
+    champion_value: float | None = None
+
+
+@dataclass
+class Registration:
+    name: str
+    version: str
+    created: bool
+    decision: GateDecision
+    champion: str | None
+    lineage: dict[str, str] = field(default_factory=dict)
+
+
+def _client(tracking_uri: str) -> Any:
+    import mlflow
+    from mlflow import MlflowClient
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _alias_version(client: Any, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def _num(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if v == v else None  # NaN -> None
+
+
+def fingerprint(model_dir: Path) -> str:
+    """sha256 of the weight files: the same trained model always gives the same fingerprint."""
+    h = hashlib.sha256()
+    files = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
+    if not files:
+        raise ConfigError(f"{model_dir}: no weights (*.safetensors) to register")
+    for f in files:
+        h.update(f.name.encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _hash_files(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        if p.exists():
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def lineage(
+    model_dir: Path,
+    data_dir: Path | None,
+    datasets_dir: Path | None,
+    config_file: Path | None,
+    contracts_dir: Path | None,
+    pipeline_run_id: str | None,
+) -> dict[str, str]:
+    """Where the model came from, as version tags (strings, MLflow's tag type)."""
+    card_path = model_dir / "qrewrite_model.json"
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    out = {
+        "fingerprint": fingerprint(model_dir),
+        "qrewrite_version": __version__,
+        "training_step": str(card.get("step", "")),
+        "training_run_id": str(card.get("mlflow_run_id", "")),
+        "pipeline_run_id": pipeline_run_id or os.environ.get("QREWRITE_PIPELINE_RUN_ID", ""),
+    }
+    if data_dir is not None:
+        snap = [data_dir / "manifest.json"]
+        if datasets_dir is not None:
+            snap.append(datasets_dir / "dataset_report.json")
+        out["data_snapshot"] = _hash_files(snap)
+    if config_file is not None:
+        out["config_hash"] = _hash_files([config_file])
+    if contracts_dir is not None and contracts_dir.is_dir():
+        results = {}
+        for f in sorted(contracts_dir.glob("*.json")):
+            try:
+                r = json.loads(f.read_text())
+            except json.JSONDecodeError:
+                continue
+            if isinstance(r, dict) and "contract" in r and "success" in r:
+                results[str(r["contract"])] = bool(r["success"])
+        passed = sum(results.values())
+        out["contracts"] = f"{passed}/{len(results)} passed" + (
+            ""
+            if passed == len(results)
+            else f"; failed: {', '.join(k for k, v in results.items() if not v)}"
+        )
+    return out
+
+
+def gate(
+    config: RegistryConfig,
+    challenger: dict[str, Any],
+    champion: dict[str, Any] | None,
+    no_rewrite: dict[str, Any] | None,
+) -> GateDecision:
+    """Should the challenger become champion? Pure: metrics in, decision and reason out."""
+    metric = config.primary_metric
+    if _num(challenger.get(metric)) is None:
+        metric = config.fallback_metric
+    value = _num(challenger.get(metric))
+    if value is None:
+        return GateDecision(
+            False,
+            f"the challenger has neither {config.primary_metric} nor {config.fallback_metric}",
+            metric,
+        )
+    rel = _num(challenger.get("relevance_rate"))
+    if champion is None:
+        # against no-rewrite: an uplift is already relative to it; other metrics are compared
+        base = 0.0 if metric.endswith("uplift") else _num((no_rewrite or {}).get(metric))
+        if base is None:
+            return GateDecision(False, f"no no-rewrite baseline for {metric}", metric, value)
+        if value <= base + config.margin:
+            return GateDecision(
+                False,
+                f"{metric} {value:.4f} does not beat no-rewrite ({base:.4f}) by more than the "
+                f"margin {config.margin}",
+                metric,
+                value,
+                base,
+            )
+        low = _num(challenger.get(f"{metric}_ci_low"))
+        if config.require_ci_above_zero and low is not None and low <= 0:
+            return GateDecision(
+                False,
+                f"{metric} {value:.4f} beats no-rewrite but its 95% interval starts at {low:.4f} "
+                "(not above 0)",
+                metric,
+                value,
+                base,
+            )
+        return GateDecision(
+            True,
+            f"first champion: {metric} {value:.4f} beats no-rewrite ({base:.4f})",
+            metric,
+            value,
+            base,
+        )
+    champ = _num(champion.get(metric))
+    if champ is None:
+        return GateDecision(
+            False, f"the champion has no {metric} to compare with; promote by hand", metric, value
+        )
+    if value <= champ + config.margin:
+        return GateDecision(
+            False,
+            f"{metric} {value:.4f} does not beat the champion's {champ:.4f} by more than the "
+            f"margin {config.margin}",
+            metric,
+            value,
+            champ,
+        )
+    champ_rel = _num(champion.get("relevance_rate"))
+    if rel is not None and champ_rel is not None and rel < champ_rel - config.relevance_tolerance:
+        return GateDecision(
+            False,
+            f"{metric} improves ({value:.4f} > {champ:.4f}) but relevance rate drops from "
+            f"{champ_rel:.4f} to {rel:.4f}, more than the tolerance {config.relevance_tolerance}",
+            metric,
+            value,
+            champ,
+        )
+    return GateDecision(
+        True, f"{metric} {value:.4f} beats the champion's {champ:.4f}", metric, value, champ
+    )
+
+
+def _history(client: Any, name: str) -> list[str]:
+    tags = client.get_registered_model(name).tags or {}
+    try:
+        return [str(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
+    except json.JSONDecodeError:
+        return []
+
+
+def _set_champion(client: Any, name: str, version: str, reason: str) -> str | None:
+    """Point ``champion`` at ``version``; push the previous champion onto the history."""
+    previous = _alias_version(client, name, CHAMPION)
+    if previous == version:
+        return previous
+    if previous is not None:
+        history = ([*_history(client, name), previous])[-HISTORY_LIMIT:]
+        client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(
+        name, version, "promoted_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    )
+    client.set_model_version_tag(name, version, "promotion_reason", reason[:5000])
+    client.set_model_version_tag(name, version, "previous_champion", previous or "")
+    log.info("registry: %s@champion is now version %s (was %s)", name, version, previous)
+    return previous
+
+
+def _version_metrics(client: Any, name: str, version: str) -> dict[str, float]:
+    tags = client.get_model_version(name, version).tags or {}
+    return {
+        k.removeprefix("metric."): float(v)
+        for k, v in tags.items()
+        if k.startswith("metric.") and _num(v) is not None
+    }
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise DataError(
+            f"{path}: not found; run `qrewrite evaluate` first and pass its metrics.json"
+        )
+    try:
+        report = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
+    if not isinstance(report, dict) or "metrics" not in report or "variants" not in report:
+        raise DataError(f"{path}: not an evaluate metrics.json (no 'metrics' / 'variants' keys)")
+    return report
+
+
+def register(
+    config: RegistryConfig,
+    model_dir: str | Path,
+    metrics_path: str | Path,
+    tags: dict[str, str] | None = None,
+    report_path: str | Path | None = None,
+) -> Registration:
+    """Log and register ``model_dir`` as the ``challenger`` (once per trained model), then gate
+    it against the champion and promote it when it wins."""
+    import mlflow
+    import pandas as pd
+
+    from qrewrite.registry.pyfunc import (
+        MODEL_ARTIFACT,
+        QueryRewriterModel,
+        pip_requirements,
+        signature,
+    )
+    from qrewrite.training.models import check_model_dir
+
+    model_dir = check_model_dir(model_dir, "model to register")
+    report = _read_metrics(Path(metrics_path))
+    metrics = report["metrics"]
+    lin = {**lineage(model_dir, None, None, None, None, None), **(tags or {})}
+    name = config.registered_model
+    client = _client(config.tracking_uri)
+    existing = client.search_model_versions(
+        f"name='{name}' and tags.fingerprint='{lin['fingerprint']}'"
+    )
+    if existing:
+        version = str(max(int(v.version) for v in existing))
+        created = False
+        log.info(
+            "registry: %s version %s already holds this model; not registering again", name, version
+        )
+    else:
+        with mlflow_run(config.tracking_uri, config.experiment, "register") as run:
+            numeric = {f"eval/{k}": v for k, v in metrics.items() if _num(v) is not None}
+            mlflow.log_metrics(numeric)
+            mlflow.log_artifact(str(metrics_path))
+            if report_path and Path(report_path).exists():
+                mlflow.log_artifact(str(report_path))
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=QueryRewriterModel(),
+                artifacts={MODEL_ARTIFACT: str(model_dir)},
+                signature=signature(),
+                # checked at logging time: the packaged model loads and answers this
+                input_example=pd.DataFrame({"query": ["wireless earbuds"]}),
+                pip_requirements=pip_requirements(),
+                metadata={"qrewrite": lin},
+                registered_model_name=name,
+            )
+            version = str(info.registered_model_version)
+            lin.setdefault("register_run_id", run.info.run_id)
+        created = True
+        for k, v in lin.items():
+            client.set_model_version_tag(name, version, k, str(v))
+        for k in GATE_METRICS:
+            if _num(metrics.get(k)) is not None:
+                client.set_model_version_tag(name, version, f"metric.{k}", repr(float(metrics[k])))
+        log.info("registry: registered %s version %s", name, version)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+
+    champion_version = _alias_version(client, name, CHAMPION)
+    champion_metrics = None
+    if champion_version == version:
+        decision = GateDecision(False, "already the champion", config.primary_metric)
+        return Registration(name, version, created, decision, champion_version, lin)
+    if champion_version is not None:
+        evaluated = report.get("variants", {}).get(CHAMPION)
+        champ_uri = str(report.get("models", {}).get(CHAMPION, ""))
+        if evaluated and champ_uri.endswith(f"/{champion_version}"):
+            champion_metrics = evaluated  # measured in the same run, on the same queries
+        else:
+            champion_metrics = _version_metrics(client, name, champion_version)
+            log.warning(
+                "registry: the champion (version %s) was not evaluated in this run; comparing "
+                "with the metrics recorded at its registration, on other data perhaps",
+                champion_version,
+            )
+    decision = gate(config, metrics, champion_metrics, report["variants"].get("no-rewrite"))
+    verdict = ("promoted: " if decision.promote else "held: ") + decision.reason
+    client.set_model_version_tag(name, version, "gate", verdict[:5000])
+    client.update_model_version(name, version, description=f"Gate: {verdict}")
+    if decision.promote:
+        _set_champion(client, name, version, f"gate: {decision.reason}")
+        champion_version = version
+    log.info("registry: %s version %s %s", name, version, verdict)
+    return Registration(name, version, created, decision, champion_version, lin)
+
+
+def promote(config: RegistryConfig, version: str, reason: str = "promoted by hand") -> str | None:
+    """Make ``version`` the champion by hand; returns the previous champion."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(config.tracking_uri)
+    try:
+        client.get_model_version(config.registered_model, str(version))
+    except MlflowException as e:
+        raise ConfigError(
+            f"registry: {config.registered_model} has no version {version}; "
+            "list them with `mlflow models` or the MLflow UI"
+        ) from e
+    return _set_champion(client, config.registered_model, str(version), reason)
+
+
+def rollback(config: RegistryConfig) -> tuple[str, str]:
+    """Point ``champion`` back at the previous champion; returns (from, to)."""
+    client = _client(config.tracking_uri)
+    name = config.registered_model
+    current = _alias_version(client, name, CHAMPION)
+    if current is None:
+        raise ConfigError(f"registry: {name} has no champion to roll back")
+    history = _history(client, name)
+    while history and history[-1] == current:
+        history.pop()
+    if not history:
+        raise ConfigError(
+            f"registry: {name}@champion is version {current} and no earlier champion is "
+            "recorded; promote a version by hand with `qrewrite promote --version V`"
+        )
+    target = history.pop()
+    client.set_registered_model_alias(name, CHAMPION, target)
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    client.set_model_version_tag(
+        name, current, "rolled_back_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    )
+    log.warning("registry: rolled %s@champion back from version %s to %s", name, current, target)
+    return current, target
+
+
+def is_model_uri(text: str) -> bool:
+    return text.startswith(("models:/", "runs:/", "mlflow-artifacts:/"))
+
+
+def resolve_model_dir(
+    uri: str, tracking_uri: str = DEFAULT_TRACKING_URI, cache: str | Path | None = None
+) -> tuple[Path, str]:
+    """A local model directory for a path or a registry URI (``models:/name@alias``,
+    ``models:/name/version``); returns (directory, a pinned description of what it is)."""
+    from qrewrite.training.models import check_model_dir
+
+    if not is_model_uri(uri):
+        return check_model_dir(uri, "model"), uri
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    pinned = uri
+    if uri.startswith("models:/"):
+        ref = uri.removeprefix("models:/")
+        try:
+            if "@" in ref:
+                name, alias = ref.split("@", 1)
+                pinned = f"models:/{name}/{client.get_model_version_by_alias(name, alias).version}"
+            else:
+                name, version = ref.rsplit("/", 1)
+                client.get_model_version(name, version)
+        except (MlflowException, ValueError) as e:
+            raise ConfigError(
+                f"{uri}: not in the registry at {resolve_tracking_uri(tracking_uri)} "
+                f"({str(e).splitlines()[0][:200]}); check the name, version or alias"
+            ) from e
+    root = Path(
+        cache
+        or os.environ.get("QREWRITE_MODEL_CACHE", Path.home() / ".cache" / "qrewrite" / "models")
+    )
+    dst = (
+        root
+        / hashlib.sha256(f"{resolve_tracking_uri(tracking_uri)}|{pinned}".encode()).hexdigest()[:16]
+    )
+    if not (dst / "MLmodel").exists():
+        dst.mkdir(parents=True, exist_ok=True)
+        try:
+            mlflow.artifacts.download_artifacts(artifact_uri=pinned, dst_path=str(dst))
+        except MlflowException as e:
+            raise ConfigError(
+                f"{uri}: could not download the model ({str(e).splitlines()[0][:200]})"
+            ) from e
+    return check_model_dir(_weights_dir(dst, uri), f"model {pinned}"), pinned
+
+
+def _weights_dir(pyfunc_dir: Path, uri: str) -> Path:
+    """Where a downloaded pyfunc model keeps the weights artifact (its MLmodel file says)."""
+    import yaml
+
+    from qrewrite.registry.pyfunc import MODEL_ARTIFACT
+
+    spec = yaml.safe_load((pyfunc_dir / "MLmodel").read_text())
+    try:
+        rel = spec["flavors"]["python_function"]["artifacts"][MODEL_ARTIFACT]["path"]
+    except (KeyError, TypeError) as e:
+        raise ConfigError(
+            f"{uri}: not a query-rewriter model (its MLmodel has no '{MODEL_ARTIFACT}' artifact)"
+        ) from e
+    return pyfunc_dir / rel
+
+
+def registry_summary(config: RegistryConfig) -> dict[str, Any]:
+    """Aliases and history of the registered model (for the CLI and the demo)."""
+    client = _client(config.tracking_uri)
+    name = config.registered_model
+    return {
+        "name": name,
+        "champion": _alias_version(client, name, CHAMPION),
+        "challenger": _alias_version(client, name, CHALLENGER),
+        "history": _history(client, name),
+        "config": asdict(config),
+    }

@@ -1,0 +1,1 @@
+"""Serving: batched rewrite generation, the batch export table, the MLflow pyfunc model."""

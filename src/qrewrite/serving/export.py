@@ -1,0 +1,159 @@
+"""``qrewrite rewrite``: the serving table an online cache loads, query -> top-k rewrites.
+
+Input is a text file (one query per line), or a CSV / parquet file with a ``query`` column.
+Empty lines and duplicate queries (after normalisation) are counted and skipped; a query longer
+than ``max_query_chars`` stops the run with its line number, unless ``skip_long_queries`` is set,
+in which case long queries are counted and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from qrewrite import __version__
+from qrewrite.errors import ConfigError, DataError
+from qrewrite.serving.rewriter import GenerationSettings, Rewriter
+from qrewrite.text import normalize_query
+
+log = logging.getLogger(__name__)
+
+REWRITES_SCHEMA = pa.schema(
+    [
+        ("query", pa.string()),
+        ("rank", pa.int32()),
+        ("rewrite", pa.string()),
+        ("score", pa.float32()),
+        ("grade", pa.int8()),
+        ("p_relevant", pa.float32()),
+    ]
+)
+
+
+@dataclass
+class RewriteConfig:
+    """Options of ``qrewrite rewrite`` (section ``rewrite:``)."""
+
+    k: int = 3
+    samples: int = 4
+    top_k: int = 20
+    temperature: float = 1.0
+    max_new_tokens: int = 16
+    batch_size: int = 64
+    max_query_chars: int = 200
+    skip_long_queries: bool = False
+    seed: int = 7
+
+    def generation(self) -> GenerationSettings:
+        return GenerationSettings(
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
+            samples=self.samples,
+            top_k=self.top_k,
+            temperature=self.temperature,
+            seed=self.seed,
+        )
+
+
+def read_queries(path: Path, config: RewriteConfig) -> tuple[list[str], dict[str, int]]:
+    """Distinct queries of ``path`` in file order, and counts of what was set aside."""
+    if not path.exists():
+        raise DataError(f"{path}: query file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif suffix == ".csv":
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    else:
+        lines = path.read_text(encoding="utf-8", errors="strict").splitlines()
+        frame = pd.DataFrame({"query": lines})
+    if "query" not in frame.columns:
+        raise DataError(
+            f"{path}: no 'query' column (columns: {', '.join(map(str, frame.columns))})"
+        )
+    counts = {"rows": len(frame), "empty": 0, "too_long": 0, "duplicates": 0}
+    seen: set[str] = set()
+    out: list[str] = []
+    for line_no, raw in enumerate(frame["query"].tolist(), start=1):
+        text = "" if raw is None or (isinstance(raw, float) and raw != raw) else str(raw).strip()
+        if not text:
+            counts["empty"] += 1
+            continue
+        if len(text) > config.max_query_chars:
+            if not config.skip_long_queries:
+                raise DataError(
+                    f"{path}: row {line_no} has a query of {len(text)} characters (limit "
+                    f"{config.max_query_chars}); fix the file or pass --set skip_long_queries=true"
+                )
+            counts["too_long"] += 1
+            continue
+        key = normalize_query(text)
+        if key in seen:
+            counts["duplicates"] += 1
+            continue
+        seen.add(key)
+        out.append(text)
+    return out, counts
+
+
+def export_rewrites(
+    config: RewriteConfig,
+    model_dir: str | Path,
+    queries_file: str | Path,
+    out_file: str | Path,
+    model_ref: str = "",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Rewrite every query of ``queries_file`` and write the serving table to ``out_file``
+    (parquet; one row per (query, rank)) with a ``.json`` summary next to it."""
+    if config.k < 1:
+        raise ConfigError("rewrite.k must be >= 1")
+    queries, counts = read_queries(Path(queries_file), config)
+    for what in ("empty", "too_long", "duplicates"):
+        if counts[what]:
+            log.warning(
+                "rewrite: skipped %d %s row(s) of %s",
+                counts[what],
+                what.replace("_", " "),
+                queries_file,
+            )
+    if not queries:
+        raise DataError(
+            f"{queries_file}: no queries to rewrite ({counts['rows']} rows, all skipped)"
+        )
+    rewriter = Rewriter.from_dir(model_dir, config.generation())
+    t0 = time.perf_counter()
+    ranked = rewriter.rewrite(queries, k=config.k, progress=progress)
+    seconds = time.perf_counter() - t0
+    rows = [
+        (q, rank, r.text, r.score, r.grade, r.p_relevant)
+        for q, row in zip(queries, ranked, strict=True)
+        for rank, r in enumerate(row, start=1)
+    ]
+    table = pa.Table.from_pylist(
+        [dict(zip(REWRITES_SCHEMA.names, r, strict=True)) for r in rows], schema=REWRITES_SCHEMA
+    )
+    out = Path(out_file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out, compression="zstd")
+    summary = {
+        "qrewrite_version": __version__,
+        "model": model_ref or str(model_dir),
+        "queries": len(queries),
+        "rows": table.num_rows,
+        "queries_without_rewrite": sum(1 for r in ranked if not r),
+        "set_aside": {k: v for k, v in counts.items() if k != "rows"},
+        "seconds": round(seconds, 2),
+        "queries_per_second": round(len(queries) / seconds, 1) if seconds else None,
+        "config": asdict(config),
+    }
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

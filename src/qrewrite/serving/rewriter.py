@@ -1,0 +1,194 @@
+"""Batched rewrite generation: the one code path evaluation, batch export and the MLflow model use.
+
+For each query the model proposes a greedy rewrite and, optionally, top-k sampled ones. Every
+distinct candidate is then scored by the model itself with one forward pass (mean log-probability
+per token of the rewrite, so sampled and greedy candidates are ranked on the same scale) and graded
+by the model in tagging mode (the multi-task model grades its own rewrites, as in the paper).
+Copies of the query and malformed outputs are dropped: they add nothing to a recall path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from qrewrite.text import normalize_query
+from qrewrite.training.judge import RelevanceJudge, answer_logprobs
+from qrewrite.training.prompts import parse_rewrite, rewrite_prompt
+from qrewrite.training.rewards import is_well_formed
+
+
+@dataclass
+class GenerationSettings:
+    """How candidates are generated (section ``rewrite:`` and ``evaluate:`` of the config)."""
+
+    max_new_tokens: int = 16
+    batch_size: int = 64  # queries per generate() call
+    samples: int = 0  # top-k sampled candidates per query on top of the greedy one
+    top_k: int = 20
+    temperature: float = 1.0
+    seed: int = 7
+
+
+@dataclass
+class Rewrite:
+    """One candidate rewrite of one query."""
+
+    text: str
+    score: float  # mean log-probability per token under the model
+    grade: int = -1  # the model's own relevance grade (0, 1, 2); -1 when not graded
+    p_relevant: float = float("nan")
+
+
+@dataclass
+class GenerationStats:
+    queries: int = 0
+    seconds: float = 0.0
+    batches: list[float] = field(default_factory=list)  # seconds per generate() call
+
+    @property
+    def queries_per_second(self) -> float:
+        return self.queries / self.seconds if self.seconds else 0.0
+
+
+class Rewriter:
+    """A causal LM in rewrite mode (and tagging mode, to grade its rewrites)."""
+
+    def __init__(self, model: Any, tokenizer: Any, settings: GenerationSettings | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.settings = settings or GenerationSettings()
+        self.judge = RelevanceJudge(model, tokenizer)
+        self.stats = GenerationStats()
+
+    @classmethod
+    def from_dir(cls, path: str | Path, settings: GenerationSettings | None = None) -> Rewriter:
+        from qrewrite.training.models import load_model, load_tokenizer
+
+        return cls(load_model(path, "rewrite model"), load_tokenizer(path), settings)
+
+    def _generate_batch(self, queries: Sequence[str], sample: bool) -> list[list[str]]:
+        import torch
+
+        s = self.settings
+        texts = [
+            self.tokenizer.apply_chat_template(
+                rewrite_prompt(q), add_generation_prompt=True, tokenize=False
+            )
+            for q in queries
+        ]
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        device = next(self.model.parameters()).device
+        enc = {k: v.to(device) for k, v in enc.items()}
+        n = s.samples if sample else 1
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": s.max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.tokenizer.eos_token_id,
+        }
+        if sample:
+            kwargs.update(do_sample=True, top_k=s.top_k, temperature=s.temperature)
+            kwargs["num_return_sequences"] = n
+        else:
+            kwargs.update(do_sample=False, top_k=None, top_p=None, temperature=None)
+        with torch.no_grad():
+            out = self.model.generate(**enc, **kwargs)
+        decoded = self.tokenizer.batch_decode(
+            out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
+        )
+        texts_out = [parse_rewrite(d) for d in decoded]
+        return [texts_out[i * n : (i + 1) * n] for i in range(len(queries))]
+
+    def generate(
+        self, queries: Sequence[str], sample: bool = False, progress: bool = False
+    ) -> list[list[str]]:
+        """Raw generations per query: one greedy, or ``settings.samples`` sampled."""
+        import torch
+
+        if sample and self.settings.samples < 1:
+            return [[] for _ in queries]
+        torch.manual_seed(self.settings.seed)
+        out: list[list[str]] = []
+        size = max(1, self.settings.batch_size)
+        bar = tqdm(
+            total=len(queries),
+            unit="query",
+            desc="sampling" if sample else "rewriting",
+            disable=not progress,
+        )
+        t0 = time.perf_counter()
+        for start in range(0, len(queries), size):
+            b0 = time.perf_counter()
+            out.extend(self._generate_batch(queries[start : start + size], sample))
+            self.stats.batches.append(time.perf_counter() - b0)
+            bar.update(min(size, len(queries) - start))
+        bar.close()
+        self.stats.queries += len(queries)
+        self.stats.seconds += time.perf_counter() - t0
+        return out
+
+    def score(self, queries: Sequence[str], rewrites: Sequence[str]) -> np.ndarray:
+        """Mean log-probability per token of each rewrite given its query."""
+        total, n = answer_logprobs(
+            self.model, self.tokenizer, [rewrite_prompt(q) for q in queries], list(rewrites)
+        )
+        return total / np.maximum(n, 1)
+
+    def generate_candidates(
+        self, queries: Sequence[str], progress: bool = False
+    ) -> list[list[str]]:
+        """Raw generations per query: the greedy one first, then the sampled ones."""
+        greedy = self.generate(queries, sample=False, progress=progress)
+        sampled = self.generate(queries, sample=True, progress=progress)
+        return [g + s for g, s in zip(greedy, sampled, strict=True)]
+
+    def rank(
+        self,
+        queries: Sequence[str],
+        candidates: Sequence[Sequence[str]],
+        k: int = 3,
+        grade: bool = True,
+    ) -> list[list[Rewrite]]:
+        """Up to ``k`` distinct, well-formed, non-copy rewrites per query, best score first."""
+        cand_q: list[int] = []
+        cand_text: list[str] = []
+        for i, q in enumerate(queries):
+            seen = {normalize_query(q)}
+            for text in candidates[i]:
+                key = normalize_query(text)
+                if key in seen or not is_well_formed(text):
+                    continue
+                seen.add(key)
+                cand_q.append(i)
+                cand_text.append(text)
+        result: list[list[Rewrite]] = [[] for _ in queries]
+        if not cand_text:
+            return result
+        scores = self.score([queries[i] for i in cand_q], cand_text)
+        for i, text, s in zip(cand_q, cand_text, scores, strict=True):
+            result[i].append(Rewrite(text, float(s)))
+        for row in result:
+            row.sort(key=lambda r: -r.score)
+            del row[k:]
+        if grade:
+            flat = [(i, r) for i, row in enumerate(result) for r in row]
+            if flat:
+                p = self.judge.probabilities(
+                    [queries[i] for i, _ in flat], [r.text for _, r in flat]
+                )
+                for (_, r), probs in zip(flat, p, strict=True):
+                    r.grade = int(probs.argmax())
+                    r.p_relevant = float(probs[2])
+        return result
+
+    def rewrite(
+        self, queries: Sequence[str], k: int = 3, grade: bool = True, progress: bool = False
+    ) -> list[list[Rewrite]]:
+        """Up to ``k`` ranked rewrites per query (see :meth:`rank`)."""
+        return self.rank(queries, self.generate_candidates(queries, progress), k, grade)

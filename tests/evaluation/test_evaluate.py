@@ -1,0 +1,145 @@
+"""``qrewrite evaluate`` end to end on the tiny market with an untrained tiny model: every metric
+key is present, the baselines behave as defined, the serving policy is applied, and held-out
+queries that leak into training are caught."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from datasets import load_from_disk
+
+from qrewrite.cli import main
+from qrewrite.errors import DataError
+from qrewrite.evaluation.evaluate import METRIC_KEYS, NO_REWRITE, EvaluateConfig, evaluate
+from qrewrite.labeling.teacher import Teacher
+from tests.labeling.fakes import TrigramEncoder
+
+pytestmark = pytest.mark.slow
+
+SMALL = {
+    "max_queries": 40,
+    "samples": 2,
+    "max_new_tokens": 8,
+    "ab_replicas": 2,
+    "bootstrap": 100,
+    "tagging_eval_pairs": 20,
+}
+
+
+@pytest.fixture(autouse=True)
+def fake_encoder(monkeypatch):
+    monkeypatch.setattr(Teacher, "encoder", property(lambda self: TrigramEncoder()))
+
+
+@pytest.fixture(scope="module")
+def report(tiny_market, tiny_datasets, tiny_labels, tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("evaluation")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Teacher, "encoder", property(lambda self: TrigramEncoder()))
+        cfg = EvaluateConfig(min_p_relevant=0.0, **SMALL)
+        variants = {"vetted": str(tiny_model), "unvetted": str(tiny_model)}
+        r = evaluate(cfg, tiny_market, tiny_datasets, variants, out, tiny_labels, "unvetted", False)
+    return out, r
+
+
+def test_every_variant_has_every_documented_key(report) -> None:
+    out, _ = report
+    saved = json.loads((out / "metrics.json").read_text())
+    assert list(saved["variants"]) == [NO_REWRITE, "vetted", "unvetted"]
+    for row in saved["variants"].values():
+        assert set(row) == set(METRIC_KEYS)
+    assert saved["metrics"] == saved["variants"]["unvetted"]
+    assert saved["held_out_queries"] == SMALL["max_queries"]
+
+
+def test_no_rewrite_is_the_control(report) -> None:
+    _, r = report
+    base = r["variants"][NO_REWRITE]
+    assert base["ucvr_uplift"] == 0.0 and base["pages_changed"] == 0.0
+    assert base["hit_rate"] == base["hit_rate_original"]
+    assert base["ndcg_at_10"] == pytest.approx(base["ndcg_at_10_original"])
+    assert base["increment"] == 0.0
+    cand = r["variants"]["unvetted"]
+    assert cand["hit_rate"] >= base["hit_rate"]  # original + rewrite retrieves a superset
+    assert 0 <= cand["served_rate"] <= 1 and 0 <= cand["copy_rate"] <= 1
+    assert cand["queries_per_second"] > 0
+    assert cand["ucvr_uplift_ci_low"] <= cand["ucvr_uplift"] <= cand["ucvr_uplift_ci_high"]
+
+
+def test_report_files(report) -> None:
+    out, _ = report
+    md = (out / "report.md").read_text()
+    assert "| variant | served |" in md and "| no-rewrite |" in md and "## Definitions" in md
+    html = (out / "report.html").read_text()
+    assert "<table>" in html and "data:image/png;base64," in html
+    assert (out / "metrics.png").exists() and (out / "grades.png").exists()
+    rewrites = pd.read_parquet(out / "rewrites.parquet")
+    assert set(rewrites["variant"]) <= {"vetted", "unvetted"}
+
+
+def test_a_strict_serving_policy_serves_nothing_and_changes_nothing(
+    tiny_market, tiny_datasets, tiny_model, tmp_path
+) -> None:
+    cfg = EvaluateConfig(min_p_relevant=1.0, teacher=False, **SMALL)
+    r = evaluate(
+        cfg, tiny_market, tiny_datasets, {"m": str(tiny_model)}, tmp_path, None, "m", False
+    )
+    m = r["variants"]["m"]
+    assert m["served_rate"] == 0.0 and m["pages_changed"] == 0.0 and m["ucvr_uplift"] == 0.0
+    # the unvetted arm still shows what serving every rewrite would have done
+    assert m["ucvr_uplift_unfiltered"] == m["ucvr_uplift_unfiltered"]  # measured, not NaN
+
+
+def _leaky_copy(tiny_datasets: Path, dst: Path, all_queries: bool) -> Path:
+    """The tiny datasets with SFT train examples for 3 (or all) of the GRPO eval queries."""
+    from datasets import DatasetDict, concatenate_datasets
+
+    shutil.copytree(tiny_datasets, dst)
+    sft = load_from_disk(str(tiny_datasets / "sft"))
+    eval_queries = sorted(set(load_from_disk(str(tiny_datasets / "grpo"))["eval"]["query"]))
+    template = sft["train"].select(range(1))
+    leaked = eval_queries if all_queries else eval_queries[:3]
+    extra = concatenate_datasets([template.map(lambda r, q=q: {**r, "query": q}) for q in leaked])
+    shutil.rmtree(dst / "sft")
+    DatasetDict(
+        {"train": concatenate_datasets([sft["train"], extra]), "eval": sft["eval"]}
+    ).save_to_disk(str(dst / "sft"))
+    return dst
+
+
+def test_eval_queries_seen_in_training_are_left_out_with_a_count(
+    tiny_market, tiny_datasets, tiny_model, tmp_path, caplog
+) -> None:
+    leaky = _leaky_copy(tiny_datasets, tmp_path / "leaky", all_queries=False)
+    cfg = EvaluateConfig(teacher=False, **{**SMALL, "max_queries": 0})
+    r = evaluate(cfg, tiny_market, leaky, {"m": str(tiny_model)}, tmp_path / "o", None, "m", False)
+    assert r["overlap_dropped"] == 3
+    assert "3 of" in caplog.text and "also appear in the training sets" in caplog.text
+    all_leak = _leaky_copy(tiny_datasets, tmp_path / "all", all_queries=True)
+    with pytest.raises(DataError, match=r"all \d+ eval queries also appear in training"):
+        evaluate(cfg, tiny_market, all_leak, {"m": str(tiny_model)}, tmp_path / "p", None)
+
+
+def test_cli_errors_for_missing_models(tiny_market, tiny_datasets, tmp_path, capsys) -> None:
+    args = [
+        "evaluate",
+        "--data",
+        str(tiny_market),
+        "--datasets",
+        str(tiny_datasets),
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    assert main([*args, "--model", str(tmp_path / "missing")]) == 3
+    assert "directory not found" in capsys.readouterr().err
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = main(
+        [*args, "--model", "models:/query-rewriter@champion", "--set", f"tracking_uri={db}"]
+    )
+    assert code == 3
+    assert "not in the registry" in capsys.readouterr().err

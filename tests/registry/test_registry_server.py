@@ -1,0 +1,133 @@
+"""Register, gate, promote, roll back and load the model through a real ``mlflow server`` over
+HTTP, as a cluster user would: once with a SQLite backend store, once with PostgreSQL (as in the
+Kubernetes manifests) where its binaries are installed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from qrewrite.cli import main
+from qrewrite.errors import ConfigError
+from qrewrite.registry.registry import (
+    RegistryConfig,
+    register,
+    registry_summary,
+    resolve_model_dir,
+    rollback,
+)
+from tests.registry.servers import mlflow_server, postgres_binaries, postgres_cluster
+
+pytestmark = pytest.mark.slow
+
+
+def write_metrics(path: Path, uplift: float, relevance: float) -> Path:
+    candidate = {
+        "ucvr_uplift": uplift,
+        "ucvr_uplift_ci_low": uplift - 0.01,
+        "ucvr_uplift_ci_high": uplift + 0.01,
+        "relevance_rate": relevance,
+        "hit_rate": 0.9,
+    }
+    report = {
+        "schema_version": 1,
+        "candidate": "candidate",
+        "variants": {"no-rewrite": {"ucvr_uplift": 0.0, "hit_rate": 0.85}, "candidate": candidate},
+        "metrics": candidate,
+        "models": {"no-rewrite": "", "candidate": "x"},
+    }
+    path.write_text(json.dumps(report))
+    return path
+
+
+@pytest.fixture(scope="module")
+def second_model(tiny_model: Path, tmp_path_factory) -> Path:
+    """The tiny model with other weights: another trained model, another fingerprint."""
+    import torch
+
+    from qrewrite.training.models import load_model, load_tokenizer, save_model
+
+    model = load_model(tiny_model, "model")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+    out = tmp_path_factory.mktemp("second_model")
+    return save_model(
+        model, load_tokenizer(tiny_model), out, {"step": "test", "mlflow_run_id": "b"}
+    )
+
+
+def backends():
+    yield pytest.param("sqlite", id="sqlite")
+    marks = [] if postgres_binaries() else [pytest.mark.skip(reason="no PostgreSQL binaries")]
+    yield pytest.param("postgresql", id="postgresql", marks=marks)
+
+
+@pytest.fixture(params=list(backends()))
+def server(request, tmp_path: Path):
+    if request.param == "sqlite":
+        with mlflow_server(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path) as uri:
+            yield uri
+    else:
+        with postgres_cluster() as db, mlflow_server(db, tmp_path) as uri:
+            yield uri
+
+
+def test_register_gate_promote_rollback_and_load_over_http(
+    server: str, tiny_model: Path, second_model: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    monkeypatch.setenv("QREWRITE_MODEL_CACHE", str(tmp_path / "cache"))
+    cfg = RegistryConfig(tracking_uri="")
+
+    first = register(cfg, tiny_model, write_metrics(tmp_path / "m1.json", 0.03, 0.50))
+    assert first.created and first.version == "1"
+    assert first.decision.promote and first.champion == "1"
+    assert first.lineage["training_run_id"] == "run-under-test"
+
+    again = register(cfg, tiny_model, write_metrics(tmp_path / "m1.json", 0.03, 0.50))
+    assert not again.created and again.version == "1"  # the same model is not registered twice
+
+    # better conversion but a relevance drop beyond the tolerance: held, reason recorded
+    held = register(cfg, second_model, write_metrics(tmp_path / "m2.json", 0.06, 0.40))
+    assert held.created and held.version == "2" and not held.decision.promote
+    from mlflow import MlflowClient
+
+    v2 = MlflowClient().get_model_version("query-rewriter", "2")
+    assert v2.tags["gate"].startswith("held: ") and "relevance rate drops" in v2.tags["gate"]
+    assert set(v2.aliases) == {"challenger"}
+    summary = registry_summary(cfg)
+    assert summary["champion"] == "1" and summary["challenger"] == "2"
+
+    # a person promotes version 2 anyway, then rolls back
+    assert main(["promote", "--version", "2", "--reason", "test"]) == 0
+    assert registry_summary(cfg)["champion"] == "2"
+    assert rollback(cfg) == ("2", "1")
+    assert registry_summary(cfg)["champion"] == "1"
+    with pytest.raises(ConfigError, match="no earlier champion"):
+        rollback(cfg)
+    assert main(["promote", "--version", "9"]) == 3
+    assert "has no version 9" in capsys.readouterr().err
+
+    # what a serving job does: load the champion by alias and predict
+    import mlflow.pyfunc
+
+    loaded = mlflow.pyfunc.load_model("models:/query-rewriter@champion")
+    out = loaded.predict(
+        pd.DataFrame({"query": ["red running shoes", "oak desk"]}), params={"k": 2}
+    )
+    assert list(out.columns) == ["query", "rewrites", "grades", "scores"]
+    assert len(out) == 2 and all(len(r) <= 2 for r in out["rewrites"])
+    assert all(g in (0, 1, 2) for row in out["grades"] for g in row)
+    schema = loaded.metadata.get_input_schema()
+    assert schema.input_names() == ["query"]
+
+    path, pinned = resolve_model_dir("models:/query-rewriter@champion", "")
+    assert pinned == "models:/query-rewriter/1" and (path / "config.json").exists()
+    with pytest.raises(ConfigError, match="not in the registry"):
+        resolve_model_dir("models:/query-rewriter@nonexistent", "")
+    shutil.rmtree(tmp_path / "cache", ignore_errors=True)

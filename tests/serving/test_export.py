@@ -1,0 +1,121 @@
+"""Batched rewriting and the serving table (``qrewrite rewrite``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from qrewrite.cli import main
+from qrewrite.errors import DataError
+from qrewrite.serving.export import REWRITES_SCHEMA, RewriteConfig, export_rewrites, read_queries
+from qrewrite.serving.rewriter import GenerationSettings, Rewriter
+from qrewrite.text import normalize_query
+
+QUERIES = ["red running shoes", "oak desk", "wireless earbuds black", "cotton hoodie xl"]
+
+
+def test_batching_does_not_change_greedy_rewrites(tiny_model: Path) -> None:
+    batched = Rewriter.from_dir(tiny_model, GenerationSettings(batch_size=4, max_new_tokens=8))
+    single = Rewriter.from_dir(tiny_model, GenerationSettings(batch_size=1, max_new_tokens=8))
+    # left padding and attention masks must make a query's greedy rewrite independent of its batch
+    assert batched.generate(QUERIES) == single.generate(QUERIES)
+    assert batched.stats.queries == len(QUERIES) and len(batched.stats.batches) == 1
+    assert len(single.stats.batches) == len(QUERIES)
+
+
+def test_ranked_rewrites_are_distinct_non_copies_with_grades(tiny_model: Path) -> None:
+    r = Rewriter.from_dir(tiny_model, GenerationSettings(samples=3, max_new_tokens=8))
+    raw = [["Red Running Shoes", "trail shoes", "trail  shoes", ""], ["desk oak", "query: x"]]
+    ranked = r.rank(["red running shoes", "oak desk"], raw, k=5)
+    assert [x.text for x in ranked[0]] == ["trail shoes"]  # copy, duplicate and empty dropped
+    assert [x.text for x in ranked[1]] == ["desk oak"]  # an echo of the prompt is malformed
+    assert all(x.grade in (0, 1, 2) and 0 <= x.p_relevant <= 1 for row in ranked for x in row)
+    assert (
+        r.rank(["a"], [["b", "c", "d"]], k=2)[0][0].score
+        >= r.rank(["a"], [["b", "c", "d"]], k=2)[0][1].score
+    )
+
+
+def test_read_queries_counts_what_it_sets_aside(tmp_path: Path) -> None:
+    f = tmp_path / "q.txt"
+    f.write_text("red shoes\n\n  \nRed  Shoes\noak desk\n" + "x" * 300 + "\n")
+    with pytest.raises(DataError, match=r"row 6 has a query of 300 characters"):
+        read_queries(f, RewriteConfig())
+    queries, counts = read_queries(f, RewriteConfig(skip_long_queries=True))
+    assert queries == ["red shoes", "oak desk"]
+    assert counts == {"rows": 6, "empty": 2, "too_long": 1, "duplicates": 1}
+    csv = tmp_path / "q.csv"
+    pd.DataFrame({"q": ["a"]}).to_csv(csv, index=False)
+    with pytest.raises(DataError, match="no 'query' column"):
+        read_queries(csv, RewriteConfig())
+
+
+def test_export_writes_the_serving_table(tiny_model: Path, tmp_path: Path) -> None:
+    queries = tmp_path / "queries.parquet"
+    pd.DataFrame({"query": [*QUERIES, "", QUERIES[0].upper()]}).to_parquet(queries)
+    out = tmp_path / "serving" / "rewrites.parquet"
+    summary = export_rewrites(
+        RewriteConfig(k=2, samples=3, max_new_tokens=8), tiny_model, queries, out, progress=False
+    )
+    table = pd.read_parquet(out)
+    assert list(table.columns) == REWRITES_SCHEMA.names
+    assert summary["queries"] == len(QUERIES)
+    assert summary["set_aside"] == {"empty": 1, "too_long": 0, "duplicates": 1}
+    assert summary["rows"] == len(table) and table.groupby("query")["rank"].max().max() <= 2
+    assert (table["query"].map(normalize_query) != table["rewrite"].map(normalize_query)).all()
+    assert out.with_suffix(".json").exists()
+
+
+def test_cli_rewrite_errors_are_one_line(tiny_model: Path, tmp_path: Path, capsys) -> None:
+    assert (
+        main(
+            [
+                "rewrite",
+                "--model",
+                str(tiny_model),
+                "--queries",
+                str(tmp_path / "none.txt"),
+                "--out",
+                str(tmp_path / "o.parquet"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
+    assert "query file not found" in capsys.readouterr().err
+    q = tmp_path / "q.txt"
+    q.write_text("oak desk\n")
+    assert (
+        main(
+            [
+                "rewrite",
+                "--model",
+                str(tmp_path / "nomodel"),
+                "--queries",
+                str(q),
+                "--out",
+                str(tmp_path / "o.parquet"),
+            ]
+        )
+        == 3
+    )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "directory not found" in err
+    assert (
+        main(
+            [
+                "rewrite",
+                "--model",
+                str(tiny_model),
+                "--queries",
+                str(q),
+                "--out",
+                str(tmp_path / "o.parquet"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert "1 queries" in capsys.readouterr().out
