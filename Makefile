@@ -9,7 +9,7 @@ OUT    ?= out/demo
 # The demo's training steps log here unless the environment points at a tracking server.
 MLFLOW_TRACKING_URI ?= sqlite:///$(OUT)/mlflow/mlflow.db
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-rewrite clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,14 @@ demo: setup
 	$(BIN)/qrewrite build-datasets --config configs/local.yaml --data $(OUT)/market --mined $(OUT)/mined --labels $(OUT)/labels/labeled_pairs.parquet --out $(OUT)/datasets --report $(OUT)/contracts
 	$(BIN)/qrewrite pretrain --config configs/local.yaml --data $(OUT)/market --mined $(OUT)/mined --datasets $(OUT)/datasets --out $(OUT)/models/pretrained --no-progress
 	$(BIN)/qrewrite sft --config configs/local.yaml --datasets $(OUT)/datasets --base-model $(OUT)/models/pretrained --out $(OUT)/models/sft --no-progress
+	$(BIN)/qrewrite sft --config configs/local.yaml --set tasks=rewrite --datasets $(OUT)/datasets --base-model $(OUT)/models/pretrained --out $(OUT)/models/sft-single-task --no-progress
 	$(BIN)/qrewrite grpo --config configs/local.yaml --datasets $(OUT)/datasets --data $(OUT)/market --model $(OUT)/models/sft --out $(OUT)/models/grpo --no-progress
+	$(BIN)/qrewrite evaluate --config configs/local.yaml --data $(OUT)/market --datasets $(OUT)/datasets --labels $(OUT)/labels/labeled_pairs.parquet \
+	  --baseline single-task-sft=$(OUT)/models/sft-single-task --baseline multi-task-sft=$(OUT)/models/sft \
+	  --model $(OUT)/models/grpo --name multi-task-sft+grpo --champion query-rewriter --out $(OUT)/evaluation --no-progress
+	$(BIN)/qrewrite register --config configs/local.yaml --model $(OUT)/models/grpo --metrics $(OUT)/evaluation/metrics.json --report $(OUT)/evaluation/report.md \
+	  --data $(OUT)/market --datasets $(OUT)/datasets --contracts $(OUT)/contracts
+	$(BIN)/qrewrite rewrite --config configs/local.yaml --model models:/query-rewriter@champion --queries $(OUT)/mined/query_stats.parquet --out $(OUT)/serving/rewrites.parquet --no-progress
 	@echo ""
 	@echo "Demo outputs:"
 	@echo "  marketplace      $(OUT)/market/   (catalog, search_log, truth/, manifest.json)"
@@ -42,7 +49,10 @@ demo: setup
 	@echo "  contract reports $(OUT)/contracts/*.md"
 	@echo "  Data Docs        $(OUT)/contracts/data_docs/<contract>/index.html"
 	@echo "  training sets    $(OUT)/datasets/ (sft, grpo; read dataset_report.md)"
-	@echo "  models           $(OUT)/models/{pretrained,sft,grpo}/ (sft_report.md, grpo_report.md, curves)"
+	@echo "  models           $(OUT)/models/{pretrained,sft-single-task,sft,grpo}/ (sft_report.md, grpo_report.md, curves)"
+	@echo "  evaluation       $(OUT)/evaluation/report.html (ablation, simulated A/B test; metrics.json)"
+	@echo "  registry         models:/query-rewriter@champion in $(MLFLOW_TRACKING_URI)"
+	@echo "  serving table    $(OUT)/serving/rewrites.parquet (query -> top-k rewrites)"
 	@echo "  MLflow           mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)"
 
 test: setup
@@ -54,6 +64,10 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_mining.py --scales large huge --work .bench --write docs/benchmarks.md
+
+# batched vs one-at-a-time rewriting of the demo's model (run `make demo` first)
+bench-rewrite: setup
+	$(BIN)/python benchmarks/bench_rewrite.py --model $(OUT)/models/grpo --data $(OUT) --write docs/benchmarks.md
 
 clean:
 	rm -rf out .bench .pytest_cache .ruff_cache

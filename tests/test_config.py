@@ -86,3 +86,19 @@ def test_grpo_config_mistakes_fail_before_training() -> None:
         GRPOStepConfig(model="m", judge="oracle").check()
     with pytest.raises(ConfigError, match=r"grpo\.model is not set"):
         GRPOStepConfig().check()
+
+
+def test_presets_load_the_evaluation_registry_and_export_sections() -> None:
+    from qrewrite.evaluation.evaluate import EvaluateConfig
+    from qrewrite.registry.registry import RegistryConfig
+    from qrewrite.serving.export import RewriteConfig
+
+    for name in ("local.yaml", "cluster.yaml"):
+        preset = ROOT / "configs" / name
+        evaluate = load_config(EvaluateConfig, preset, "evaluate")
+        evaluate.check()
+        assert evaluate.merge == "rrf" and 0 < evaluate.min_p_relevant < 1
+        registry = load_config(RegistryConfig, preset, "registry")
+        assert registry.registered_model == "query-rewriter"
+        assert registry.primary_metric == "ucvr_uplift"
+        assert load_config(RewriteConfig, preset, "rewrite").k >= 1

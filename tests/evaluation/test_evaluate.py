@@ -40,20 +40,22 @@ def report(tiny_market, tiny_datasets, tiny_labels, tiny_model, tmp_path_factory
     out = tmp_path_factory.mktemp("evaluation")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Teacher, "encoder", property(lambda self: TrigramEncoder()))
-        cfg = EvaluateConfig(min_p_relevant=0.0, **SMALL)
+        cfg = EvaluateConfig(min_p_relevant=0.0, tracking_uri=f"sqlite:///{out}/m.db", **SMALL)
         variants = {"vetted": str(tiny_model), "unvetted": str(tiny_model)}
         r = evaluate(cfg, tiny_market, tiny_datasets, variants, out, tiny_labels, "unvetted", False)
     return out, r
 
 
 def test_every_variant_has_every_documented_key(report) -> None:
-    out, _ = report
+    out, r = report
     saved = json.loads((out / "metrics.json").read_text())
     assert list(saved["variants"]) == [NO_REWRITE, "vetted", "unvetted"]
     for row in saved["variants"].values():
         assert set(row) == set(METRIC_KEYS)
     assert saved["metrics"] == saved["variants"]["unvetted"]
     assert saved["held_out_queries"] == SMALL["max_queries"]
+    # the run is in MLflow too, with the report as an artifact
+    assert r["mlflow_run_id"] and (out / "artifacts").is_dir()
 
 
 def test_no_rewrite_is_the_control(report) -> None:
@@ -84,7 +86,8 @@ def test_report_files(report) -> None:
 def test_a_strict_serving_policy_serves_nothing_and_changes_nothing(
     tiny_market, tiny_datasets, tiny_model, tmp_path
 ) -> None:
-    cfg = EvaluateConfig(min_p_relevant=1.0, teacher=False, **SMALL)
+    db = f"sqlite:///{tmp_path}/m.db"
+    cfg = EvaluateConfig(min_p_relevant=1.0, teacher=False, tracking_uri=db, **SMALL)
     r = evaluate(
         cfg, tiny_market, tiny_datasets, {"m": str(tiny_model)}, tmp_path, None, "m", False
     )
@@ -115,7 +118,8 @@ def test_eval_queries_seen_in_training_are_left_out_with_a_count(
     tiny_market, tiny_datasets, tiny_model, tmp_path, caplog
 ) -> None:
     leaky = _leaky_copy(tiny_datasets, tmp_path / "leaky", all_queries=False)
-    cfg = EvaluateConfig(teacher=False, **{**SMALL, "max_queries": 0})
+    db = f"sqlite:///{tmp_path}/m.db"
+    cfg = EvaluateConfig(teacher=False, tracking_uri=db, **{**SMALL, "max_queries": 0})
     r = evaluate(cfg, tiny_market, leaky, {"m": str(tiny_model)}, tmp_path / "o", None, "m", False)
     assert r["overlap_dropped"] == 3
     assert "3 of" in caplog.text and "also appear in the training sets" in caplog.text

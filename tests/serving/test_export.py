@@ -119,3 +119,10 @@ def test_cli_rewrite_errors_are_one_line(tiny_model: Path, tmp_path: Path, capsy
         == 0
     )
     assert "1 queries" in capsys.readouterr().out
+
+
+def test_max_queries_keeps_the_most_searched(tmp_path: Path) -> None:
+    f = tmp_path / "query_stats.parquet"
+    pd.DataFrame({"query": ["a b", "c d", "e f"], "searches": [1, 9, 5]}).to_parquet(f)
+    queries, counts = read_queries(f, RewriteConfig(max_queries=2))
+    assert queries == ["c d", "e f"] and counts["beyond_max_queries"] == 1

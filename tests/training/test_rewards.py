@@ -17,6 +17,7 @@ from qrewrite.training.rewards import (
     no_drift,
     not_copy,
     relevance,
+    relevant_hit_rate,
     trl_reward,
     well_formed,
 )
@@ -73,6 +74,18 @@ def test_hit_rate_is_the_share_of_purchases_retrieved() -> None:
     )
     # 2/2; 1/2; nothing bought -> share of relevant: 1/2
     assert out == [1.0, 0.5, 0.5]
+
+
+def test_relevant_hit_rate_weighs_hits_by_the_judge() -> None:
+    out = relevant_hit_rate(
+        ["q", "q", "q"],
+        ["running shoes", "sneakers", "grade: relevant"],
+        ctx(),
+        purchased=[["P1", "P2"], ["P5"], ["P1"]],
+        relevant=[[], [], []],
+    )
+    # judge 0.9 x 2/2; judge 0.1 x 1/1; malformed -> judged 0
+    assert out == pytest.approx([0.9, 0.1, 0.0])
 
 
 def test_hit_rate_without_targets_is_zero() -> None:

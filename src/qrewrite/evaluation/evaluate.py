@@ -27,7 +27,7 @@ from qrewrite.serving.rewriter import GenerationSettings, Rewriter
 from qrewrite.tables import read_parquet_table
 from qrewrite.text import normalize_query
 from qrewrite.training.datasets import GRPO_DIR, SFT_DIR, load_training_split
-from qrewrite.training.tracking import DEFAULT_TRACKING_URI
+from qrewrite.training.tracking import DEFAULT_TRACKING_URI, mlflow_run
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +252,99 @@ def retrieval_metrics(
     return out, pages
 
 
+@dataclass
+class VariantResult:
+    metrics: dict[str, float]
+    grades: dict[str, list[int]]  # grade source -> grades of the served rewrites
+    pages: dict[str, list[int]]  # normalised query -> page with the served rewrite
+    pages_unfiltered: dict[str, list[int]]  # ... with every top rewrite
+    rows: list[dict[str, Any]]  # every ranked candidate, for rewrites.parquet
+
+
+def evaluate_variant(
+    config: EvaluateConfig,
+    model_dir: str,
+    held: HeldOut,
+    retrieval: _Retrieval,
+    truth: GradedTruth | None,
+    teacher: Any,
+    sft_sets: Any,
+    progress: bool = False,
+) -> VariantResult:
+    """Rewrite the held-out queries with one model and measure everything but the A/B test."""
+    from qrewrite.training.sft import evaluate_tagging
+
+    rewriter = Rewriter.from_dir(model_dir, config.generation())
+    raw = rewriter.generate_candidates(held.queries, progress)
+    ranked = rewriter.rank(held.queries, raw, config.k)
+    top = [r[0].text if r else "" for r in ranked]
+    served = [r[0].text if r and r[0].p_relevant >= config.min_p_relevant else "" for r in ranked]
+    greedy = [c[0] if c else "" for c in raw]
+    res: dict[str, float] = {
+        "queries": float(len(held.queries)),
+        "served_rate": float(np.mean([bool(s) for s in served])),
+        "copy_rate": m.copy_rate(held.queries, greedy),
+        "empty_rate": m.empty_rate(greedy),
+        "distinct_rewrites_per_query": m.distinct_per_query(raw),
+        "queries_per_second": rewriter.stats.queries_per_second,
+        "batch_latency_ms": 1000 * float(np.mean(rewriter.stats.batches)),
+    }
+    ret, pages = retrieval_metrics(config, held, served, retrieval, truth)
+    res.update(ret)
+    _, pages_unfiltered = retrieval_metrics(config, held, top, retrieval, truth)
+    served_idx = [i for i, s in enumerate(served) if s]
+    top_idx = [i for i, s in enumerate(top) if s]
+    grades: dict[str, list[int]] = {"self": [r[0].grade for r in ranked if r]}
+    if teacher is not None and top_idx:
+        tg = teacher.grade(
+            pd.DataFrame(
+                [(held.queries[i], r.text) for i, row in enumerate(ranked) for r in row],
+                columns=["query", "rewrite"],
+            ),
+            learn=False,
+        )["grade"].to_numpy()
+        first = np.cumsum([0] + [len(r) for r in ranked])[:-1]
+        res["relevance_rate"] = m.relevance_rate(int(tg[first[i]]) for i in served_idx)
+        res["relevance_rate_unfiltered"] = m.relevance_rate(int(tg[first[i]]) for i in top_idx)
+        res["sampled_relevance_rate"] = m.relevance_rate(tg)
+        grades["teacher"] = [int(tg[first[i]]) for i in served_idx]
+    if truth is not None and truth.kind == "synthetic" and served_idx:
+        rw_retrieved = retrieval.ranked([served[i] for i in served_idx])
+        tgr = truth.rewrite_grades(
+            [held.queries[i] for i in served_idx],
+            [served[i] for i in served_idx],
+            [r[: config.page_size] for r in rw_retrieved],
+        )
+        known = tgr[~np.isnan(tgr)].astype(int)
+        res["relevance_rate_truth"] = m.relevance_rate(known)
+        grades["truth"] = known.tolist()
+    res.update(
+        evaluate_tagging(
+            rewriter.model,
+            rewriter.tokenizer,
+            sft_sets["train"],
+            sft_sets["eval"],
+            config.tagging_eval_pairs,
+            config.seed,
+        )
+    )
+    rows = [
+        {
+            "query": q,
+            "rank": rank,
+            "rewrite": r.text,
+            "score": r.score,
+            "grade": r.grade,
+            "p_relevant": r.p_relevant,
+            "served": rank == 1 and bool(served[i]),
+            "greedy": greedy[i],
+        }
+        for i, (q, row) in enumerate(zip(held.queries, ranked, strict=True))
+        for rank, r in enumerate(row, start=1)
+    ]
+    return VariantResult(res, grades, pages, pages_unfiltered, rows)
+
+
 def evaluate(
     config: EvaluateConfig,
     data_dir: str | Path,
@@ -265,11 +358,12 @@ def evaluate(
     """Evaluate each ``variants`` entry (name -> model directory) and the no-rewrite baseline;
     write ``metrics.json``, ``rewrites.parquet``, ``report.md``/``report.html`` and plots."""
     from qrewrite.evaluation.report import write_report
-    from qrewrite.training.sft import evaluate_tagging
 
     config.check()
     if not variants:
         raise ConfigError("evaluate: no model to evaluate; pass --model")
+    if candidate is not None and candidate not in variants:
+        raise ConfigError(f"evaluate: the candidate {candidate!r} is not one of the variants")
     if NO_REWRITE in variants:
         raise ConfigError(f"evaluate: {NO_REWRITE!r} is the built-in baseline; rename the variant")
     data_dir, datasets_dir, out = Path(data_dir), Path(datasets_dir), Path(out_dir)
@@ -294,78 +388,10 @@ def evaluate(
     results[NO_REWRITE] = {"queries": float(len(held.queries)), **none_metrics}
     for name, path in variants.items():
         t0 = time.perf_counter()
-        rewriter = Rewriter.from_dir(path, config.generation())
-        raw = rewriter.generate_candidates(held.queries, progress=progress)
-        ranked = rewriter.rank(held.queries, raw, config.k)
-        top = [r[0].text if r else "" for r in ranked]
-        served = [
-            r[0].text if r and r[0].p_relevant >= config.min_p_relevant else "" for r in ranked
-        ]
-        greedy = [c[0] if c else "" for c in raw]
-        res: dict[str, float] = {
-            "queries": float(len(held.queries)),
-            "served_rate": float(np.mean([bool(s) for s in served])),
-            "copy_rate": m.copy_rate(held.queries, greedy),
-            "empty_rate": m.empty_rate(greedy),
-            "distinct_rewrites_per_query": m.distinct_per_query(raw),
-            "queries_per_second": rewriter.stats.queries_per_second,
-            "batch_latency_ms": 1000 * float(np.mean(rewriter.stats.batches)),
-        }
-        ret, pages[name] = retrieval_metrics(config, held, served, retrieval, truth)
-        res.update(ret)
-        _, pages[f"{name}{UNFILTERED}"] = retrieval_metrics(config, held, top, retrieval, truth)
-        served_idx = [i for i, s in enumerate(served) if s]
-        top_idx = [i for i, s in enumerate(top) if s]
-        grades[name] = {}
-        if teacher is not None and top_idx:
-            tg = teacher.grade(
-                pd.DataFrame(
-                    [(held.queries[i], r.text) for i, row in enumerate(ranked) for r in row],
-                    columns=["query", "rewrite"],
-                ),
-                learn=False,
-            )["grade"].to_numpy()
-            first = np.cumsum([0] + [len(r) for r in ranked])[:-1]
-            res["relevance_rate"] = m.relevance_rate(int(tg[first[i]]) for i in served_idx)
-            res["relevance_rate_unfiltered"] = m.relevance_rate(int(tg[first[i]]) for i in top_idx)
-            res["sampled_relevance_rate"] = m.relevance_rate(tg)
-            grades[name]["teacher"] = [int(tg[first[i]]) for i in served_idx]
-        if truth is not None and truth.kind == "synthetic" and served_idx:
-            rw_retrieved = retrieval.ranked([served[i] for i in served_idx])
-            tgr = truth.rewrite_grades(
-                [held.queries[i] for i in served_idx],
-                [served[i] for i in served_idx],
-                [r[: config.page_size] for r in rw_retrieved],
-            )
-            known = tgr[~np.isnan(tgr)].astype(int)
-            res["relevance_rate_truth"] = m.relevance_rate(known)
-            grades[name]["truth"] = known.tolist()
-        grades[name]["self"] = [r[0].grade for r in ranked if r]
-        res.update(
-            evaluate_tagging(
-                rewriter.model,
-                rewriter.tokenizer,
-                sft_sets["train"],
-                sft_sets["eval"],
-                config.tagging_eval_pairs,
-                config.seed,
-            )
-        )
-        for i, (q, row) in enumerate(zip(held.queries, ranked, strict=True)):
-            for rank, r in enumerate(row, start=1):
-                rewrites_rows.append(
-                    {
-                        "variant": name,
-                        "query": q,
-                        "rank": rank,
-                        "rewrite": r.text,
-                        "score": r.score,
-                        "grade": r.grade,
-                        "p_relevant": r.p_relevant,
-                        "greedy": greedy[i],
-                    }
-                )
-        results[name] = res
+        ev = evaluate_variant(config, path, held, retrieval, truth, teacher, sft_sets, progress)
+        results[name], grades[name] = ev.metrics, ev.grades
+        pages[name], pages[f"{name}{UNFILTERED}"] = ev.pages, ev.pages_unfiltered
+        rewrites_rows += [{"variant": name, **row} for row in ev.rows]
         log.info("evaluate: %s done in %.1f s", name, time.perf_counter() - t0)
 
     ab: dict[str, dict[str, float]] = {}
@@ -411,6 +437,21 @@ def evaluate(
     pd.DataFrame(rewrites_rows).to_parquet(out / "rewrites.parquet", index=False)
     (out / "metrics.json").write_text(json.dumps(_finite(report), indent=2) + "\n")
     write_report(report, grades, variants, out)
+    with mlflow_run(config.tracking_uri, config.experiment, "evaluate", config) as run:
+        import mlflow
+
+        mlflow.log_metrics(
+            {
+                f"eval/{variant}/{k}".replace("+", "_plus_"): float(v)
+                for variant, row in report["variants"].items()
+                for k, v in row.items()
+                if v is not None and np.isfinite(v)
+            }
+        )
+        for name in ("report.md", "report.html", "metrics.json", "metrics.png", "grades.png"):
+            if (out / name).exists():
+                mlflow.log_artifact(str(out / name), "evaluation")
+        report["mlflow_run_id"] = run.info.run_id
     return report
 
 

@@ -50,6 +50,9 @@ class RewriteConfig:
     batch_size: int = 64
     max_query_chars: int = 200
     skip_long_queries: bool = False
+    # rewrite at most this many queries (0: all): the most searched when the file has a
+    # ``searches`` column (mine's query_stats does), else the first ones
+    max_queries: int = 0
     seed: int = 7
 
     def generation(self) -> GenerationSettings:
@@ -79,10 +82,14 @@ def read_queries(path: Path, config: RewriteConfig) -> tuple[list[str], dict[str
         raise DataError(
             f"{path}: no 'query' column (columns: {', '.join(map(str, frame.columns))})"
         )
+    frame = frame.reset_index(drop=True)
+    if config.max_queries and "searches" in frame.columns:
+        frame = frame.sort_values("searches", ascending=False, kind="stable")
     counts = {"rows": len(frame), "empty": 0, "too_long": 0, "duplicates": 0}
     seen: set[str] = set()
     out: list[str] = []
-    for line_no, raw in enumerate(frame["query"].tolist(), start=1):
+    rows = zip((frame.index + 1).tolist(), frame["query"].tolist(), strict=True)
+    for line_no, raw in rows:
         text = "" if raw is None or (isinstance(raw, float) and raw != raw) else str(raw).strip()
         if not text:
             counts["empty"] += 1
@@ -101,6 +108,9 @@ def read_queries(path: Path, config: RewriteConfig) -> tuple[list[str], dict[str
             continue
         seen.add(key)
         out.append(text)
+    if config.max_queries and len(out) > config.max_queries:
+        counts["beyond_max_queries"] = len(out) - config.max_queries
+        out = out[: config.max_queries]
     return out, counts
 
 
@@ -117,8 +127,8 @@ def export_rewrites(
     if config.k < 1:
         raise ConfigError("rewrite.k must be >= 1")
     queries, counts = read_queries(Path(queries_file), config)
-    for what in ("empty", "too_long", "duplicates"):
-        if counts[what]:
+    for what in ("empty", "too_long", "duplicates", "beyond_max_queries"):
+        if counts.get(what):
             log.warning(
                 "rewrite: skipped %d %s row(s) of %s",
                 counts[what],

@@ -119,7 +119,7 @@ def build_judge(config: GRPOStepConfig, data_dir: Path, labels: Path | None) -> 
     if config.judge == "self":
         path = config.judge_model or config.model
         judge = RelevanceJudge(load_model(path, "judge model"), load_tokenizer(path))
-        return lambda q, r: judge.probabilities(q, r)[:, 2].tolist()
+        return _memoised(lambda q, r: judge.probabilities(q, r)[:, 2].tolist())
     import pandas as pd
 
     from qrewrite.labeling.teacher import Teacher
@@ -128,9 +128,28 @@ def build_judge(config: GRPOStepConfig, data_dir: Path, labels: Path | None) -> 
     teacher = Teacher(catalog)
     if labels is not None:  # synonyms and filler words learned from the labeled batch
         teacher.learn_from(read_parquet_table(labels, "labeled pairs").to_pandas())
-    return lambda q, r: teacher.grade(
-        pd.DataFrame({"query": list(q), "rewrite": list(r)}), learn=False
-    )["p_relevant"].tolist()
+    return _memoised(
+        lambda q, r: teacher.grade(
+            pd.DataFrame({"query": list(q), "rewrite": list(r)}), learn=False
+        )["p_relevant"].tolist()
+    )
+
+
+def _memoised(judge: Any, limit: int = 200_000) -> Any:
+    """The judge with a cache: several rewards ask it about the same (query, rewrite) pairs."""
+    cache: dict[tuple[str, str], float] = {}
+
+    def cached(queries: Any, rewrites: Any) -> list[float]:
+        pairs = list(zip(queries, rewrites, strict=True))
+        todo = list(dict.fromkeys(p for p in pairs if p not in cache))
+        if todo:
+            if len(cache) > limit:
+                cache.clear()
+            scores = judge([q for q, _ in todo], [r for _, r in todo])
+            cache.update(zip(todo, (float(x) for x in scores), strict=True))
+        return [cache[p] for p in pairs]
+
+    return cached
 
 
 def grpo(

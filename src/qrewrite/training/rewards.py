@@ -83,6 +83,22 @@ def hit_rate(
     return out
 
 
+def relevant_hit_rate(
+    queries: Sequence[str],
+    rewrites: Sequence[str],
+    ctx: RewardContext,
+    purchased: ProductSets,
+    relevant: ProductSets,
+    **_: Any,
+) -> list[float]:
+    """Hit rate counted only as far as the judge finds the rewrite relevant: P(relevant) x hit
+    rate. Conversion bought with relevance earns nothing, so GRPO cannot trade one for the other
+    (a rewrite the serving policy would hold back adds no recall in production either)."""
+    hits = hit_rate(queries, rewrites, ctx, purchased=purchased, relevant=relevant)
+    rel = relevance(queries, rewrites, ctx)
+    return [h * r for h, r in zip(hits, rel, strict=True)]
+
+
 def increment(
     queries: Sequence[str],
     rewrites: Sequence[str],
@@ -150,6 +166,7 @@ RewardFunction = Callable[..., list[float]]
 REWARDS: dict[str, RewardFunction] = {
     "relevance": relevance,
     "hit_rate": hit_rate,
+    "relevant_hit_rate": relevant_hit_rate,
     "increment": increment,
     "well_formed": well_formed,
     "length": length,
@@ -160,6 +177,7 @@ REWARDS: dict[str, RewardFunction] = {
 DEFAULT_WEIGHTS: dict[str, float] = {
     "relevance": 1.0,
     "hit_rate": 1.0,
+    "relevant_hit_rate": 0.0,
     "increment": 0.5,
     "well_formed": 0.25,
     "length": 0.25,
