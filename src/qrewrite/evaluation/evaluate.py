@@ -40,7 +40,8 @@ METRIC_KEYS = (
     "served_rate",
     "relevance_rate",
     "relevance_rate_truth",
-    "relevance_rate_unfiltered",
+    "served_relevance_rate",
+    "served_relevance_rate_truth",
     "sampled_relevance_rate",
     "increment",
     "hit_rate",
@@ -304,20 +305,22 @@ def evaluate_variant(
             learn=False,
         )["grade"].to_numpy()
         first = np.cumsum([0] + [len(r) for r in ranked])[:-1]
-        res["relevance_rate"] = m.relevance_rate(int(tg[first[i]]) for i in served_idx)
-        res["relevance_rate_unfiltered"] = m.relevance_rate(int(tg[first[i]]) for i in top_idx)
+        res["relevance_rate"] = m.relevance_rate(int(tg[first[i]]) for i in top_idx)
+        res["served_relevance_rate"] = m.relevance_rate(int(tg[first[i]]) for i in served_idx)
         res["sampled_relevance_rate"] = m.relevance_rate(tg)
-        grades["teacher"] = [int(tg[first[i]]) for i in served_idx]
-    if truth is not None and truth.kind == "synthetic" and served_idx:
-        rw_retrieved = retrieval.ranked([served[i] for i in served_idx])
+        grades["teacher"] = [int(tg[first[i]]) for i in top_idx]
+    if truth is not None and truth.kind == "synthetic" and top_idx:
+        rw_retrieved = retrieval.ranked([top[i] for i in top_idx])
         tgr = truth.rewrite_grades(
-            [held.queries[i] for i in served_idx],
-            [served[i] for i in served_idx],
+            [held.queries[i] for i in top_idx],
+            [top[i] for i in top_idx],
             [r[: config.page_size] for r in rw_retrieved],
         )
-        known = tgr[~np.isnan(tgr)].astype(int)
-        res["relevance_rate_truth"] = m.relevance_rate(known)
-        grades["truth"] = known.tolist()
+        known = ~np.isnan(tgr)
+        res["relevance_rate_truth"] = m.relevance_rate(tgr[known].astype(int))
+        is_served = np.array([bool(served[i]) for i in top_idx])
+        res["served_relevance_rate_truth"] = m.relevance_rate(tgr[known & is_served].astype(int))
+        grades["truth"] = tgr[known].astype(int).tolist()
     res.update(
         evaluate_tagging(
             rewriter.model,

@@ -13,9 +13,10 @@ GRADE_NAMES = ("irrelevant", "partial", "relevant")
 
 # (metric key, column title, format) of the ablation table
 TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("served_rate", "served", "pct"),
     ("relevance_rate", "relevance (teacher)", "pct"),
     ("relevance_rate_truth", "relevance (truth)", "pct"),
+    ("served_rate", "served", "pct"),
+    ("served_relevance_rate", "served relevance", "pct"),
     ("increment", "increment", "f2"),
     ("hit_rate", "hit rate", "pct"),
     ("ndcg_at_10", "nDCG@10", "f3"),
@@ -66,7 +67,7 @@ def _plot_metrics(report: dict[str, Any], path: Path) -> Path | None:
     names = list(report["variants"])
     keys = [
         ("relevance_rate", "relevance (teacher)"),
-        ("hit_rate", "hit rate"),
+        ("increment", "increment (new relevant products)"),
         ("ndcg_at_10", "nDCG@10"),
         ("ucvr_uplift", "UCVR uplift"),
     ]
@@ -122,7 +123,7 @@ def _plot_grades(grades: dict[str, dict[str, list[int]]], path: Path) -> Path | 
             ax.bar(range(len(names)), share, bottom=bottom, color=colour, label=GRADE_NAMES[g])
             bottom = [b + s for b, s in zip(bottom, share, strict=True)]
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"grades of served rewrites ({source})")
+        ax.set_title(f"grades of top rewrites ({source})")
         ax.set_ylim(0, 1)
     axes[0][-1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -132,10 +133,11 @@ def _plot_grades(grades: dict[str, dict[str, list[int]]], path: Path) -> Path | 
 
 
 DEFINITIONS = """\
-- **served**: share of queries that get a rewrite: the top-ranked candidate, served only when the
-  model's own tagging gives it P(relevant) >= evaluate.min_p_relevant (the serving policy).
-- **relevance (teacher / truth)**: share of served rewrites graded relevant by the teacher
-  labeler / by the simulator's ground truth.
+- **relevance (teacher / truth)**: share of the model's rewrites (the top-ranked candidate of
+  each query) graded relevant by the teacher labeler / by the simulator's ground truth.
+- **served**: share of queries whose top rewrite is served: only when the model's own tagging
+  gives it P(relevant) >= evaluate.min_p_relevant (the serving policy). **served relevance**:
+  the teacher's relevance rate of the served rewrites.
 - **increment**: mean number of relevant products per query that the rewrite retrieves (top 20)
   and the original query does not.
 - **hit rate**: share of the products bought under the held-out queries that original + rewrite
