@@ -298,6 +298,17 @@ def _read_metrics(path: Path) -> dict[str, Any]:
     return report
 
 
+def _generation_settings(report: dict[str, Any]) -> dict[str, Any]:
+    """The generation settings evaluation measured, so the served model generates the same way."""
+    from dataclasses import fields
+
+    from qrewrite.serving.rewriter import GenerationSettings
+
+    measured = report.get("config") or {}
+    names = {f.name for f in fields(GenerationSettings)}
+    return {k: v for k, v in measured.items() if k in names}
+
+
 def register(
     config: RegistryConfig,
     model_dir: str | Path,
@@ -349,6 +360,7 @@ def register(
                 input_example=pd.DataFrame({"query": ["wireless earbuds"]}),
                 pip_requirements=pip_requirements(),
                 metadata={"qrewrite": lin},
+                model_config={"generation": _generation_settings(report)},
                 registered_model_name=name,
             )
             version = str(info.registered_model_version)
