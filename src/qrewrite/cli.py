@@ -410,10 +410,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_rewrite(args: argparse.Namespace) -> int:
     from qrewrite.serving.export import RewriteConfig, export_rewrites
-    from qrewrite.training.tracking import DEFAULT_TRACKING_URI
 
-    cfg = load_config(RewriteConfig, args.config, "rewrite", args.overrides)
-    path, ref = _model_dir(args.model, args.tracking_uri or DEFAULT_TRACKING_URI)
+    cfg = _with_flags(
+        load_config(RewriteConfig, args.config, "rewrite", args.overrides),
+        tracking_uri=args.tracking_uri,
+    )
+    path, ref = _model_dir(args.model, cfg.tracking_uri)
     s = export_rewrites(cfg, path, args.queries, args.out, ref, not args.no_progress)
     aside = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in s["set_aside"].items() if v)
     print(
@@ -697,7 +699,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model directory or models:/NAME@ALIAS URI")
     p.add_argument("--queries", required=True, help="queries file (.txt, .csv or .parquet)")
     p.add_argument("--out", required=True, help="output parquet file")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI for models:/ (default: env)")
+    p.add_argument(
+        "--tracking-uri", help="MLflow tracking URI for models:/ URIs (default: env, then preset)"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_flags(p, "rewrite")
     p.set_defaults(func=cmd_rewrite)

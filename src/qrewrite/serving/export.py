@@ -23,6 +23,7 @@ from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter
 from qrewrite.text import normalize_query
+from qrewrite.training.tracking import DEFAULT_TRACKING_URI
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ class RewriteConfig:
     # ``searches`` column (mine's query_stats does), else the first ones
     max_queries: int = 0
     seed: int = 7
+    tracking_uri: str = (
+        DEFAULT_TRACKING_URI  # where models:/ URIs resolve ($MLFLOW_TRACKING_URI wins)
+    )
 
     def generation(self) -> GenerationSettings:
         return GenerationSettings(
