@@ -75,7 +75,11 @@ def test_no_rewrite_is_the_control(report) -> None:
 def test_report_files(report) -> None:
     out, _ = report
     md = (out / "report.md").read_text()
-    assert "| variant | relevance (teacher) |" in md and "| no-rewrite |" in md and "## Definitions" in md
+    assert (
+        "| variant | relevance (teacher) |" in md
+        and "| no-rewrite |" in md
+        and "## Definitions" in md
+    )
     html = (out / "report.html").read_text()
     assert "<table>" in html and "data:image/png;base64," in html
     assert (out / "metrics.png").exists() and (out / "grades.png").exists()

@@ -100,6 +100,26 @@ def test_sft_resumes_from_its_last_checkpoint(pretrained, tiny_datasets, trackin
     assert second["resumed_from"].endswith("checkpoint-4") and second["steps"] == 8
 
 
+def test_sft_never_resumes_a_checkpoint_of_other_data(
+    pretrained, tiny_datasets, tracking, tmp_path, caplog
+):
+    cfg = SFTStepConfig(
+        base_model=str(pretrained),
+        tasks="rewrite",
+        batch_size=16,
+        max_steps=4,
+        save_steps=4,
+        keep_checkpoints=True,
+        tracking_uri=tracking,
+    )
+    sft(cfg, tiny_datasets, tmp_path, progress=False)
+    cfg.tasks = "rewrite,tag"  # other training data: the old checkpoint must not be resumed
+    cfg.max_steps = 6
+    again = sft(cfg, tiny_datasets, tmp_path, progress=False)
+    assert again["resumed_from"] is None and again["steps"] == 6
+    assert "checkpoints from another run" in caplog.text
+
+
 def test_grpo_logs_every_reward_and_saves_the_policy(
     sft_model, tiny_datasets, tiny_market, tracking, tmp_path
 ) -> None:

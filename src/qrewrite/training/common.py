@@ -111,13 +111,69 @@ def plot_curves(curves: dict[str, list[tuple[int, float]]], title: str, path: Pa
     return path
 
 
-def last_checkpoint(output_dir: Path) -> str | None:
-    """The newest ``checkpoint-N`` folder, which a killed run resumes from."""
+IDENTITY_FILE = "run_identity.json"
+# settings a resumed run may change: bookkeeping, and how long to train (a run may be extended)
+_RESUME_NEUTRAL = {
+    "resume",
+    "keep_checkpoints",
+    "tracking_uri",
+    "experiment",
+    "save_steps",
+    "save_total_limit",
+    "logging_steps",
+    "max_steps",
+    "epochs",
+}
+
+
+def run_identity(config: Any, model_dir: str | Path, train: Any) -> dict[str, Any]:
+    """What a checkpoint belongs to: the step's settings, starting weights and training data."""
+    from dataclasses import asdict
+
+    weights = sorted(Path(model_dir).glob("*.safetensors"))
+    return {
+        "config": {k: v for k, v in asdict(config).items() if k not in _RESUME_NEUTRAL},
+        "model": [(w.name, w.stat().st_size, int(w.stat().st_mtime)) for w in weights],
+        "data": getattr(train, "_fingerprint", None),
+    }
+
+
+def last_checkpoint(output_dir: Path, identity: dict[str, Any] | None = None) -> str | None:
+    """The newest ``checkpoint-N`` folder a killed run resumes from, if it belongs to this run.
+
+    Checkpoints of another run (other settings, starting model or data) are removed with a
+    warning: resuming them would silently train the wrong thing, or nothing at all.
+    """
+    import json
+    import shutil
+
     from transformers.trainer_utils import get_last_checkpoint
 
     if not output_dir.is_dir():
-        return None
-    return get_last_checkpoint(str(output_dir))
+        output_dir.mkdir(parents=True, exist_ok=True)
+    found = get_last_checkpoint(str(output_dir))
+    marker = output_dir / IDENTITY_FILE
+    if identity is not None:
+        saved = json.loads(marker.read_text()) if marker.exists() else None
+        current = json.loads(json.dumps(identity, default=str))
+        if found and saved != current:
+            saved = saved or {}
+            changed = [
+                f"config.{k}"
+                for k in current["config"]
+                if saved.get("config", {}).get(k) != current["config"][k]
+            ]
+            changed += [k for k in ("model", "data") if saved.get(k) != current[k]]
+            log.warning(
+                "%s: checkpoints from another run (changed: %s); starting fresh",
+                output_dir,
+                ", ".join(changed) or "no identity recorded",
+            )
+            for stale in output_dir.glob("checkpoint-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            found = None
+        marker.write_text(json.dumps(current, indent=2) + "\n")
+    return found
 
 
 def quiet_trainer(trainer: Any, progress: bool) -> Any:

@@ -27,6 +27,7 @@ from qrewrite.training.common import (
     plot_curves,
     quiet_libraries,
     quiet_trainer,
+    run_identity,
     series,
     trainer_arguments,
 )
@@ -202,7 +203,8 @@ def grpo(
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
     )
-    resume_from = last_checkpoint(ckpt_dir) if config.resume else None
+    identity = run_identity(config, config.model, train)
+    resume_from = last_checkpoint(ckpt_dir, identity) if config.resume else None
     if resume_from:
         log.warning("grpo: resuming from %s", resume_from)
     t0 = time.perf_counter()

@@ -27,6 +27,7 @@ from qrewrite.training.common import (
     plot_curves,
     quiet_libraries,
     quiet_trainer,
+    run_identity,
     series,
     tokens_seen,
     trainer_arguments,
@@ -129,7 +130,8 @@ def sft(
         eval_strategy="no",
         per_device_eval_batch_size=config.batch_size,
     )
-    resume_from = last_checkpoint(ckpt_dir) if config.resume else None
+    identity = run_identity(config, config.base_model, train)
+    resume_from = last_checkpoint(ckpt_dir, identity) if config.resume else None
     if resume_from:
         log.warning("sft: resuming from %s", resume_from)
     run_name = "sft" if "tag" in tasks else "sft-single-task"
