@@ -40,7 +40,10 @@ demo: setup
 	  --model $(OUT)/models/grpo --name multi-task-sft+grpo --champion query-rewriter --out $(OUT)/evaluation --no-progress
 	$(BIN)/qrewrite register --config configs/local.yaml --model $(OUT)/models/grpo --metrics $(OUT)/evaluation/metrics.json --report $(OUT)/evaluation/report.md \
 	  --data $(OUT)/market --datasets $(OUT)/datasets --contracts $(OUT)/contracts
-	$(BIN)/qrewrite rewrite --config configs/local.yaml --model models:/query-rewriter@champion --queries $(OUT)/mined/query_stats.parquet --out $(OUT)/serving/rewrites.parquet --no-progress
+	@# the serving table comes from the champion only; when the gate held the model there is none
+	@if $(BIN)/qrewrite models --config configs/local.yaml --require-alias champion; then \
+	  $(BIN)/qrewrite rewrite --config configs/local.yaml --model models:/query-rewriter@champion --queries $(OUT)/mined/query_stats.parquet --out $(OUT)/serving/rewrites.parquet --no-progress; \
+	else echo "demo: no champion, so no serving table: the gate held the model (reason above and on the version's gate tag)"; fi
 	@echo ""
 	@echo "Demo outputs:"
 	@echo "  marketplace      $(OUT)/market/   (catalog, search_log, truth/, manifest.json)"
@@ -52,7 +55,7 @@ demo: setup
 	@echo "  models           $(OUT)/models/{pretrained,sft-single-task,sft,grpo}/ (sft_report.md, grpo_report.md, curves)"
 	@echo "  evaluation       $(OUT)/evaluation/report.html (ablation, simulated A/B test; metrics.json)"
 	@echo "  registry         models:/query-rewriter@champion in $(MLFLOW_TRACKING_URI)"
-	@echo "  serving table    $(OUT)/serving/rewrites.parquet (query -> top-k rewrites)"
+	@echo "  serving table    $(OUT)/serving/rewrites.parquet (query -> top-k rewrites; only with a champion)"
 	@echo "  MLflow           mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)"
 
 test: setup

@@ -408,6 +408,24 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from qrewrite.registry.registry import registry_summary
+
+    cfg = _registry_config(args)
+    s = registry_summary(cfg)
+    print(
+        f"models: {s['name']}: champion {s['champion'] or 'none'}, challenger "
+        f"{s['challenger'] or 'none'}, earlier champions {s['history'] or 'none'}"
+    )
+    missing = [a for a in args.require_alias if not s.get(a)]
+    if missing:
+        raise ConfigError(
+            f"{s['name']} has no {', '.join(missing)} alias; `qrewrite register` sets it when the "
+            "gate passes (see the version's gate tag), `qrewrite promote` by hand"
+        )
+    return 0
+
+
 def cmd_rewrite(args: argparse.Namespace) -> int:
     from qrewrite.serving.export import RewriteConfig, export_rewrites
 
@@ -689,6 +707,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registered-model", help="registered model name (default query-rewriter)")
     _add_config_flags(p, "registry")
     p.set_defaults(func=cmd_rollback)
+    p = sub.add_parser(
+        "models",
+        help="show the registered model's champion, challenger and champion history",
+        description="Print the aliases and the champion history of the registered model; with "
+        "--require-alias, exit 3 when an alias is not set (for scripts).",
+    )
+    p.add_argument("--registered-model", help="registered model name (default query-rewriter)")
+    p.add_argument(
+        "--require-alias",
+        action="append",
+        default=[],
+        choices=["champion", "challenger"],
+        help="fail (exit 3) unless this alias is set",
+    )
+    _add_config_flags(p, "registry")
+    p.set_defaults(func=cmd_models)
     p = sub.add_parser(
         "rewrite",
         help="batch rewrite export: query -> top-k rewrites table for an online cache",

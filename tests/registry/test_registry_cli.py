@@ -61,6 +61,8 @@ def test_register_records_lineage_and_is_idempotent(
     assert float(v.tags["metric.ucvr_uplift"]) == pytest.approx(0.02)
     assert v.tags["gate"].startswith("promoted: first champion")
     assert set(v.aliases) == {"champion", "challenger"}
+    assert main(["models", "--require-alias", "champion"]) == 0
+    assert "champion 1, challenger 1" in capsys.readouterr().out
     # artifacts sit next to the database, not in ./mlruns of the working directory
     assert (tmp_path / "artifacts").is_dir()
 
@@ -77,3 +79,5 @@ def test_bad_metrics_and_missing_models_are_one_line_errors(store, tiny_model, t
     assert main(["register", "--model", str(tmp_path / "nope"), "--metrics", str(bad)]) == 3
     assert main(["rollback"]) == 3
     assert "has no champion to roll back" in capsys.readouterr().err
+    assert main(["models", "--require-alias", "champion"]) == 3
+    assert "has no champion alias" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,7 +251,12 @@ def gate(
 
 
 def _history(client: Any, name: str) -> list[str]:
-    tags = client.get_registered_model(name).tags or {}
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = client.get_registered_model(name).tags or {}
+    except MlflowException:  # not registered yet
+        return []
     try:
         return [str(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
     except json.JSONDecodeError:
@@ -321,12 +327,8 @@ def register(
     import mlflow
     import pandas as pd
 
-    from qrewrite.registry.pyfunc import (
-        MODEL_ARTIFACT,
-        QueryRewriterModel,
-        pip_requirements,
-        signature,
-    )
+    from qrewrite.registry import pyfunc as pyfunc_module
+    from qrewrite.registry.pyfunc import MODEL_ARTIFACT, pip_requirements, signature
     from qrewrite.training.models import check_model_dir
 
     model_dir = check_model_dir(model_dir, "model to register")
@@ -351,18 +353,22 @@ def register(
             mlflow.log_artifact(str(metrics_path))
             if report_path and Path(report_path).exists():
                 mlflow.log_artifact(str(report_path))
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=QueryRewriterModel(),
-                artifacts={MODEL_ARTIFACT: str(model_dir)},
-                signature=signature(),
-                # checked at logging time: the packaged model loads and answers this
-                input_example=pd.DataFrame({"query": ["wireless earbuds"]}),
-                pip_requirements=pip_requirements(),
-                metadata={"qrewrite": lin},
-                model_config={"generation": _generation_settings(report)},
-                registered_model_name=name,
-            )
+            with warnings.catch_warnings():
+                # MLflow asks for type hints on predict; the signature below is explicit instead
+                warnings.filterwarnings("ignore", message=".*[Tt]ype hint.*")
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    # models from code: the registry holds code that imports qrewrite, no pickle
+                    python_model=str(Path(pyfunc_module.__file__).with_name("pyfunc_entry.py")),
+                    artifacts={MODEL_ARTIFACT: str(model_dir)},
+                    signature=signature(),
+                    # checked at logging time: the packaged model loads and answers this
+                    input_example=pd.DataFrame({"query": ["wireless earbuds"]}),
+                    pip_requirements=pip_requirements(),
+                    metadata={"qrewrite": lin},
+                    model_config={"generation": _generation_settings(report)},
+                    registered_model_name=name,
+                )
             version = str(info.registered_model_version)
             lin.setdefault("register_run_id", run.info.run_id)
         created = True
