@@ -3,6 +3,7 @@ training sets, and an untrained tiny model for tests of what consumes models."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,20 @@ from tests.labeling.fakes import TrigramEncoder
 
 
 @pytest.fixture(autouse=True)
-def no_outside_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests log to their own SQLite stores, never to a server or run set in the environment."""
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
+def no_outside_mlflow(monkeypatch: pytest.MonkeyPatch):
+    """Tests log to their own SQLite stores, never to a server or run set in the environment;
+    cleared after each test too, so module fixtures built next never inherit one."""
+    names = (
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_RUN_ID",
+        "MLFLOW_EXPERIMENT_NAME",
+        "MLFLOW_REGISTRY_URI",
+    )
+    for name in names:
         monkeypatch.delenv(name, raising=False)
+    yield
+    for name in names:
+        os.environ.pop(name, None)
 
 
 @pytest.fixture(scope="session")

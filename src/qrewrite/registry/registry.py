@@ -20,7 +20,12 @@ from typing import Any
 
 from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
-from qrewrite.training.tracking import DEFAULT_TRACKING_URI, mlflow_run, resolve_tracking_uri
+from qrewrite.training.tracking import (
+    DEFAULT_TRACKING_URI,
+    mlflow_run,
+    resolve_tracking_uri,
+    use_tracking_uri,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +84,11 @@ class Registration:
 
 
 def _client(tracking_uri: str) -> Any:
-    import mlflow
     from mlflow import MlflowClient
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     uri = resolve_tracking_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    use_tracking_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -34,6 +34,24 @@ def resolve_tracking_uri(configured: str) -> str:
     return uri
 
 
+def use_tracking_uri(uri: str) -> None:
+    """Point this process's MLflow client at ``uri`` without touching ``$MLFLOW_TRACKING_URI``.
+
+    MLflow 3's ``set_tracking_uri`` also exports the variable, which would make the first store
+    a process used win over every later step's configured one (the variable wins by design).
+    """
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+
+
 @contextmanager
 def mlflow_run(
     tracking_uri: str, experiment: str, run_name: str, config: Any = None
@@ -43,7 +61,7 @@ def mlflow_run(
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     uri = resolve_tracking_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
+    use_tracking_uri(uri)
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if run_id:
         run = mlflow.start_run(run_id=run_id)
