@@ -323,8 +323,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.champion:
         try:
             path, pinned = _model_dir(f"models:/{args.champion}@{CHAMPION}", cfg.tracking_uri)
-        except ConfigError:
-            print(f"evaluate: {args.champion} has no champion yet; nothing to compare against")
+        except ConfigError as e:
+            print(f"evaluate: no champion to compare against ({e})")
         else:
             variants[CHAMPION], refs[CHAMPION] = str(path), pinned
     report = evaluate(
@@ -336,9 +336,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.labels,
         args.name,
         not args.no_progress,
+        model_refs=refs,  # registry URIs pinned to versions, not cache folders
     )
-    report["models"].update(refs)  # registry URIs pinned to versions, not cache folders
-    _rewrite_models(Path(args.out) / "metrics.json", refs)
     print(
         f"evaluate: {report['held_out_queries']:,} held-out queries, variants: "
         + ", ".join(report["variants"])
@@ -348,12 +347,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"evaluate: report {args.out}/report.md (and report.html), metrics {args.out}/metrics.json"
     )
     return 0
-
-
-def _rewrite_models(path: Path, refs: dict[str, str]) -> None:
-    data = json.loads(path.read_text())
-    data["models"].update(refs)
-    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _registry_config(args: argparse.Namespace) -> Any:

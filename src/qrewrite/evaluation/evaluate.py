@@ -357,9 +357,13 @@ def evaluate(
     labels: str | Path | None = None,
     candidate: str | None = None,
     progress: bool = True,
+    model_refs: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate each ``variants`` entry (name -> model directory) and the no-rewrite baseline;
-    write ``metrics.json``, ``rewrites.parquet``, ``report.md``/``report.html`` and plots."""
+    write ``metrics.json``, ``rewrites.parquet``, ``report.md``/``report.html`` and plots.
+
+    ``model_refs`` names where each variant came from when that is not its directory (a registry
+    URI pinned to a version); ``metrics.json`` records it, and the gate reads it."""
     from qrewrite.evaluation.report import write_report
 
     config.check()
@@ -430,7 +434,7 @@ def evaluate(
         "qrewrite_version": __version__,
         "candidate": candidate or next(iter(variants)),
         "variants": {k: {key: results[k][key] for key in METRIC_KEYS} for k in results},
-        "models": {NO_REWRITE: "", **variants},
+        "models": {NO_REWRITE: "", **variants, **(model_refs or {})},
         "held_out_queries": len(held.queries),
         "overlap_dropped": held.overlap_dropped,
         "data_kind": truth.kind if truth is not None else "unknown",
