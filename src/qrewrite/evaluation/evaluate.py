@@ -23,7 +23,7 @@ from qrewrite.evaluation import metrics as m
 from qrewrite.evaluation.ab_test import ABSettings, held_out_searches, simulate_ab
 from qrewrite.evaluation.truth import GradedTruth
 from qrewrite.search_engine import NO_RESULT, LexicalSearchEngine
-from qrewrite.serving.rewriter import GenerationSettings, Rewriter
+from qrewrite.serving.rewriter import GenerationSettings, Rewriter, generation_settings
 from qrewrite.tables import read_parquet_table
 from qrewrite.text import normalize_query
 from qrewrite.training.datasets import GRPO_DIR, SFT_DIR, load_training_split
@@ -113,14 +113,7 @@ class EvaluateConfig:
         return m.merge_recall(original, rewrite, self.recall_depth)
 
     def generation(self) -> GenerationSettings:
-        return GenerationSettings(
-            max_new_tokens=self.max_new_tokens,
-            batch_size=self.batch_size,
-            samples=self.samples,
-            top_k=self.top_k,
-            temperature=self.temperature,
-            seed=self.seed,
-        )
+        return generation_settings(self)
 
 
 @dataclass
@@ -134,11 +127,10 @@ class HeldOut:
 
 
 def load_held_out(
-    datasets_dir: Path, catalog: pd.DataFrame, max_queries: int, seed: int
+    datasets_dir: Path, sft: Any, catalog: pd.DataFrame, max_queries: int, seed: int
 ) -> HeldOut:
     """The GRPO eval split's queries, minus any that training saw (with a warning and count)."""
     grpo = load_training_split(datasets_dir / GRPO_DIR, GRPO_DIR)
-    sft = load_training_split(datasets_dir / SFT_DIR, SFT_DIR)
     seen = {normalize_query(q) for q in grpo["train"]["query"]} | {
         normalize_query(q) for q in sft["train"]["query"]
     }
@@ -378,12 +370,12 @@ def evaluate(
     catalog = read_parquet_table(
         data_dir / "catalog.parquet", "catalog", "--data must be a synth or import-judged output"
     ).to_pandas()
-    held = load_held_out(datasets_dir, catalog, config.max_queries, config.seed)
+    sft_sets = load_training_split(datasets_dir / SFT_DIR, SFT_DIR)
+    held = load_held_out(datasets_dir, sft_sets, catalog, config.max_queries, config.seed)
     log.info("evaluate: %d held-out queries", len(held.queries))
     truth = GradedTruth.load(data_dir) if (data_dir / "manifest.json").exists() else None
     retrieval = _Retrieval(catalog, max(config.recall_depth, config.retrieve_k, config.page_size))
     teacher = _teacher(data_dir, Path(labels) if labels else None) if config.teacher else None
-    sft_sets = load_training_split(datasets_dir / SFT_DIR, SFT_DIR)
 
     results: dict[str, dict[str, float]] = {}
     grades: dict[str, dict[str, list[int]]] = {}

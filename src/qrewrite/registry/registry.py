@@ -307,17 +307,6 @@ def _read_metrics(path: Path) -> dict[str, Any]:
     return report
 
 
-def _generation_settings(report: dict[str, Any]) -> dict[str, Any]:
-    """The generation settings evaluation measured, so the served model generates the same way."""
-    from dataclasses import fields
-
-    from qrewrite.serving.rewriter import GenerationSettings
-
-    measured = report.get("config") or {}
-    names = {f.name for f in fields(GenerationSettings)}
-    return {k: v for k, v in measured.items() if k in names}
-
-
 def register(
     config: RegistryConfig,
     model_dir: str | Path,
@@ -332,6 +321,7 @@ def register(
 
     from qrewrite.registry import pyfunc as pyfunc_module
     from qrewrite.registry.pyfunc import MODEL_ARTIFACT, pip_requirements, signature
+    from qrewrite.serving.rewriter import generation_settings
     from qrewrite.training.models import check_model_dir
 
     model_dir = check_model_dir(model_dir, "model to register")
@@ -369,7 +359,10 @@ def register(
                     input_example=pd.DataFrame({"query": ["wireless earbuds"]}),
                     pip_requirements=pip_requirements(),
                     metadata={"qrewrite": lin},
-                    model_config={"generation": _generation_settings(report)},
+                    # generate as evaluation measured
+                    model_config={
+                        "generation": asdict(generation_settings(report.get("config") or {}))
+                    },
                     registered_model_name=name,
                 )
             version = str(info.registered_model_version)

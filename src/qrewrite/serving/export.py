@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
-from qrewrite.serving.rewriter import GenerationSettings, Rewriter
+from qrewrite.serving.rewriter import GenerationSettings, Rewriter, generation_settings
 from qrewrite.text import normalize_query
 from qrewrite.training.tracking import DEFAULT_TRACKING_URI
 
@@ -60,14 +60,7 @@ class RewriteConfig:
     )
 
     def generation(self) -> GenerationSettings:
-        return GenerationSettings(
-            max_new_tokens=self.max_new_tokens,
-            batch_size=self.batch_size,
-            samples=self.samples,
-            top_k=self.top_k,
-            temperature=self.temperature,
-            seed=self.seed,
-        )
+        return generation_settings(self)
 
 
 def read_queries(path: Path, config: RewriteConfig) -> tuple[list[str], dict[str, int]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,16 @@ class GenerationSettings:
     top_k: int = 20
     temperature: float = 1.0
     seed: int = 7
+
+
+def generation_settings(source: Any) -> GenerationSettings:
+    """The generation settings held by a step config (``evaluate:``, ``rewrite:``) or by a mapping
+    of its fields (evaluation's recorded config): every field of :class:`GenerationSettings` it
+    has, defaults for the rest."""
+    values = source if isinstance(source, dict) else vars(source)
+    return GenerationSettings(
+        **{f.name: values[f.name] for f in fields(GenerationSettings) if f.name in values}
+    )
 
 
 @dataclass
