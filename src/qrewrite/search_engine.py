@@ -68,21 +68,27 @@ class LexicalSearchEngine:
 
 
 class ProductRetriever:
-    """Top-``k`` product ids the engine returns for a text, cached per text.
-
-    What the conversion rewards, increment and hit rate compare: sets of products, not scores.
-    """
+    """The engine's top-``k`` results for a text, cached per text: as catalog row indices in rank
+    order (:meth:`ranked`, what pages and nDCG need) or as product-id sets (:meth:`retrieve`,
+    what the conversion rewards, increment and hit rate compare)."""
 
     def __init__(self, catalog: pd.DataFrame, k: int) -> None:
         self.ids = catalog["product_id"].to_numpy()
         self.engine = LexicalSearchEngine(catalog["title"].tolist())
         self.k = k
+        self._ranked: dict[str, list[int]] = {"": []}
         self._cache: dict[str, frozenset[str]] = {}
 
-    def retrieve(self, texts: Sequence[str]) -> list[frozenset[str]]:
-        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+    def ranked(self, texts: Sequence[str]) -> list[list[int]]:
+        todo = list(dict.fromkeys(t for t in texts if t not in self._ranked))
         if todo:
             idx, _ = self.engine.search(todo, self.k)
             for text, row in zip(todo, idx, strict=True):
-                self._cache[text] = frozenset(self.ids[row[row != NO_RESULT]])
+                self._ranked[text] = row[row != NO_RESULT].tolist()
+        return [self._ranked[t] for t in texts]
+
+    def retrieve(self, texts: Sequence[str]) -> list[frozenset[str]]:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        for text, row in zip(todo, self.ranked(todo), strict=True):
+            self._cache[text] = frozenset(self.ids[row])
         return [self._cache[t] for t in texts]

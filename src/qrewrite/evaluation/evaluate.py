@@ -22,7 +22,7 @@ from qrewrite.errors import ConfigError, DataError
 from qrewrite.evaluation import metrics as m
 from qrewrite.evaluation.ab_test import ABSettings, held_out_searches, simulate_ab
 from qrewrite.evaluation.truth import GradedTruth
-from qrewrite.search_engine import NO_RESULT, LexicalSearchEngine
+from qrewrite.search_engine import ProductRetriever
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter, generation_settings
 from qrewrite.tables import read_parquet_table
 from qrewrite.text import normalize_query
@@ -167,23 +167,6 @@ def load_held_out(
     )
 
 
-class _Retrieval:
-    """The lexical engine's ranked results per text, cached."""
-
-    def __init__(self, catalog: pd.DataFrame, depth: int) -> None:
-        self.engine = LexicalSearchEngine(catalog["title"].tolist())
-        self.depth = depth
-        self._cache: dict[str, list[int]] = {"": []}
-
-    def ranked(self, texts: list[str]) -> list[list[int]]:
-        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if todo:
-            idx, _ = self.engine.search(todo, self.depth)
-            for t, row in zip(todo, idx, strict=True):
-                self._cache[t] = row[row != NO_RESULT].tolist()
-        return [self._cache[t] for t in texts]
-
-
 def _teacher(data_dir: Path, labels: Path | None) -> Any:
     from qrewrite.labeling.teacher import Teacher
 
@@ -204,7 +187,7 @@ def retrieval_metrics(
     config: EvaluateConfig,
     held: HeldOut,
     served: list[str],
-    retrieval: _Retrieval,
+    retrieval: ProductRetriever,
     truth: GradedTruth | None,
 ) -> tuple[dict[str, float], dict[str, list[int]]]:
     """Hit rate, increment, nDCG@10 and recall@100 of original-only vs original + rewrite; and
@@ -258,7 +241,7 @@ def evaluate_variant(
     config: EvaluateConfig,
     model_dir: str,
     held: HeldOut,
-    retrieval: _Retrieval,
+    retrieval: ProductRetriever,
     truth: GradedTruth | None,
     teacher: Any,
     sft_sets: Any,
@@ -374,7 +357,9 @@ def evaluate(
     held = load_held_out(datasets_dir, sft_sets, catalog, config.max_queries, config.seed)
     log.info("evaluate: %d held-out queries", len(held.queries))
     truth = GradedTruth.load(data_dir) if (data_dir / "manifest.json").exists() else None
-    retrieval = _Retrieval(catalog, max(config.recall_depth, config.retrieve_k, config.page_size))
+    retrieval = ProductRetriever(
+        catalog, max(config.recall_depth, config.retrieve_k, config.page_size)
+    )
     teacher = _teacher(data_dir, Path(labels) if labels else None) if config.teacher else None
 
     results: dict[str, dict[str, float]] = {}
