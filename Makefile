@@ -62,8 +62,8 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src components pipelines tests benchmarks
+	$(BIN)/ruff format --check src components pipelines tests benchmarks
 
 bench: setup
 	$(BIN)/python benchmarks/bench_mining.py --scales large huge --work .bench --write docs/benchmarks.md

@@ -26,6 +26,7 @@ def no_outside_mlflow(monkeypatch: pytest.MonkeyPatch):
         "MLFLOW_RUN_ID",
         "MLFLOW_EXPERIMENT_NAME",
         "MLFLOW_REGISTRY_URI",
+        "QREWRITE_PARENT_RUN_ID",  # set by pipeline components for their step's MLflow run
     )
     for name in names:
         monkeypatch.delenv(name, raising=False)

@@ -308,7 +308,7 @@ def _named(spec: str) -> tuple[str, str]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from qrewrite.evaluation.evaluate import EvaluateConfig, evaluate
     from qrewrite.evaluation.report import ablation_table
-    from qrewrite.registry.registry import CHAMPION
+    from qrewrite.registry.registry import CHAMPION, resolve_champion
 
     cfg = load_config(EvaluateConfig, args.config, "evaluate", args.overrides)
     specs = [_named(b) for b in args.baseline] + [(args.name, args.model)]
@@ -320,13 +320,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for name, uri in specs:
         path, refs[name] = _model_dir(uri, cfg.tracking_uri)
         variants[name] = str(path)
-    if args.champion:
-        try:
-            path, pinned = _model_dir(f"models:/{args.champion}@{CHAMPION}", cfg.tracking_uri)
-        except ConfigError as e:
-            print(f"evaluate: no champion to compare against ({e})")
-        else:
-            variants[CHAMPION], refs[CHAMPION] = str(path), pinned
+    champion = resolve_champion(args.champion, cfg.tracking_uri) if args.champion else None
+    if champion is not None:
+        variants[CHAMPION], refs[CHAMPION] = str(champion[0]), champion[1]
     report = evaluate(
         cfg,
         args.data,
@@ -434,6 +430,101 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
         f"({s['queries_without_rewrite']} queries without one) in {s['seconds']} s "
         f"({s['queries_per_second']} queries/s) with {ref} -> {args.out}"
         + (f"; set aside: {aside}" if aside else "")
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if not args.local:
+        raise ConfigError(
+            "run: only --local runs here; on a cluster use `qrewrite submit --host URL` "
+            "(or upload pipelines/compiled/query_rewrite_pipeline.yaml in the Kubeflow UI)"
+        )
+    from qrewrite.evaluation.report import ablation_table
+    from qrewrite_pipelines.local import LocalRun, run_local
+
+    run = LocalRun(
+        config=args.config,
+        out=args.out,
+        scale=args.scale or "",
+        data_source=args.data_source,
+        window_end=args.window_end or "",
+        window_days=args.window_days,
+        base_model=args.base_model or "",
+        promotion_margin=args.promotion_margin,
+        ablation=not args.no_ablation,
+    )
+    r = run_local(run)
+    minutes, seconds = divmod(round(r.seconds), 60)
+    print(f"run: pipeline finished in {minutes} min {seconds} s (kfp.local)")
+    metrics = r.outputs.get("evaluation")
+    if metrics is not None and (metrics / "metrics.json").exists():
+        print(ablation_table(json.loads((metrics / "metrics.json").read_text())))
+    reg = r.registry
+    if reg["champion"]:
+        model = f"models:/{reg['name']}@champion = version {reg['champion']}"
+    else:
+        model = f"no champion: version {reg['challenger']} is the challenger; gate: "
+        model += reg["challenger_gate"] or "not decided"
+    print(f"run: registry   {model}")
+    if "report" in r.outputs:
+        print(f"run: report     {r.outputs['report']} (HTML; report.md beside the metrics)")
+    if "evaluation" in r.outputs:
+        print(f"run: metrics    {r.outputs['evaluation'] / 'metrics.json'}")
+    print(f"run: artifacts  {r.run_dir} (also {Path(args.out) / 'latest'})")
+    print(f"run: MLflow     {r.tracking_uri}  (mlflow ui --backend-store-uri {r.tracking_uri})")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from qrewrite_pipelines.cluster import compile_pipeline
+    from qrewrite_pipelines.query_rewrite import COMPILED
+
+    path = compile_pipeline(
+        args.out or COMPILED, args.image_registry, args.image_tag, args.ablation, args.preset
+    )
+    print(f"compile: wrote {path}; upload it in the Kubeflow UI or run `qrewrite submit`")
+    return 0
+
+
+def _target(args: argparse.Namespace) -> Any:
+    from qrewrite_pipelines.cluster import ClusterTarget
+
+    arguments: dict[str, Any] = {}
+    for item in args.param:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param {item!r}: expected NAME=VALUE")
+        import yaml
+
+        arguments[key.strip()] = yaml.safe_load(raw) if raw else ""
+    from qrewrite_pipelines.query_rewrite import COMPILED
+
+    return ClusterTarget(
+        host=args.host,
+        experiment=args.experiment,
+        namespace=args.namespace,
+        package=args.package or str(COMPILED),
+        arguments=arguments,
+        existing_token=args.token,
+    )
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from qrewrite_pipelines.cluster import submit_run
+
+    run_id = submit_run(_target(args), args.run_name)
+    print(f"submit: started run {run_id} in experiment {args.experiment} at {args.host}")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from qrewrite_pipelines.cluster import kfp_cron, schedule_runs
+
+    job = schedule_runs(_target(args), args.cron, args.name)
+    print(
+        f"schedule: recurring run {job} ({kfp_cron(args.cron)}, one at a time, no catch-up) in "
+        f"experiment {args.experiment} at {args.host}"
     )
     return 0
 
@@ -732,6 +823,88 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_flags(p, "rewrite")
     p.set_defaults(func=cmd_rewrite)
+
+    p = sub.add_parser(
+        "run",
+        help="run the whole pipeline locally through kfp.local (the demo)",
+        description="Run the Kubeflow pipeline on this machine with kfp.local's subprocess "
+        "runner: stage the data, mine, label, build datasets, pretrain (local preset), SFT, "
+        "GRPO, evaluate, register and promote. Prints the ablation table and where the report, "
+        "the MLflow store and the registered model are.",
+    )
+    p.add_argument("--local", action="store_true", help="run with kfp.local (required here)")
+    p.add_argument("--config", default="configs/local.yaml", metavar="PRESET", help="preset YAML")
+    p.add_argument("--out", default="out/demo", help="run directory (artifacts, MLflow store)")
+    p.add_argument(
+        "--scale", choices=["tiny", "demo", "large", "huge"], help="synthetic marketplace size"
+    )
+    p.add_argument(
+        "--data-source",
+        default="synthetic",
+        help="'synthetic' or a directory with catalog.parquet and search_log.parquet",
+    )
+    p.add_argument("--window-end", help="mine the log up to this date (ISO, exclusive)")
+    p.add_argument(
+        "--window-days", type=int, default=0, help="days of log before --window-end (0: all)"
+    )
+    p.add_argument("--base-model", help="fine-tune this model directory instead of pretraining")
+    p.add_argument(
+        "--promotion-margin", type=float, help="gate margin (default: the preset's registry.margin)"
+    )
+    p.add_argument("--no-ablation", action="store_true", help="skip the single-task SFT ablation")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "compile",
+        help="write the pipeline package for the Kubeflow UI",
+        description="Compile the cluster pipeline (cluster preset as the config default) to "
+        "pipelines/compiled/query_rewrite_pipeline.yaml.",
+    )
+    p.add_argument("--out", default=None, help="output YAML (default: the checked-in package)")
+    p.add_argument(
+        "--preset",
+        default="cluster",
+        help="shipped preset (configs/NAME.yaml) the config parameter defaults to",
+    )
+    p.add_argument("--image-registry", help="registry of the component images")
+    p.add_argument("--image-tag", help="tag of the component images (default: the version)")
+    p.add_argument("--ablation", action="store_true", help="also train the single-task model")
+    p.set_defaults(func=cmd_compile)
+
+    for name, helptext in (
+        ("submit", "start one pipeline run on a Kubeflow Pipelines cluster"),
+        ("schedule", "create a recurring retrain on a Kubeflow Pipelines cluster"),
+    ):
+        p = sub.add_parser(name, help=helptext, description=helptext + ".")
+        p.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080")
+        p.add_argument("--experiment", default="query-rewrite", help="KFP experiment name")
+        p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installs)")
+        p.add_argument("--token", help="bearer token for the KFP API (e.g. kubectl create token)")
+        p.add_argument(
+            "--package",
+            default=None,
+            help="compiled pipeline (default pipelines/compiled/query_rewrite_pipeline.yaml)",
+        )
+        p.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="pipeline parameter (repeatable): data_source, window_end, window_days, "
+            "base_model, gpu_count, promotion_margin",
+        )
+        if name == "submit":
+            p.add_argument("--run-name", help="name of the run in the KFP UI")
+            p.set_defaults(func=cmd_submit)
+        else:
+            p.add_argument(
+                "--cron",
+                required=True,
+                help="when to retrain, e.g. '0 3 * * *' (03:00 daily); each run mines the "
+                "window_days before its scheduled date",
+            )
+            p.add_argument("--name", default="query-rewrite-retrain", help="recurring run name")
+            p.set_defaults(func=cmd_schedule)
     return parser
 
 

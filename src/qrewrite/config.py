@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,6 +60,23 @@ def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
     )
 
 
+PRESET_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def named_preset(name: str) -> str:
+    """The text of a preset shipped with the package (``configs/<name>.yaml``)."""
+    from importlib import resources
+
+    shipped = resources.files("qrewrite_presets")
+    path = shipped / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(
+            p.name.removesuffix(".yaml") for p in shipped.iterdir() if p.name.endswith(".yaml")
+        )
+        raise ConfigError(f"config {name!r}: no such preset; shipped presets: {', '.join(known)}")
+    return path.read_text(encoding="utf-8")
+
+
 def load_config(
     cls: type[T],
     preset: str | Path | None = None,
@@ -66,25 +84,49 @@ def load_config(
     overrides: list[str] | None = None,
 ) -> T:
     """Build ``cls`` from defaults, then a preset's ``section``, then ``key=value`` overrides."""
+    if preset is None:
+        return config_from_preset_text(cls, "", section, overrides)
+    path = Path(preset)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: config preset not found") from e
+    return config_from_preset_text(cls, text, section, overrides, str(path))
+
+
+def config_from_preset_text(
+    cls: type[T],
+    text: str,
+    section: str | None = None,
+    overrides: list[str] | None = None,
+    source: str = "pipeline config",
+) -> T:
+    """``load_config`` for a preset held as text: a pipeline's ``config`` parameter carries
+    either a whole preset or the name of a shipped one (``cluster``, ``local``)."""
+    if PRESET_NAME.fullmatch(text.strip()):
+        source = f"preset {text.strip()}"
+        text = named_preset(text.strip())
     values: dict[str, Any] = {}
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    if preset is not None:
-        path = Path(preset)
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError as e:
-            raise ConfigError(f"{path}: config preset not found") from e
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
-        block = doc.get(section, {}) if section else doc
-        if not isinstance(block, dict):
-            raise ConfigError(f"{path}: section {section!r} must be a mapping")
-        for key, value in block.items():
-            if key not in fields:
-                raise ConfigError(
-                    f"{path}: unknown key {section}.{key}; known keys: {', '.join(sorted(fields))}"
-                )
-            values[key] = _coerce(cls, key, value, f"{path}:{section}")
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from e
+    if not isinstance(doc, dict):
+        raise ConfigError(
+            f"{source}: expected a mapping of step sections, got {type(doc).__name__}"
+        )
+    block = doc.get(section, {}) if section else doc
+    if block is None:
+        block = {}
+    if not isinstance(block, dict):
+        raise ConfigError(f"{source}: section {section!r} must be a mapping")
+    for key, value in block.items():
+        if key not in fields:
+            raise ConfigError(
+                f"{source}: unknown key {section}.{key}; known keys: {', '.join(sorted(fields))}"
+            )
+        values[key] = _coerce(cls, key, value, f"{source}:{section}")
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         key = key.strip()

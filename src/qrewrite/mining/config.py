@@ -24,3 +24,35 @@ class MiningConfig:
     max_candidates_per_query: int = 20
     duckdb_threads: int = 0  # 0: DuckDB's default (all cores)
     duckdb_memory_limit: str = "3GB"
+
+
+def mining_window(
+    window_end: str = "", window_days: int = 0, scheduled_time: str = ""
+) -> tuple[str | None, str | None]:
+    """The ``(start, end)`` dates a pipeline run mines (ISO dates, end exclusive).
+
+    ``window_end`` wins; else a recurring run's scheduled time (its date, so a nightly retrain
+    mines the days up to the night it was scheduled for, however late it starts); else the whole
+    log. ``window_days`` > 0 bounds the window's length. Unresolved placeholders (a run that was
+    not scheduled) count as unset.
+    """
+    import datetime as dt
+
+    from qrewrite.errors import ConfigError
+
+    def _date(text: str, what: str) -> dt.date | None:
+        text = (text or "").strip()
+        if not text or text.startswith("{{") or text.startswith("1970-01-01"):
+            return None
+        try:
+            return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).date()
+        except ValueError as e:
+            raise ConfigError(f"{what} {text!r}: expected an ISO date such as 2026-02-01") from e
+
+    if window_days < 0:
+        raise ConfigError(f"window_days {window_days}: expected 0 (whole log) or more days")
+    end = _date(window_end, "window_end") or _date(scheduled_time, "scheduled time")
+    if end is None:
+        return None, None
+    start = end - dt.timedelta(days=window_days) if window_days else None
+    return (start.isoformat() if start else None), end.isoformat()

@@ -137,10 +137,12 @@ def lineage(
     data_dir: Path | None,
     datasets_dir: Path | None,
     config_file: Path | None,
-    contracts_dir: Path | None,
+    contracts_dir: Path | list[Path] | None,
     pipeline_run_id: str | None,
 ) -> dict[str, str]:
-    """Where the model came from, as version tags (strings, MLflow's tag type)."""
+    """Where the model came from, as version tags (strings, MLflow's tag type).
+
+    ``contracts_dir``: the folder(s) of contract results (``<contract>.json``) of this data."""
     card_path = model_dir / "qrewrite_model.json"
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     out = {
@@ -157,9 +159,11 @@ def lineage(
         out["data_snapshot"] = _hash_files(snap)
     if config_file is not None:
         out["config_hash"] = _hash_files([config_file])
-    if contracts_dir is not None and contracts_dir.is_dir():
+    folders = contracts_dir if isinstance(contracts_dir, list) else [contracts_dir]
+    folders = [f for f in folders if f is not None and f.is_dir()]
+    if folders:
         results = {}
-        for f in sorted(contracts_dir.glob("*.json")):
+        for f in sorted(p for d in folders for p in d.glob("*.json")):
             try:
                 r = json.loads(f.read_text())
             except json.JSONDecodeError:
@@ -313,9 +317,14 @@ def register(
     metrics_path: str | Path,
     tags: dict[str, str] | None = None,
     report_path: str | Path | None = None,
+    auto_promote: bool = True,
 ) -> Registration:
     """Log and register ``model_dir`` as the ``challenger`` (once per trained model), then gate
-    it against the champion and promote it when it wins."""
+    it against the champion and promote it when it wins.
+
+    With ``auto_promote=False`` the decision is recorded on the version but not applied: the
+    pipeline promotes in a step of its own, under ``dsl.If`` on the decision.
+    """
     import mlflow
     import pandas as pd
 
@@ -394,10 +403,14 @@ def register(
                 champion_version,
             )
     decision = gate(config, metrics, champion_metrics, report["variants"].get("no-rewrite"))
-    verdict = ("promoted: " if decision.promote else "held: ") + decision.reason
+    if decision.promote:
+        verdict = "promoted: " if auto_promote else "passed, promoted by the pipeline: "
+    else:
+        verdict = "held: "
+    verdict += decision.reason
     client.set_model_version_tag(name, version, "gate", verdict[:5000])
     client.update_model_version(name, version, description=f"Gate: {verdict}")
-    if decision.promote:
+    if decision.promote and auto_promote:
         _set_champion(client, name, version, f"gate: {decision.reason}")
         champion_version = version
     log.info("registry: %s version %s %s", name, version, verdict)
@@ -446,6 +459,18 @@ def rollback(config: RegistryConfig) -> tuple[str, str]:
 
 def is_model_uri(text: str) -> bool:
     return text.startswith(("models:/", "runs:/", "mlflow-artifacts:/"))
+
+
+def resolve_champion(
+    registered_model: str, tracking_uri: str = DEFAULT_TRACKING_URI
+) -> tuple[Path, str] | None:
+    """The current champion's model directory and pinned URI, or None (with the reason logged)
+    when there is none yet: evaluation then compares with the baselines only."""
+    try:
+        return resolve_model_dir(f"models:/{registered_model}@{CHAMPION}", tracking_uri)
+    except ConfigError as e:
+        log.warning("no champion to compare against (%s)", e)
+        return None
 
 
 def resolve_model_dir(
@@ -515,10 +540,15 @@ def registry_summary(config: RegistryConfig) -> dict[str, Any]:
     """Aliases and history of the registered model (for the CLI and the demo)."""
     client = _client(config.tracking_uri)
     name = config.registered_model
+    challenger = _alias_version(client, name, CHALLENGER)
+    gate_tag = ""
+    if challenger is not None:
+        gate_tag = (client.get_model_version(name, challenger).tags or {}).get("gate", "")
     return {
         "name": name,
         "champion": _alias_version(client, name, CHAMPION),
-        "challenger": _alias_version(client, name, CHALLENGER),
+        "challenger": challenger,
+        "challenger_gate": gate_tag,
         "history": _history(client, name),
         "config": asdict(config),
     }

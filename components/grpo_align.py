@@ -1,0 +1,48 @@
+"""grpo_align: GRPO on the fused relevance + conversion reward."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+
+from qrewrite_components.images import TRAINING_IMAGE
+
+
+@dsl.component(base_image=TRAINING_IMAGE, install_kfp_package=False)
+def grpo_align(
+    config: str,
+    datasets: Input[Dataset],
+    market: Input[Dataset],
+    sft_model: Input[Model],
+    labels: Input[Dataset],
+    parent_run_id: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    report: Output[Markdown],
+):
+    """Align the SFT model with TRL's GRPOTrainer on the preset's weighted reward functions.
+    Library: ``qrewrite.training.grpo``."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from qrewrite.config import config_from_preset_text
+    from qrewrite.training.grpo import GRPOStepConfig, grpo
+    from qrewrite.training.tracking import PARENT_RUN_ENV, flatten_numbers, log_model_files
+
+    os.environ[PARENT_RUN_ENV] = parent_run_id
+    cfg = config_from_preset_text(GRPOStepConfig, config, "grpo")
+    cfg.model = sft_model.path
+    result = grpo(
+        cfg,
+        datasets.path,
+        market.path,
+        model.path,
+        Path(labels.path) / "labeled_pairs.parquet",
+        False,
+    )
+    shutil.copyfile(Path(model.path) / "grpo_report.md", report.path)
+    keys = ("steps", "train_seconds", "reward_first_20pct", "reward_last_20pct", "rewards")
+    for key, value in flatten_numbers({k: result[k] for k in keys}).items():
+        metrics.log_metric(key, value)
+    log_model_files(result["mlflow_run_id"], model.path, cfg.tracking_uri)
+    first, last = result["reward_first_20pct"], result["reward_last_20pct"]
+    print(f"grpo_align: mean total reward {first:.3f} -> {last:.3f}")

@@ -1,0 +1,58 @@
+"""register_challenger: the GRPO model in the MLflow registry as ``challenger``, with its gate."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model
+
+from qrewrite_components.images import RUNTIME_IMAGE
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def register_challenger(
+    config: str,
+    model: Input[Model],
+    evaluation: Input[Artifact],
+    market: Input[Dataset],
+    datasets: Input[Dataset],
+    market_contracts: Input[Artifact],
+    mined_contracts: Input[Artifact],
+    labels_contracts: Input[Artifact],
+    dataset_contracts: Input[Artifact],
+    kfp_run_id: str,
+    parent_run_id: str,
+    margin: float,
+) -> str:
+    """Log the model as an MLflow pyfunc with its lineage (data snapshot, config hash, contract
+    results, KFP run id) and metrics; register it once (by weights fingerprint) with alias
+    ``challenger``; decide the promotion gate. Returns the version when it passed the gate,
+    else an empty string: the next step promotes it under ``dsl.If`` (one output, because
+    ``kfp.local`` cannot resolve a named output in a condition). The reason is on the version's
+    ``gate`` tag either way. Library: ``qrewrite.registry.registry``."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from qrewrite.config import config_from_preset_text
+    from qrewrite.registry.registry import RegistryConfig, lineage, register
+    from qrewrite.training.tracking import PARENT_RUN_ENV
+
+    os.environ[PARENT_RUN_ENV] = parent_run_id
+    cfg = config_from_preset_text(RegistryConfig, config, "registry", [f"margin={margin}"])
+    with tempfile.TemporaryDirectory() as tmp:
+        preset = Path(tmp) / "config.yaml"
+        preset.write_text(config)
+        tags = lineage(
+            Path(model.path),
+            Path(market.path),
+            Path(datasets.path),
+            preset,
+            [
+                Path(a.path)
+                for a in (market_contracts, mined_contracts, labels_contracts, dataset_contracts)
+            ],
+            kfp_run_id,
+        )
+    out = Path(evaluation.path)
+    r = register(cfg, model.path, out / "metrics.json", tags, out / "report.md", auto_promote=False)
+    verdict = "passed" if r.decision.promote else "held"
+    print(f"register_challenger: {r.name} version {r.version}: gate {verdict}: {r.decision.reason}")
+    return r.version if r.decision.promote else ""

@@ -1,0 +1,45 @@
+"""sft_multitask: supervised fine-tuning on rewrite generation and relevance tagging."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+
+from qrewrite_components.images import TRAINING_IMAGE
+
+
+@dsl.component(base_image=TRAINING_IMAGE, install_kfp_package=False)
+def sft_multitask(
+    config: str,
+    datasets: Input[Dataset],
+    base_model_path: str,
+    tasks: str,
+    parent_run_id: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    report: Output[Markdown],
+    pretrained: Input[Model] = None,
+):
+    """Fine-tune the base model (``pretrained`` when the pipeline pretrained one, else
+    ``base_model_path`` on a mounted volume, else the preset's) on ``tasks`` (``rewrite,tag``;
+    ``rewrite`` for the single-task ablation). Library: ``qrewrite.training.sft``."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from qrewrite.config import config_from_preset_text
+    from qrewrite.training.sft import SFTStepConfig, sft
+    from qrewrite.training.tracking import PARENT_RUN_ENV, flatten_numbers, log_model_files
+
+    os.environ[PARENT_RUN_ENV] = parent_run_id
+    cfg = config_from_preset_text(SFTStepConfig, config, "sft", [f"tasks={tasks}"])
+    if pretrained is not None:
+        cfg.base_model = pretrained.path
+    elif base_model_path:
+        cfg.base_model = base_model_path
+    result = sft(cfg, datasets.path, model.path, False)
+    shutil.copyfile(Path(model.path) / "sft_report.md", report.path)
+    keys = ("steps", "train_seconds", "loss_first_20pct", "loss_last_20pct", "eval_loss")
+    numbers = {**{k: result[k] for k in keys}, **(result.get("tagging") or {})}
+    for key, value in flatten_numbers(numbers).items():
+        metrics.log_metric(key, value)
+    log_model_files(result["mlflow_run_id"], model.path, cfg.tracking_uri)
+    print(f"sft_multitask: {result['steps']} steps, held-out loss {result['eval_loss']:.3f}")

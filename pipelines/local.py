@@ -1,0 +1,144 @@
+"""``qrewrite run --local``: the whole pipeline on this machine through ``kfp.local``.
+
+``kfp.local.SubprocessRunner(use_venv=False)`` runs every component as a subprocess of this
+Python environment, with real artifacts under ``<out>/pipeline_root``; Kubernetes settings are
+ignored (KFP warns once per step). MLflow is a SQLite store under ``<out>/mlflow`` unless
+``$MLFLOW_TRACKING_URI`` points elsewhere.
+"""
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qrewrite.errors import ConfigError, QrewriteError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LocalRun:
+    """What a local run needs; every field has a CLI flag."""
+
+    config: str = "configs/local.yaml"
+    out: str = "out/demo"
+    scale: str = ""  # synthetic marketplace size; empty: the preset's synth.scale
+    data_source: str = "synthetic"
+    window_end: str = ""
+    window_days: int = 0  # 0: the whole log
+    base_model: str = ""
+    promotion_margin: float | None = None  # None: the preset's registry.margin
+    ablation: bool = True  # also train and evaluate the single-task SFT model
+
+
+@dataclass
+class LocalResult:
+    seconds: float
+    run_dir: Path
+    tracking_uri: str
+    outputs: dict[str, Path] = field(default_factory=dict)
+    registry: dict[str, Any] = field(default_factory=dict)
+
+
+def preset_text(path: str | Path, scale: str = "") -> str:
+    """The preset as the pipeline's ``config`` parameter, with ``synth.scale`` set if asked."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config preset not found")
+    text = p.read_text(encoding="utf-8")
+    if not scale:
+        return text
+    doc = yaml.safe_load(text) or {}
+    doc.setdefault("synth", {})["scale"] = scale
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def _outputs(run_dir: Path) -> dict[str, Path]:
+    """Where the artifacts a person opens first landed (``<task>/<output>`` under the run)."""
+    wanted = {
+        "report": ("evaluate-rewriter", "report"),
+        "evaluation": ("evaluate-rewriter", "evaluation"),
+        "datasets": ("build-training-datasets", "datasets"),
+        "mined": ("mine-search-logs", "mined"),
+        "market": ("stage-marketplace", "market"),
+        "grpo_model": ("grpo-align", "model"),
+        "sft_model": ("sft-multitask", "model"),
+    }
+    found: dict[str, Path] = {}
+    for key, (task, output) in wanted.items():
+        hits = sorted(run_dir.glob(f"**/{task}/{output}"))
+        if hits:
+            found[key] = hits[0]
+    return found
+
+
+def run_local(run: LocalRun) -> LocalResult:
+    """Run the pipeline with ``kfp.local``; raise on the first failed step."""
+    from kfp import local
+
+    from qrewrite.config import config_from_preset_text
+    from qrewrite.registry.registry import RegistryConfig, registry_summary
+    from qrewrite.training.tracking import resolve_tracking_uri
+    from qrewrite_pipelines.query_rewrite import build_pipeline
+
+    text = preset_text(run.config, run.scale)
+    doc = yaml.safe_load(text) or {}
+    out = Path(run.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        # every step is a subprocess: the variable reaches all of them, and wins over the preset
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{out / 'mlflow' / 'mlflow.db'}"
+    tracking = resolve_tracking_uri("")
+    pretrain = not run.base_model and "pretrain" in doc
+    if not pretrain and not run.base_model and not (doc.get("sft") or {}).get("base_model"):
+        raise ConfigError(
+            f"{run.config}: no pretrain: section and no sft.base_model; pass --base-model DIR"
+        )
+    pipeline = build_pipeline(
+        pretrain=pretrain, ablation=run.ablation, default_config="local", scheduled=False
+    )
+    root = out / "pipeline_root"
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(root),
+        raise_on_error=True,
+    )
+    before = {p for p in root.iterdir()} if root.is_dir() else set()
+    margin = run.promotion_margin
+    if margin is None:
+        margin = float((doc.get("registry") or {}).get("margin", 0.0))
+    # KFP warns per step that Kubernetes settings and images do not apply locally; say it once
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+    warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
+    log.info("kfp.local: Kubernetes settings (GPUs, secrets, volumes) do not apply to a local run")
+    started = time.monotonic()
+    try:
+        pipeline(
+            config=text,
+            data_source=run.data_source,
+            window_end=run.window_end,
+            window_days=run.window_days,
+            base_model=run.base_model,
+            promotion_margin=margin,
+        )
+    except RuntimeError as e:  # kfp.local: "Pipeline ... finished with status FAILURE ..."
+        raise QrewriteError(
+            f"{str(e).strip().splitlines()[0][:400]}; the failed step's log is above, its "
+            f"artifacts under {root}"
+        ) from e
+    seconds = time.monotonic() - started
+    new = sorted((p for p in root.iterdir() if p not in before), key=lambda p: p.stat().st_mtime)
+    run_dir = new[-1] if new else root
+    registry_cfg = config_from_preset_text(RegistryConfig, text, "registry")
+    registry_cfg.tracking_uri = tracking
+    summary = registry_summary(registry_cfg)
+    latest = out / "latest"  # a stable path to the newest run's artifacts
+    if latest.is_symlink() or latest.exists():
+        latest.unlink()
+    latest.symlink_to(run_dir.relative_to(out), target_is_directory=True)
+    return LocalResult(seconds, run_dir, tracking, _outputs(run_dir), summary)

@@ -1,0 +1,84 @@
+"""Kubernetes settings of the pipeline's steps, applied by one helper so the pipeline reads cleanly.
+
+KFP's local runner ignores all of these (with a warning); on a cluster they become the pods'
+resources, GPU scheduling, shared memory, volumes and the MLflow credentials. The names here
+are the ones ``k8s/`` creates (docs/operations.md); nothing secret is written into the pipeline,
+only the names of the ConfigMap and Secret that hold it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kfp import kubernetes
+from kfp.dsl import PipelineTask
+
+# ConfigMap key -> env: where MLflow and its artifact store are (not secret)
+MLFLOW_CONFIG_MAP = "qrewrite-mlflow"
+MLFLOW_CONFIG_ENV = {
+    "tracking_uri": "MLFLOW_TRACKING_URI",
+    "s3_endpoint_url": "MLFLOW_S3_ENDPOINT_URL",
+}
+# Secret key -> env: credentials of MLflow and its S3-compatible artifact store
+MLFLOW_SECRET = "qrewrite-mlflow-credentials"
+MLFLOW_SECRET_ENV = {
+    "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+    "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "mlflow_tracking_username": "MLFLOW_TRACKING_USERNAME",
+    "mlflow_tracking_password": "MLFLOW_TRACKING_PASSWORD",
+}
+WORKSPACE_PVC = "qrewrite-workspace"  # base model weights and shop exports
+WORKSPACE_PATH = "/workspace"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_NODE_LABEL = ("nvidia.com/gpu.present", "true")  # set by NVIDIA's GPU feature discovery
+RUN_AS_USER = 1000  # the images' non-root user
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: str
+    memory: str
+
+
+CPU_STEP = Resources(cpu="2", memory="8G")
+GPU_STEP = Resources(cpu="8", memory="64G")
+
+
+def on_cluster(
+    task: PipelineTask,
+    *,
+    mlflow: bool = True,
+    gpus: object = None,
+    resources: Resources = CPU_STEP,
+    workspace: bool = False,
+    shm_size: str = "16Gi",
+) -> PipelineTask:
+    """Apply the cluster settings of one step.
+
+    - ``mlflow``: the tracking URI from the ConfigMap and the credentials from the Secret, as env;
+    - ``gpus`` (a count or a pipeline parameter): accelerator type and limit, the GPU toleration,
+      the GPU node selector, and a memory-backed ``/dev/shm`` for the data loaders and NCCL;
+    - ``workspace``: the workspace volume (base model weights, shop exports) at ``/workspace``;
+    - always: CPU and memory requests/limits and a non-root security context.
+    """
+    task.set_cpu_request(resources.cpu).set_cpu_limit(resources.cpu)
+    task.set_memory_request(resources.memory).set_memory_limit(resources.memory)
+    kubernetes.set_security_context(task, run_as_user=RUN_AS_USER, run_as_non_root=True)
+    if mlflow:
+        kubernetes.use_config_map_as_env(task, MLFLOW_CONFIG_MAP, MLFLOW_CONFIG_ENV)
+        kubernetes.use_secret_as_env(task, MLFLOW_SECRET, MLFLOW_SECRET_ENV)
+    if gpus is not None:
+        task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
+        kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
+        kubernetes.add_node_selector(task, *GPU_NODE_LABEL)
+        kubernetes.empty_dir_mount(
+            task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=shm_size
+        )
+    if workspace:
+        kubernetes.mount_pvc(task, pvc_name=WORKSPACE_PVC, mount_path=WORKSPACE_PATH)
+    return task
+
+
+def retry(task: PipelineTask, times: int = 2) -> PipelineTask:
+    """Retry a step that can fail transiently (storage, the MLflow server, a preempted node)."""
+    return task.set_retry(num_retries=times, backoff_duration="30s", backoff_factor=2.0)

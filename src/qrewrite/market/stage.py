@@ -1,0 +1,74 @@
+"""Put one marketplace (catalog + search log) where a pipeline run reads it.
+
+The pipeline's ``data_source`` is either ``synthetic`` (the embedded simulator, at the preset's
+``synth:`` scale) or a directory holding ``catalog.parquet`` and ``search_log.parquet`` in the
+schemas of ``docs/data.md`` (what ``qrewrite synth`` or ``qrewrite import-judged`` write, or the
+shop's own export on a mounted volume). Either way the run gets its own copy, so a log export
+that changes later cannot change what an earlier run trained on.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from qrewrite.errors import ConfigError, DataError
+from qrewrite.market.simulate import SynthConfig, synthesize
+
+SYNTHETIC = "synthetic"
+REQUIRED_FILES = ("catalog.parquet", "search_log.parquet")
+# copied when present: the simulator's ground truth lets evaluation score rewrites by truth
+OPTIONAL = ("manifest.json", "truth")
+
+
+def _rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception as e:  # pyarrow raises several types for a broken file
+        raise DataError(f"{path}: not a readable parquet file ({e})") from e
+
+
+def stage_marketplace(
+    source: str, out_dir: str | Path, synth: SynthConfig | None = None, progress: bool = False
+) -> dict[str, Any]:
+    """Write the marketplace of ``source`` under ``out_dir``; return where it came from and its
+    row counts."""
+    out = Path(out_dir)
+    source = (source or "").strip()
+    if not source:
+        raise ConfigError(
+            f"data_source is empty; expected {SYNTHETIC!r} or a directory with "
+            + " and ".join(REQUIRED_FILES)
+        )
+    if source == SYNTHETIC:
+        manifest = synthesize(synth or SynthConfig(), out, progress)
+        return {
+            "source": SYNTHETIC,
+            "scale": manifest.get("scale", (synth or SynthConfig()).scale),
+            "rows": {f: _rows(out / f) for f in REQUIRED_FILES},
+        }
+    src = Path(source.removeprefix("file://"))
+    if not src.is_dir():
+        raise ConfigError(
+            f"data_source {source}: not a directory; expected {SYNTHETIC!r} or a directory with "
+            + " and ".join(REQUIRED_FILES)
+            + " (on a cluster, a path on a mounted volume)"
+        )
+    missing = [f for f in REQUIRED_FILES if not (src / f).is_file()]
+    if missing:
+        raise DataError(
+            f"data_source {src}: missing {', '.join(missing)}; export the catalog and search log "
+            "in the schemas of docs/data.md"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    for name in REQUIRED_FILES:
+        shutil.copy2(src / name, out / name)
+    for name in OPTIONAL:
+        if (src / name).is_dir():
+            shutil.copytree(src / name, out / name, dirs_exist_ok=True)
+        elif (src / name).is_file():
+            shutil.copy2(src / name, out / name)
+    return {"source": str(src), "rows": {f: _rows(out / f) for f in REQUIRED_FILES}}
