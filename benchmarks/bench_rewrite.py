@@ -44,8 +44,8 @@ def _model(path: Path | None, work: Path) -> tuple[Path, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=Path("out/demo/models/grpo"))
-    ap.add_argument("--data", type=Path, default=Path("out/demo"))
+    ap.add_argument("--model", type=Path, default=Path("out/demo/latest/grpo-align/model"))
+    ap.add_argument("--data", type=Path, default=Path("out/demo/latest/mine-search-logs"))
     ap.add_argument("--work", type=Path, default=Path(".bench"))
     ap.add_argument("--queries", type=int, default=512, help="queries for the batched runs")
     ap.add_argument("--single-queries", type=int, default=64, help="queries one at a time")

@@ -47,10 +47,15 @@ class LocalResult:
 
 def preset_text(path: str | Path, scale: str = "") -> str:
     """The preset as the pipeline's ``config`` parameter, with ``synth.scale`` set if asked."""
+    from qrewrite.config import PRESET_NAME, named_preset
+
     p = Path(path)
-    if not p.is_file():
+    if p.is_file():
+        text = p.read_text(encoding="utf-8")
+    elif PRESET_NAME.fullmatch(str(path)):
+        text = named_preset(str(path))  # a shipped preset by name: local, cluster
+    else:
         raise ConfigError(f"{p}: config preset not found")
-    text = p.read_text(encoding="utf-8")
     if not scale:
         return text
     doc = yaml.safe_load(text) or {}

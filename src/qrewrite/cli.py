@@ -467,6 +467,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         model = f"no champion: version {reg['challenger']} is the challenger; gate: "
         model += reg["challenger_gate"] or "not decided"
     print(f"run: registry   {model}")
+    if reg["champion"] and "mined" in r.outputs:
+        print(
+            "run: serve      qrewrite rewrite --model models:/query-rewriter@champion --queries "
+            f"{r.outputs['mined'] / 'query_stats.parquet'} --out rewrites.parquet"
+        )
     if "report" in r.outputs:
         print(f"run: report     {r.outputs['report']} (HTML; report.md beside the metrics)")
     if "evaluation" in r.outputs:
