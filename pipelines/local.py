@@ -33,7 +33,7 @@ class LocalRun:
     window_days: int = 0  # 0: the whole log
     base_model: str = ""
     promotion_margin: float | None = None  # None: the preset's registry.margin
-    ablation: bool = True  # also train and evaluate the single-task SFT model
+    ablation: bool = False  # also train and evaluate the single-task SFT model
 
 
 @dataclass

@@ -252,7 +252,7 @@ def evaluate_variant(
 
     rewriter = Rewriter.from_dir(model_dir, config.generation())
     raw = rewriter.generate_candidates(held.queries, progress)
-    ranked = rewriter.rank(held.queries, raw, config.k)
+    ranked = rewriter.rank(held.queries, raw, config.k, graded=1)  # the served one is the first
     top = [r[0].text if r else "" for r in ranked]
     served = [r[0].text if r and r[0].p_relevant >= config.min_p_relevant else "" for r in ranked]
     greedy = [c[0] if c else "" for c in raw]

@@ -164,6 +164,7 @@ class Rewriter:
         candidates: Sequence[Sequence[str]],
         k: int = 3,
         grade: bool = True,
+        graded: int | None = None,
     ) -> list[list[Rewrite]]:
         """Up to ``k`` distinct, well-formed, non-copy rewrites per query, best score first."""
         cand_q: list[int] = []
@@ -187,7 +188,9 @@ class Rewriter:
             row.sort(key=lambda r: -r.score)
             del row[k:]
         if grade:
-            flat = [(i, r) for i, row in enumerate(result) for r in row]
+            # ``graded``: only the first rewrites of each query (evaluation serves the first;
+            # grading is a forward pass per grade word, the dearest part of ranking)
+            flat = [(i, r) for i, row in enumerate(result) for r in row[:graded]]
             if flat:
                 p = self.judge.probabilities(
                     [queries[i] for i, _ in flat], [r.text for _, r in flat]
