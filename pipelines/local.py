@@ -105,7 +105,11 @@ def run_local(run: LocalRun) -> LocalResult:
             f"{run.config}: no pretrain: section and no sft.base_model; pass --base-model DIR"
         )
     pipeline = build_pipeline(
-        pretrain=pretrain, ablation=run.ablation, default_config="local", scheduled=False
+        pretrain=pretrain,
+        ablation=run.ablation,
+        default_config="local",
+        scheduled=False,
+        retries=False,  # kfp.local honours retries; here a failed step would only fail again
     )
     root = out / "pipeline_root"
     local.init(

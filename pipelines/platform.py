@@ -8,6 +8,8 @@ only the names of the ConfigMap and Secret that hold it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from kfp import kubernetes
@@ -79,6 +81,23 @@ def on_cluster(
     return task
 
 
+_retries = True
+
+
+@contextmanager
+def without_retries() -> Iterator[None]:
+    """Build a pipeline whose steps never retry: kfp.local honours retry policies, and on one
+    machine a failed step fails again (a bad path, a broken contract) after minutes of backoff."""
+    global _retries
+    before, _retries = _retries, False
+    try:
+        yield
+    finally:
+        _retries = before
+
+
 def retry(task: PipelineTask, times: int = 2) -> PipelineTask:
     """Retry a step that can fail transiently (storage, the MLflow server, a preempted node)."""
+    if not _retries:
+        return task
     return task.set_retry(num_retries=times, backoff_duration="30s", backoff_factor=2.0)

@@ -33,7 +33,7 @@ from qrewrite_components import (
     start_mlflow_run,
     validate_contracts,
 )
-from qrewrite_pipelines.platform import GPU_STEP, on_cluster, retry
+from qrewrite_pipelines.platform import GPU_STEP, on_cluster, retry, without_retries
 
 PIPELINE_NAME = "query-rewrite"
 COMPILED = Path(__file__).resolve().parent / "compiled" / "query_rewrite_pipeline.yaml"
@@ -301,11 +301,16 @@ def build_pipeline(
     ablation: bool = False,
     default_config: str = "cluster",
     scheduled: bool = True,
+    retries: bool = True,
 ):
     """The public pipeline. ``default_config`` is the name of the shipped preset the ``config``
     parameter defaults to (a whole YAML preset can be passed at run time instead; a multi-line
     default would break the compiled file's header). ``scheduled=False`` leaves out the
-    schedule-time placeholder, which ``kfp.local`` cannot resolve."""
+    schedule-time placeholder, which ``kfp.local`` cannot resolve; ``retries=False`` builds it
+    without retry policies (local runs)."""
+    if not retries:
+        with without_retries():
+            return build_pipeline(pretrain, ablation, default_config, scheduled, retries=True)
     preset = default_config
     data_pipeline = _data_pipeline(scheduled)
     train_pipeline = _train_pipeline(pretrain, ablation)

@@ -188,3 +188,20 @@ def test_the_ablation_variant_trains_the_single_task_model(tmp_path: Path) -> No
     train = spec["components"]["comp-train"]["dag"]["tasks"]
     tasks = {t["taskInfo"]["name"] for t in train.values()}
     assert {"sft-multitask", "sft-single-task", "grpo-align"} <= tasks
+
+
+def test_local_builds_leave_out_retries_and_the_schedule_placeholder(tmp_path: Path) -> None:
+    from kfp import compiler
+
+    from qrewrite_pipelines.query_rewrite import build_pipeline
+
+    out = tmp_path / "local.yaml"
+    pipeline = build_pipeline(pretrain=True, default_config="local", scheduled=False, retries=False)
+    compiler.Compiler().compile(pipeline, str(out))
+    text = out.read_text()
+    assert "retryPolicy" not in text  # kfp.local would retry a failed step after backoff
+    assert "pipeline_job_schedule_time_utc" not in text  # kfp.local cannot resolve it
+    assert "pretrain-small-model" in text
+    # building the local variant did not switch retries off for later builds
+    cluster = next(yaml.safe_load_all(compile_pipeline(tmp_path / "c.yaml").read_text()))
+    assert "retryPolicy" in cluster["components"]["comp-data"]["dag"]["tasks"]["stage-marketplace"]

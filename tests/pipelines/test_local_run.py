@@ -157,3 +157,31 @@ def test_the_same_model_again_is_neither_registered_twice_nor_promoted(runs) -> 
     assert list(runs["first"]["dir"].glob("**/promote-champion"))
     assert len(versions) in (1, 2)
     assert "run: registry   models:/query-rewriter@champion = version 1" in second["stdout"]
+
+
+def test_a_failed_step_stops_the_run_in_one_line(tmp_path, capsys) -> None:
+    import mlflow
+
+    tracking = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", tracking)
+        code = main(
+            [
+                "run",
+                "--local",
+                "--config",
+                str(TINY),
+                "--out",
+                str(tmp_path),
+                "--data-source",
+                str(tmp_path / "no-such-export"),
+            ]
+        )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1 and "stage-marketplace" in err and "log is above" in err
+    # the exit handler still closed the pipeline's MLflow run, as failed
+    client = mlflow.MlflowClient(tracking)
+    exp = client.get_experiment_by_name("qrewrite")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`qrewrite.kind` = 'pipeline'")
+    assert parent.info.status == "FAILED"
