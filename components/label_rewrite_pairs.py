@@ -37,7 +37,7 @@ def label_rewrite_pairs(
             "set_aside": result["set_aside"],
             "seconds": result["seconds"],
         },
-        [Path(str(out).removesuffix(".parquet") + ".report.json")],
+        [out.with_suffix(".report.json")],
         {"backend": result["backend"]},
     )
     print(f"label_rewrite_pairs: {result['pairs_labeled']:,} pairs, grades {result['grades']}")

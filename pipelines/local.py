@@ -117,7 +117,7 @@ def run_local(run: LocalRun) -> LocalResult:
         pipeline_root=str(root),
         raise_on_error=True,
     )
-    before = {p for p in root.iterdir()} if root.is_dir() else set()
+    before = set(root.iterdir()) if root.is_dir() else set()
     margin = run.promotion_margin
     if margin is None:
         margin = float((doc.get("registry") or {}).get("margin", 0.0))

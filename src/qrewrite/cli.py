@@ -457,9 +457,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     r = run_local(run)
     minutes, seconds = divmod(round(r.seconds), 60)
     print(f"run: pipeline finished in {minutes} min {seconds} s (kfp.local)")
-    metrics = r.outputs.get("evaluation")
-    if metrics is not None and (metrics / "metrics.json").exists():
-        print(ablation_table(json.loads((metrics / "metrics.json").read_text())))
+    evaluation = r.outputs.get("evaluation")
+    if evaluation is not None and (evaluation / "metrics.json").exists():
+        print(ablation_table(json.loads((evaluation / "metrics.json").read_text())))
     reg = r.registry
     if reg["champion"]:
         model = f"models:/{reg['name']}@champion = version {reg['champion']}"
@@ -493,18 +493,17 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _target(args: argparse.Namespace) -> Any:
+    import yaml
+
     from qrewrite_pipelines.cluster import ClusterTarget
+    from qrewrite_pipelines.query_rewrite import COMPILED
 
     arguments: dict[str, Any] = {}
     for item in args.param:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--param {item!r}: expected NAME=VALUE")
-        import yaml
-
         arguments[key.strip()] = yaml.safe_load(raw) if raw else ""
-    from qrewrite_pipelines.query_rewrite import COMPILED
-
     return ClusterTarget(
         host=args.host,
         experiment=args.experiment,

@@ -37,27 +37,22 @@ STEP_RUNS = {
 }
 
 
+def _run_local(out: Path, *flags: str) -> int:
+    """`qrewrite run --local` on the tiny preset, with MLflow and the model cache under ``out``."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{out / 'mlflow' / 'mlflow.db'}")
+        mp.setenv("QREWRITE_MODEL_CACHE", str(out / "model_cache"))
+        return main(["run", "--local", "--config", str(TINY), "--out", str(out), *flags])
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("pipeline")
     results = {}
     for name, margin in (("first", "-1"), ("second", "1")):
         buffer = io.StringIO()
-        with contextlib.redirect_stdout(buffer), pytest.MonkeyPatch.context() as mp:
-            mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{out / 'mlflow' / 'mlflow.db'}")
-            mp.setenv("QREWRITE_MODEL_CACHE", str(out / "model_cache"))
-            code = main(
-                [
-                    "run",
-                    "--local",
-                    "--config",
-                    str(TINY),
-                    "--out",
-                    str(out),
-                    "--promotion-margin",
-                    margin,
-                ]
-            )
+        with contextlib.redirect_stdout(buffer):
+            code = _run_local(out, "--promotion-margin", margin)
         run_dirs = sorted((out / "pipeline_root").iterdir(), key=lambda p: p.stat().st_mtime)
         results[name] = {"code": code, "stdout": buffer.getvalue(), "dir": run_dirs[-1]}
     results["out"] = out
@@ -163,20 +158,7 @@ def test_a_failed_step_stops_the_run_in_one_line(tmp_path, capsys) -> None:
     import mlflow
 
     tracking = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", tracking)
-        code = main(
-            [
-                "run",
-                "--local",
-                "--config",
-                str(TINY),
-                "--out",
-                str(tmp_path),
-                "--data-source",
-                str(tmp_path / "no-such-export"),
-            ]
-        )
+    code = _run_local(tmp_path, "--data-source", str(tmp_path / "no-such-export"))
     err = capsys.readouterr().err
     assert code == 1
     assert err.count("\n") == 1 and "stage-marketplace" in err and "log is above" in err
