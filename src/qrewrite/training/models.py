@@ -131,15 +131,22 @@ def load_tokenizer(path: str | Path) -> Any:
 
 
 def load_model(path: str | Path, what: str = "base model", dtype: str = "auto") -> Any:
+    """The model at ``path``, on the GPU in bf16 where there is one, else on the CPU in fp32.
+
+    On the GPU from the start: the judge and the rewriter generate with it directly (a trainer
+    would move it, inference code does not).
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     path = check_model_dir(path, what)
+    cuda = torch.cuda.is_available()
     if dtype == "auto":
-        torch_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        torch_dtype = torch.bfloat16 if cuda else torch.float32
     else:
         torch_dtype = getattr(torch, dtype)
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+    return model.to("cuda") if cuda else model
 
 
 def save_model(model: Any, tokenizer: Any, out: str | Path, card: dict[str, Any]) -> Path:
