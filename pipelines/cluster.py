@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qrewrite.errors import ConfigError, QrewriteError
+from qrewrite_pipelines.platform import RUNNER_SERVICE_ACCOUNT
 from qrewrite_pipelines.query_rewrite import COMPILED
 
 
@@ -19,20 +20,26 @@ def compile_pipeline(
     image_tag: str | None = None,
     ablation: bool = False,
     preset: str = "cluster",
+    profile: str = "gpu",
 ) -> Path:
-    """Write the cluster pipeline package; ``config`` defaults to the shipped ``preset``."""
+    """Write the cluster pipeline package; ``config`` defaults to the shipped ``preset``;
+    ``profile`` (``platform.PROFILES``) sizes the steps and says whether they get GPUs."""
     from kfp import compiler
 
     from qrewrite.config import named_preset
-    from qrewrite_components.images import use_images
+    from qrewrite_components.images import component_images
+    from qrewrite_pipelines.platform import PROFILES, cluster_profile
     from qrewrite_pipelines.query_rewrite import build_pipeline
 
     named_preset(preset)  # fail here, not in the cluster, on a preset the images do not ship
-    if image_registry or image_tag:
-        use_images(image_registry, image_tag)
+    if profile not in PROFILES:
+        raise ConfigError(f"--profile {profile!r}: expected one of {', '.join(PROFILES)}")
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(ablation=ablation, default_config=preset), str(path))
+    rename = dict(PROFILES[profile].images)
+    with component_images(image_registry, image_tag, rename), cluster_profile(profile):
+        pipeline = build_pipeline(ablation=ablation, default_config=preset)
+        compiler.Compiler().compile(pipeline, str(path))
     return path
 
 
@@ -46,6 +53,8 @@ class ClusterTarget:
     package: str = str(COMPILED)
     arguments: dict[str, Any] = field(default_factory=dict)
     existing_token: str | None = None  # a bearer token, e.g. from `kubectl create token`
+    # the steps' Kubernetes identity: k8s/base/pipeline/rbac.yaml grants it only what they need
+    service_account: str | None = RUNNER_SERVICE_ACCOUNT
 
 
 def _client(target: ClusterTarget, action: str) -> Any:
@@ -90,10 +99,31 @@ def submit_run(target: ClusterTarget, run_name: str | None = None) -> str:
             run_name=run_name,
             experiment_name=target.experiment,
             namespace=target.namespace,
+            service_account=target.service_account,
         )
     except Exception as e:  # the KFP client raises urllib3, ApiException and ValueError alike
         raise _api_error("submit", target, e) from e
     return str(result.run_id)
+
+
+def wait_for_run(target: ClusterTarget, run_id: str, timeout_s: int) -> str:
+    """Block until the run ends; returns its final state; raises if it did not succeed."""
+    client = _client(target, "wait")
+    try:
+        run = client.wait_for_run_completion(run_id, timeout=timeout_s)
+    except TimeoutError as e:
+        raise QrewriteError(
+            f"run {run_id} did not finish within {timeout_s} s; it keeps running: follow it in "
+            "the KFP UI"
+        ) from e
+    except Exception as e:
+        raise _api_error("wait", target, e) from e
+    state = str(getattr(run, "state", "UNKNOWN"))
+    if state != "SUCCEEDED":
+        raise QrewriteError(
+            f"run {run_id} ended {state}; open it in the KFP UI for the failed step's logs"
+        )
+    return state
 
 
 def kfp_cron(expression: str) -> str:
@@ -126,6 +156,7 @@ def schedule_runs(target: ClusterTarget, cron: str, name: str = "query-rewrite-r
             no_catchup=True,
             params=target.arguments,
             pipeline_package_path=target.package,
+            service_account=target.service_account,
         )
     except Exception as e:
         raise _api_error("schedule", target, e) from e

@@ -34,6 +34,7 @@ WORKSPACE_PATH = "/workspace"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_NODE_LABEL = ("nvidia.com/gpu.present", "true")  # set by NVIDIA's GPU feature discovery
 RUN_AS_USER = 1000  # the images' non-root user
+RUNNER_SERVICE_ACCOUNT = "qrewrite-pipeline-runner"  # runs the steps; k8s/base/pipeline/rbac.yaml
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,45 @@ class Resources:
 
 CPU_STEP = Resources(cpu="2", memory="8G")
 GPU_STEP = Resources(cpu="8", memory="64G")
+
+
+@dataclass(frozen=True)
+class ClusterProfile:
+    """What the steps ask of the cluster: GPUs or not, and the size of each kind of step."""
+
+    gpus: bool
+    cpu_step: Resources
+    gpu_step: Resources
+    # image name -> the image it runs in instead (components/images.py)
+    images: tuple[tuple[str, str], ...] = ()
+
+
+PROFILES = {
+    # a GPU cluster: training steps on GPU nodes (docs/operations.md, "GPU nodes")
+    "gpu": ClusterProfile(gpus=True, cpu_step=CPU_STEP, gpu_step=GPU_STEP),
+    # a kind cluster on a laptop or CI runner: no GPUs, small steps, and training in the CPU
+    # runtime image, not the CUDA one (k8s/kind/e2e.sh, tiny preset)
+    "kind": ClusterProfile(
+        gpus=False,
+        cpu_step=Resources(cpu="1", memory="3G"),
+        gpu_step=Resources(cpu="2", memory="6G"),
+        images=(("qrewrite-training", "qrewrite-runtime"),),
+    ),
+}
+_profile = PROFILES["gpu"]
+
+
+@contextmanager
+def cluster_profile(name: str) -> Iterator[None]:
+    """Build the pipeline for one of ``PROFILES`` (the compiled package is for ``gpu``)."""
+    global _profile
+    if name not in PROFILES:
+        raise ValueError(f"cluster profile {name!r}: expected one of {', '.join(PROFILES)}")
+    before, _profile = _profile, PROFILES[name]
+    try:
+        yield
+    finally:
+        _profile = before
 
 
 def on_cluster(
@@ -62,14 +102,17 @@ def on_cluster(
       the GPU node selector, and a memory-backed ``/dev/shm`` for the data loaders and NCCL;
     - ``workspace``: the workspace volume (base model weights, shop exports) at ``/workspace``;
     - always: CPU and memory requests/limits and a non-root security context.
+
+    The cluster profile (``cluster_profile``) sizes the step and can turn the GPU settings off.
     """
+    resources = _profile.gpu_step if resources == GPU_STEP else _profile.cpu_step
     task.set_cpu_request(resources.cpu).set_cpu_limit(resources.cpu)
     task.set_memory_request(resources.memory).set_memory_limit(resources.memory)
     kubernetes.set_security_context(task, run_as_user=RUN_AS_USER, run_as_non_root=True)
     if mlflow:
         kubernetes.use_config_map_as_env(task, MLFLOW_CONFIG_MAP, MLFLOW_CONFIG_ENV)
         kubernetes.use_secret_as_env(task, MLFLOW_SECRET, MLFLOW_SECRET_ENV)
-    if gpus is not None:
+    if gpus is not None and _profile.gpus:
         task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
         kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
         kubernetes.add_node_selector(task, *GPU_NODE_LABEL)

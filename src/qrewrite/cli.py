@@ -486,7 +486,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from qrewrite_pipelines.query_rewrite import COMPILED
 
     path = compile_pipeline(
-        args.out or COMPILED, args.image_registry, args.image_tag, args.ablation, args.preset
+        args.out or COMPILED,
+        args.image_registry,
+        args.image_tag,
+        args.ablation,
+        args.preset,
+        args.profile,
     )
     print(f"compile: wrote {path}; upload it in the Kubeflow UI or run `qrewrite submit`")
     return 0
@@ -503,7 +508,14 @@ def _target(args: argparse.Namespace) -> Any:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--param {item!r}: expected NAME=VALUE")
-        arguments[key.strip()] = yaml.safe_load(raw) if raw else ""
+        if raw.startswith("@"):  # a whole file, e.g. --param config=@my-preset.yaml
+            try:
+                raw = Path(raw[1:]).read_text(encoding="utf-8")
+            except OSError as e:
+                raise ConfigError(f"--param {key}: cannot read {raw[1:]} ({e.strerror})") from e
+        value = yaml.safe_load(raw) if raw else ""
+        # numbers and booleans typed; a YAML document (a preset's text) stays text
+        arguments[key.strip()] = raw if isinstance(value, dict | list) else value
     return ClusterTarget(
         host=args.host,
         experiment=args.experiment,
@@ -511,14 +523,19 @@ def _target(args: argparse.Namespace) -> Any:
         package=args.package or str(COMPILED),
         arguments=arguments,
         existing_token=args.token,
+        service_account=args.service_account or None,
     )
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from qrewrite_pipelines.cluster import submit_run
+    from qrewrite_pipelines.cluster import submit_run, wait_for_run
 
-    run_id = submit_run(_target(args), args.run_name)
+    target = _target(args)
+    run_id = submit_run(target, args.run_name)
     print(f"submit: started run {run_id} in experiment {args.experiment} at {args.host}")
+    if args.wait:
+        print(f"submit: waiting up to {args.wait} s for run {run_id}", flush=True)
+        print(f"submit: run {run_id} {wait_for_run(target, run_id, args.wait)}")
     return 0
 
 
@@ -877,6 +894,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-registry", help="registry of the component images")
     p.add_argument("--image-tag", help="tag of the component images (default: the version)")
     p.add_argument("--ablation", action="store_true", help="also train the single-task model")
+    p.add_argument(
+        "--profile",
+        default="gpu",
+        choices=["gpu", "kind"],
+        help="gpu: training on GPU nodes (the checked-in package); kind: no GPUs, small steps, "
+        "for a local kind cluster (k8s/kind/e2e.sh)",
+    )
     p.set_defaults(func=cmd_compile)
 
     for name, helptext in (
@@ -888,6 +912,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--experiment", default="query-rewrite", help="KFP experiment name")
         p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installs)")
         p.add_argument("--token", help="bearer token for the KFP API (e.g. kubectl create token)")
+        p.add_argument(
+            "--service-account",
+            default="qrewrite-pipeline-runner",
+            help="Kubernetes service account the steps run as (k8s/base/pipeline/rbac.yaml); "
+            "'' for the installation's default",
+        )
         p.add_argument(
             "--package",
             default=None,
@@ -903,6 +933,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name == "submit":
             p.add_argument("--run-name", help="name of the run in the KFP UI")
+            p.add_argument(
+                "--wait",
+                type=int,
+                default=0,
+                metavar="SECONDS",
+                help="wait for the run to end; exit non-zero unless it succeeded",
+            )
             p.set_defaults(func=cmd_submit)
         else:
             p.add_argument(

@@ -14,7 +14,7 @@ from qrewrite.errors import ContractViolation
 from qrewrite.training.tracking import start_pipeline_run
 from qrewrite_components import mine_search_logs, stage_marketplace, validate_contracts
 
-PRESET = (Path(__file__).parents[1] / "pipelines" / "tiny.yaml").read_text()
+PRESET = (Path(__file__).parents[2] / "configs" / "tiny.yaml").read_text()
 
 
 @pytest.fixture

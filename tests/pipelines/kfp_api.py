@@ -21,9 +21,10 @@ EXPERIMENT = {
 
 
 class KfpApi:
-    def __init__(self, fail_with: int | None = None) -> None:
+    def __init__(self, fail_with: int | None = None, run_ends: str = "SUCCEEDED") -> None:
         self.requests: list[dict[str, Any]] = []
         self.fail_with = fail_with
+        self.run_ends = run_ends
         self.experiments: list[dict[str, Any]] = []
         api = self
 
@@ -73,6 +74,8 @@ class KfpApi:
                 "display_name": body.get("display_name", ""),
                 "state": "PENDING",
             }
+        if path.endswith("/runs/run-1") and method == "GET":  # --wait polls the run
+            return {"run_id": "run-1", "state": self.run_ends}
         if path.endswith("/recurringruns") and method == "POST":
             return {
                 "recurring_run_id": "rr-1",

@@ -205,3 +205,30 @@ def test_local_builds_leave_out_retries_and_the_schedule_placeholder(tmp_path: P
     # building the local variant did not switch retries off for later builds
     cluster = next(yaml.safe_load_all(compile_pipeline(tmp_path / "c.yaml").read_text()))
     assert "retryPolicy" in cluster["components"]["comp-data"]["dag"]["tasks"]["stage-marketplace"]
+
+
+def test_the_kind_profile_runs_everything_on_cpu_in_the_runtime_image(tmp_path: Path) -> None:
+    kind = compile_pipeline(tmp_path / "kind.yaml", preset="tiny", profile="kind")
+    spec, platform = yaml.safe_load_all(kind.read_text())
+    executors = spec["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {
+        f"ghcr.io/qrewrite/qrewrite-runtime:{__version__}"
+    }
+    for name in TRAINING:
+        assert "accelerator" not in executors[name]["container"]["resources"]
+        k8s = _executors(platform)[name]
+        assert "tolerations" not in k8s and "nodeSelector" not in k8s
+        assert executors[name]["container"]["resources"]["resourceMemoryLimit"] == "6G"
+    for name, executor in executors.items():  # still non-root with limits
+        assert executor["container"]["resources"].get("resourceCpuLimit"), name
+        assert _executors(platform)[name]["securityContext"]["runAsNonRoot"] is True, name
+    assert spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"] == "tiny"
+    # the profile and the images are put back: the default build is still the checked-in one
+    assert compile_pipeline(tmp_path / "again.yaml").read_text() == COMPILED.read_text()
+
+
+def test_an_unknown_profile_is_refused(tmp_path: Path) -> None:
+    from qrewrite.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="expected one of gpu, kind"):
+        compile_pipeline(tmp_path / "x.yaml", profile="tpu")

@@ -20,7 +20,7 @@ from qrewrite.evaluation.evaluate import METRIC_KEYS
 
 pytestmark = pytest.mark.slow
 
-TINY = Path(__file__).with_name("tiny.yaml")
+TINY = Path(__file__).parents[2] / "configs" / "tiny.yaml"
 STEP_RUNS = {
     "stage_marketplace",
     "validate:catalog,search_log",

@@ -54,7 +54,20 @@ def test_submit_starts_a_run_of_the_compiled_package(capsys) -> None:
     # the package goes in whole: the pipeline spec and the Kubernetes platform spec
     assert run["pipeline_spec"]["pipeline_spec"] == compiled[0]
     assert run["pipeline_spec"]["platform_spec"] == compiled[1]
+    # the steps run as the least-privilege account k8s/base/pipeline/rbac.yaml creates
+    assert run["service_account"] == "qrewrite-pipeline-runner"
     assert "started run run-1" in capsys.readouterr().out
+
+
+def test_submit_waits_for_the_run_and_reports_its_end(capsys) -> None:
+    with KfpApi() as api:
+        assert main(["submit", "--host", api.host, "--wait", "60"]) == 0
+    assert "run run-1 SUCCEEDED" in capsys.readouterr().out
+    with KfpApi(run_ends="FAILED") as api:
+        code = main(["submit", "--host", api.host, "--wait", "60"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.count("\n") == 1 and "ended FAILED" in err and "Traceback" not in err
 
 
 def test_schedule_creates_one_at_a_time_retrains_without_catch_up(capsys) -> None:
@@ -70,6 +83,7 @@ def test_schedule_creates_one_at_a_time_retrains_without_catch_up(capsys) -> Non
     assert rr["runtime_config"]["parameters"] == {"window_days": 14}
     assert rr["experiment_id"] == "exp-1"
     assert "pipeline_spec" in rr
+    assert rr["service_account"] == "qrewrite-pipeline-runner"
     assert "recurring run rr-1" in capsys.readouterr().out
 
 
@@ -99,3 +113,15 @@ def test_a_bad_cron_is_refused_before_any_call(capsys) -> None:
         code = main(["schedule", "--host", api.host, "--cron", "daily"])
     assert code == 3 and not api.requests
     assert "5 fields" in capsys.readouterr().err
+
+
+def test_a_preset_file_goes_in_as_the_config_text(tmp_path, capsys) -> None:
+    preset = tmp_path / "my.yaml"
+    preset.write_text("synth:\n  scale: tiny\n")
+    with KfpApi() as api:
+        assert main(["submit", "--host", api.host, "--param", f"config=@{preset}"]) == 0
+    assert _posted(api, "/apis/v2beta1/runs")["runtime_config"]["parameters"] == {
+        "config": "synth:\n  scale: tiny\n"
+    }
+    code = main(["submit", "--host", "http://127.0.0.1:9", "--param", "config=@/no/such.yaml"])
+    assert code == 3 and "cannot read /no/such.yaml" in capsys.readouterr().err
