@@ -6,8 +6,14 @@ STAMP  := $(VENV)/.installed-stamp
 # The CPU wheel of this torch version is installed first so that nothing pulls a CUDA build.
 TORCH_VERSION ?= 2.13.0
 OUT    ?= out/demo
+# Images: tagged with the package version, the tag components/images.py names
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_REGISTRY      ?= ghcr.io/qrewrite
+RUNTIME_BASE_IMAGE  ?= docker.io/library/python:3.12-slim-bookworm
+TRAINING_BASE_IMAGE ?= docker.io/nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+DOCKER_BUILD_ARGS   ?=
 
-.PHONY: setup demo test lint bench bench-rewrite clean
+.PHONY: setup demo test lint bench bench-rewrite bench-training images images-runtime images-training test-containers clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,5 +42,28 @@ bench: setup
 bench-rewrite: setup
 	$(BIN)/python benchmarks/bench_rewrite.py --model $(OUT)/latest/grpo-align/model --data $(OUT)/latest/mine-search-logs --write docs/benchmarks.md
 
+# GPU throughput through the library (SFT tokens/s, GRPO steps/s, rewriting); on a GPU node
+bench-training: setup
+	$(BIN)/python benchmarks/bench_training.py --write docs/benchmarks.md
+
+# The two component images (containers/Dockerfile); docs/operations.md, "Images"
+images: images-runtime images-training
+
+images-runtime:
+	docker build -f containers/Dockerfile --build-arg BASE_IMAGE=$(RUNTIME_BASE_IMAGE) \
+	  --build-arg EXTRAS=server --build-arg IMAGE_TITLE=qrewrite-runtime --build-arg VERSION=$(VERSION) \
+	  $(DOCKER_BUILD_ARGS) -t $(IMAGE_REGISTRY)/qrewrite-runtime:$(VERSION) .
+
+# vLLM pins the CUDA torch it was built with: no torch of our own (TORCH_VERSION empty)
+images-training:
+	docker build -f containers/Dockerfile --build-arg BASE_IMAGE=$(TRAINING_BASE_IMAGE) \
+	  --build-arg TORCH_VERSION= --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 \
+	  --build-arg EXTRAS=vllm --build-arg IMAGE_TITLE=qrewrite-training --build-arg VERSION=$(VERSION) \
+	  $(DOCKER_BUILD_ARGS) -t $(IMAGE_REGISTRY)/qrewrite-training:$(VERSION) .
+
+# Opt-in: build the runtime image offline and run the tiny pipeline in it (needs a Docker engine)
+test-containers: setup
+	IMAGE_REGISTRY=$(IMAGE_REGISTRY) bash containers/test-containers.sh
+
 clean:
-	rm -rf out .bench .pytest_cache .ruff_cache
+	rm -rf out .bench .pytest_cache .ruff_cache .wheelhouse

@@ -38,7 +38,9 @@ def compile_pipeline(
     path.parent.mkdir(parents=True, exist_ok=True)
     rename = dict(PROFILES[profile].images)
     with component_images(image_registry, image_tag, rename), cluster_profile(profile):
-        pipeline = build_pipeline(ablation=ablation, default_config=preset)
+        pipeline = build_pipeline(
+            pretrain=PROFILES[profile].pretrain, ablation=ablation, default_config=preset
+        )
         compiler.Compiler().compile(pipeline, str(path))
     return path
 

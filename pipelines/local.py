@@ -34,6 +34,9 @@ class LocalRun:
     base_model: str = ""
     promotion_margin: float | None = None  # None: the preset's registry.margin
     ablation: bool = False  # also train and evaluate the single-task SFT model
+    # "subprocess": every step in this Python environment; "docker": every step in the runtime
+    # image (`make images`), as on a cluster without GPUs (kfp.local's DockerRunner)
+    runner: str = "subprocess"
 
 
 @dataclass
@@ -82,6 +85,40 @@ def _outputs(run_dir: Path) -> dict[str, Path]:
     return found
 
 
+RUNNERS = ("subprocess", "docker")
+
+
+def _runner(name: str, root: Path, tracking: str) -> Any:
+    """kfp.local's runner. In Docker, steps run as the images' non-root user, or as the caller
+    when that is not root, so the files they write under ``root`` stay the caller's."""
+    from kfp import local
+
+    if name == "subprocess":
+        return local.SubprocessRunner(use_venv=False)
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception as e:
+        raise QrewriteError(
+            f"--runner docker: no Docker engine answers ({str(e).splitlines()[0][:200]}); start "
+            "one (dockerd) or run without --runner docker"
+        ) from e
+    from qrewrite_pipelines.platform import RUN_AS_USER
+
+    uid = os.getuid()
+    if uid == 0:
+        user = f"{RUN_AS_USER}:{RUN_AS_USER}"
+        for path in [root, *root.rglob("*")]:  # root's files: hand them to the image's user
+            os.chown(path, RUN_AS_USER, RUN_AS_USER)
+    else:
+        user = f"{uid}:{os.getgid()}"
+    return local.DockerRunner(
+        user=user,
+        environment={"MLFLOW_TRACKING_URI": tracking, "HOME": "/tmp"},
+    )
+
+
 def run_local(run: LocalRun) -> LocalResult:
     """Run the pipeline with ``kfp.local``; raise on the first failed step."""
     from kfp import local
@@ -89,35 +126,41 @@ def run_local(run: LocalRun) -> LocalResult:
     from qrewrite.config import config_from_preset_text
     from qrewrite.registry.registry import RegistryConfig, registry_summary
     from qrewrite.training.tracking import resolve_tracking_uri
+    from qrewrite_components.images import component_images
+    from qrewrite_pipelines.platform import PROFILES
     from qrewrite_pipelines.query_rewrite import build_pipeline
 
     text = preset_text(run.config, run.scale)
     doc = yaml.safe_load(text) or {}
+    if run.runner not in RUNNERS:
+        raise ConfigError(f"--runner {run.runner!r}: expected one of {', '.join(RUNNERS)}")
     out = Path(run.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    root = out / "pipeline_root"
     if not os.environ.get("MLFLOW_TRACKING_URI"):
-        # every step is a subprocess: the variable reaches all of them, and wins over the preset
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{out / 'mlflow' / 'mlflow.db'}"
+        # every step is a subprocess: the variable reaches all of them, and wins over the preset.
+        # Containers see only the pipeline root (mounted at the same path): the store goes there.
+        store = root / "mlflow" if run.runner == "docker" else out / "mlflow"
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
     tracking = resolve_tracking_uri("")
     pretrain = not run.base_model and "pretrain" in doc
     if not pretrain and not run.base_model and not (doc.get("sft") or {}).get("base_model"):
         raise ConfigError(
             f"{run.config}: no pretrain: section and no sft.base_model; pass --base-model DIR"
         )
-    pipeline = build_pipeline(
-        pretrain=pretrain,
-        ablation=run.ablation,
-        default_config="local",
-        scheduled=False,
-        retries=False,  # kfp.local honours retries; here a failed step would only fail again
-    )
-    root = out / "pipeline_root"
+    with component_images(rename=dict(PROFILES["kind"].images)):  # no CUDA image locally
+        pipeline = build_pipeline(
+            pretrain=pretrain,
+            ablation=run.ablation,
+            default_config="local",
+            scheduled=False,
+            retries=False,  # kfp.local honours retries; here a failed step would only fail again
+        )
+    root.mkdir(parents=True, exist_ok=True)
     local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(root),
-        raise_on_error=True,
+        runner=_runner(run.runner, root, tracking), pipeline_root=str(root), raise_on_error=True
     )
-    before = set(root.iterdir()) if root.is_dir() else set()
+    before = set(root.iterdir())
     margin = run.promotion_margin
     if margin is None:
         margin = float((doc.get("registry") or {}).get("margin", 0.0))
@@ -141,7 +184,10 @@ def run_local(run: LocalRun) -> LocalResult:
             f"artifacts under {root}"
         ) from e
     seconds = time.monotonic() - started
-    new = sorted((p for p in root.iterdir() if p not in before), key=lambda p: p.stat().st_mtime)
+    new = sorted(
+        (p for p in root.iterdir() if p not in before and p.name != "mlflow"),
+        key=lambda p: p.stat().st_mtime,
+    )
     run_dir = new[-1] if new else root
     registry_cfg = config_from_preset_text(RegistryConfig, text, "registry")
     registry_cfg.tracking_uri = tracking

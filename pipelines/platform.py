@@ -56,6 +56,8 @@ class ClusterProfile:
     gpu_step: Resources
     # image name -> the image it runs in instead (components/images.py)
     images: tuple[tuple[str, str], ...] = ()
+    # build and pretrain the small model in the run (no base model on the workspace volume)
+    pretrain: bool = False
 
 
 PROFILES = {
@@ -68,6 +70,7 @@ PROFILES = {
         cpu_step=Resources(cpu="1", memory="3G"),
         gpu_step=Resources(cpu="2", memory="6G"),
         images=(("qrewrite-training", "qrewrite-runtime"),),
+        pretrain=True,
     ),
 }
 _profile = PROFILES["gpu"]

@@ -453,10 +453,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         base_model=args.base_model or "",
         promotion_margin=args.promotion_margin,
         ablation=args.ablation,
+        runner=args.runner,
     )
     r = run_local(run)
     minutes, seconds = divmod(round(r.seconds), 60)
-    print(f"run: pipeline finished in {minutes} min {seconds} s (kfp.local)")
+    print(f"run: pipeline finished in {minutes} min {seconds} s (kfp.local, {args.runner})")
     evaluation = r.outputs.get("evaluation")
     if evaluation is not None and (evaluation / "metrics.json").exists():
         print(ablation_table(json.loads((evaluation / "metrics.json").read_text())))
@@ -876,6 +877,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--ablation",
         action="store_true",
         help="also train and evaluate the single-task SFT model (about 2.5 more minutes)",
+    )
+    p.add_argument(
+        "--runner",
+        default="subprocess",
+        choices=["subprocess", "docker"],
+        help="subprocess: every step in this Python environment; docker: every step in the "
+        "runtime image (`make images` first), as on a cluster",
     )
     p.set_defaults(func=cmd_run)
 

@@ -223,6 +223,8 @@ def test_the_kind_profile_runs_everything_on_cpu_in_the_runtime_image(tmp_path: 
         assert executor["container"]["resources"].get("resourceCpuLimit"), name
         assert _executors(platform)[name]["securityContext"]["runAsNonRoot"] is True, name
     assert spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"] == "tiny"
+    # no base model on a kind cluster's volume: the run pretrains the small model
+    assert "pretrain-small-model" in spec["components"]["comp-train"]["dag"]["tasks"]
     # the profile and the images are put back: the default build is still the checked-in one
     assert compile_pipeline(tmp_path / "again.yaml").read_text() == COMPILED.read_text()
 
