@@ -24,9 +24,11 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from docs_section import markers, write_section
+
 from qrewrite.market.simulate import SynthConfig
 
-BEGIN, END = "<!-- bench:mining:begin -->", "<!-- bench:mining:end -->"
+BEGIN, END = markers("mining")
 
 SCAN_SQL = """
 SELECT count(*), count(DISTINCT session_id) > 0, max(user_id), max(search_id),
@@ -181,16 +183,6 @@ def to_markdown(results: list[dict], threads: int) -> str:
     return "\n".join(lines)
 
 
-def write_section(doc: Path, section: str) -> None:
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Log mining\n\n" + section + "\n"
-    doc.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -210,7 +202,7 @@ def main() -> None:
     section = to_markdown(results, args.threads)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, "mining", section, "Log mining")
         print(f"wrote {args.write}")
 
 

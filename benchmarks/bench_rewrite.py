@@ -16,7 +16,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BEGIN, END = "<!-- bench:rewrite:begin -->", "<!-- bench:rewrite:end -->"
+from docs_section import markers, write_section
+
+BEGIN, END = markers("rewrite")
 
 
 def _queries(data: Path, n: int) -> list[str]:
@@ -96,13 +98,7 @@ def main() -> None:
     section = "\n".join(lines)
     print(section)
     if args.write:
-        text = args.write.read_text()
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            text = head + section + rest.split(END, 1)[1]
-        else:
-            text += "\n## Batch rewriting (`qrewrite rewrite`)\n\n" + section + "\n"
-        args.write.write_text(text)
+        write_section(args.write, "rewrite", section, "Batch rewriting (`qrewrite rewrite`)")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-BEGIN, END = "<!-- bench:training:begin -->", "<!-- bench:training:end -->"
+from docs_section import markers, write_section
+
+BEGIN, END = markers("training")
 SHAPES: dict[str, dict[str, int] | None] = {
     "local": None,  # the pretrained demo model as it is
     "qwen2.5-0.5b": {
@@ -206,13 +208,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"device": device, "rows": rows}, indent=2) + "\n")
     if args.write:
-        text = args.write.read_text()
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            text = head + section + rest.split(END, 1)[1]
-        else:
-            text += "\n## Training and rewriting on an accelerator\n\n" + section + "\n"
-        args.write.write_text(text)
+        write_section(args.write, "training", section, "Training and rewriting on an accelerator")
 
 
 if __name__ == "__main__":

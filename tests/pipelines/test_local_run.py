@@ -167,3 +167,14 @@ def test_a_failed_step_stops_the_run_in_one_line(tmp_path, capsys) -> None:
     exp = client.get_experiment_by_name("qrewrite")
     (parent,) = client.search_runs([exp.experiment_id], "tags.`qrewrite.kind` = 'pipeline'")
     assert parent.info.status == "FAILED"
+
+
+def test_the_docker_runner_without_an_engine_says_so_in_one_line(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'no-docker.sock'}")
+    code = _run_local(tmp_path, "--runner", "docker")
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.count("\n") == 1 and "no Docker engine answers" in err and "Traceback" not in err
+    assert not list((tmp_path / "pipeline_root").glob("query-rewrite-*"))  # nothing ran

@@ -1,0 +1,23 @@
+"""Where a benchmark's figures go: its own marked section of ``docs/benchmarks.md``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The HTML comments that delimit benchmark ``name``'s section."""
+    return f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
+
+
+def write_section(doc: Path, name: str, section: str, heading: str) -> None:
+    """Replace the section between ``name``'s markers (``section`` includes them), or append it
+    under ``heading`` when the document has none yet."""
+    begin, end = markers(name)
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + f"\n\n## {heading}\n\n" + section + "\n"
+    doc.write_text(text)
