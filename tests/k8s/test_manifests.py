@@ -146,6 +146,10 @@ def test_every_container_runs_non_root_with_limits(rendered, overlay: str) -> No
             assert c["securityContext"]["capabilities"]["drop"] == ["ALL"], where
             if c["name"] != "mc":  # a one-shot Job
                 assert "readinessProbe" in c and "livenessProbe" in c, f"{where}/{c['name']}"
+    # the tracking server writes nothing outside /tmp
+    (mlflow,) = [pod for where, pod in pods if where == "Deployment/mlflow"]
+    assert mlflow["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "tmp", "emptyDir": {}} in mlflow["volumes"]
 
 
 def test_the_names_are_the_ones_the_pipeline_uses(rendered) -> None:
