@@ -514,7 +514,10 @@ def _target(args: argparse.Namespace) -> Any:
                 raw = Path(raw[1:]).read_text(encoding="utf-8")
             except OSError as e:
                 raise ConfigError(f"--param {key}: cannot read {raw[1:]} ({e.strerror})") from e
-        value = yaml.safe_load(raw) if raw else ""
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:  # not YAML at all: a plain string
+            value = raw
         # numbers and booleans typed; a YAML document (a preset's text) stays text
         arguments[key.strip()] = raw if isinstance(value, dict | list) else value
     return ClusterTarget(

@@ -123,5 +123,10 @@ def test_a_preset_file_goes_in_as_the_config_text(tmp_path, capsys) -> None:
     assert _posted(api, "/apis/v2beta1/runs")["runtime_config"]["parameters"] == {
         "config": "synth:\n  scale: tiny\n"
     }
+    with KfpApi() as api:  # a value that is not YAML goes in as it is
+        assert main(["submit", "--host", api.host, "--param", "data_source=/x: [y"]) == 0
+    assert _posted(api, "/apis/v2beta1/runs")["runtime_config"]["parameters"] == {
+        "data_source": "/x: [y"
+    }
     code = main(["submit", "--host", "http://127.0.0.1:9", "--param", "config=@/no/such.yaml"])
     assert code == 3 and "cannot read /no/such.yaml" in capsys.readouterr().err
