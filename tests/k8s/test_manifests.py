@@ -256,3 +256,13 @@ def test_every_secret_the_stack_reads_is_documented(rendered) -> None:
             command = re.search(rf"{verb} {name}\b(.*\\\n)*.*", text)
             assert command, f"{where}: no command creating Secret {name}"
             assert f"--from-literal={key}=" in command.group(0), f"{where}: {name} lacks {key}"
+
+
+def test_the_gpu_node_setup_matches_what_training_steps_select_and_tolerate() -> None:
+    from qrewrite_pipelines.platform import GPU_NODE_LABEL, GPU_RESOURCE
+
+    docs = (ROOT / "docs" / "operations.md").read_text()
+    key, value = GPU_NODE_LABEL
+    assert f"kubectl label node NODE {key}={value}" in docs
+    # the steps tolerate key GPU_RESOURCE with operator Exists, effect NoSchedule
+    assert re.search(rf"kubectl taint node NODE {re.escape(GPU_RESOURCE)}=\S*:NoSchedule", docs)
