@@ -139,8 +139,7 @@ def run_shape(shape: str, args: argparse.Namespace, queries: list[str]) -> dict[
 def _queries(datasets: Path, n: int) -> list[str]:
     from datasets import load_from_disk
 
-    prompts = load_from_disk(str(datasets / "grpo"))["train"]["prompt"][:n]
-    return [p[-1]["content"].split("\nquery: ", 1)[1].split("\n", 1)[0] for p in prompts]
+    return list(load_from_disk(str(datasets / "grpo"))["train"]["query"][:n])
 
 
 def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, device: str) -> str:

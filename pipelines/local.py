@@ -109,7 +109,10 @@ def _runner(name: str, root: Path, tracking: str) -> Any:
     uid = os.getuid()
     if uid == 0:
         user = f"{RUN_AS_USER}:{RUN_AS_USER}"
-        for path in [root, *root.rglob("*")]:  # root's files: hand them to the image's user
+        # the steps write new run folders under root and share the MLflow store: hand those two
+        # to the image's user (earlier runs' artifacts stay as they are)
+        store = root / "mlflow"
+        for path in [root, *([store, *store.rglob("*")] if store.exists() else [])]:
             os.chown(path, RUN_AS_USER, RUN_AS_USER)
     else:
         user = f"{uid}:{os.getgid()}"

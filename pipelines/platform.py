@@ -108,7 +108,8 @@ def on_cluster(
 
     The cluster profile (``cluster_profile``) sizes the step and can turn the GPU settings off.
     """
-    resources = _profile.gpu_step if resources == GPU_STEP else _profile.cpu_step
+    # the profile sizes the two standard kinds of step; any other size is taken as given
+    resources = {CPU_STEP: _profile.cpu_step, GPU_STEP: _profile.gpu_step}.get(resources, resources)
     task.set_cpu_request(resources.cpu).set_cpu_limit(resources.cpu)
     task.set_memory_request(resources.memory).set_memory_limit(resources.memory)
     kubernetes.set_security_context(task, run_as_user=RUN_AS_USER, run_as_non_root=True)
