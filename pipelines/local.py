@@ -74,6 +74,7 @@ def _outputs(run_dir: Path) -> dict[str, Path]:
         "datasets": ("build-training-datasets", "datasets"),
         "mined": ("mine-search-logs", "mined"),
         "market": ("stage-marketplace", "market"),
+        "labels": ("label-rewrite-pairs", "labels"),
         "grpo_model": ("grpo-align", "model"),
         "sft_model": ("sft-multitask", "model"),
     }

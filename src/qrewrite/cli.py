@@ -423,11 +423,14 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
         tracking_uri=args.tracking_uri,
     )
     path, ref = _model_dir(args.model, cfg.tracking_uri)
-    s = export_rewrites(cfg, path, args.queries, args.out, ref, not args.no_progress)
+    s = export_rewrites(
+        cfg, path, args.queries, args.out, ref, not args.no_progress, args.data, args.labels
+    )
     aside = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in s["set_aside"].items() if v)
     print(
         f"rewrite: {s['queries']:,} queries -> {s['rows']:,} rewrites "
-        f"({s['queries_without_rewrite']} queries without one) in {s['seconds']} s "
+        f"({s['queries_without_rewrite']} queries without one, {s['queries_served']} served "
+        f"by the policy vet={cfg.vet}) in {s['seconds']} s "
         f"({s['queries_per_second']} queries/s) with {ref} -> {args.out}"
         + (f"; set aside: {aside}" if aside else "")
     )
@@ -440,8 +443,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             "run: only --local runs here; on a cluster use `qrewrite submit --host URL` "
             "(or upload pipelines/compiled/query_rewrite_pipeline.yaml in the Kubeflow UI)"
         )
+    from qrewrite.config import config_from_preset_text
     from qrewrite.evaluation.report import ablation_table
-    from qrewrite_pipelines.local import LocalRun, run_local
+    from qrewrite.serving.export import RewriteConfig
+    from qrewrite.serving.policy import needs_teacher
+    from qrewrite_pipelines.local import LocalRun, preset_text, run_local
 
     run = LocalRun(
         config=args.config,
@@ -469,9 +475,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         model += reg["challenger_gate"] or "not decided"
     print(f"run: registry   {model}")
     if reg["champion"] and "mined" in r.outputs:
+        # the serving policy of the preset: vetting with the teacher needs the catalog and labels
+        rewrite = config_from_preset_text(
+            RewriteConfig, preset_text(run.config, run.scale), "rewrite"
+        )
+        data = ""
+        if needs_teacher(rewrite.vet) and {"market", "labels"} <= set(r.outputs):
+            data = (
+                f" --data {r.outputs['market']}"
+                f" --labels {r.outputs['labels'] / 'labeled_pairs.parquet'}"
+            )
         print(
             "run: serve      qrewrite rewrite --model models:/query-rewriter@champion --queries "
-            f"{r.outputs['mined'] / 'query_stats.parquet'} --out rewrites.parquet"
+            f"{r.outputs['mined'] / 'query_stats.parquet'}{data} --out rewrites.parquet"
         )
     if "report" in r.outputs:
         print(f"run: report     {r.outputs['report']} (HTML; report.md beside the metrics)")
@@ -842,6 +858,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model directory or models:/NAME@ALIAS URI")
     p.add_argument("--queries", required=True, help="queries file (.txt, .csv or .parquet)")
     p.add_argument("--out", required=True, help="output parquet file")
+    p.add_argument(
+        "--data", help="the synth or import-judged directory: its catalog, for rewrite.vet=teacher"
+    )
+    p.add_argument("--labels", help="labeled_pairs.parquet: the teacher's learned synonyms")
     p.add_argument(
         "--tracking-uri", help="MLflow tracking URI for models:/ URIs (default: env, then preset)"
     )

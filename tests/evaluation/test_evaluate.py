@@ -80,6 +80,7 @@ def test_report_files(report) -> None:
         and "| no-rewrite |" in md
         and "## Definitions" in md
     )
+    assert "serving policy: serve a top rewrite when the model's own P(relevant) >= 0.0" in md
     html = (out / "report.html").read_text()
     assert "<table>" in html and "data:image/png;base64," in html
     assert (out / "metrics.png").exists() and (out / "grades.png").exists()
@@ -151,3 +152,32 @@ def test_cli_errors_for_missing_models(tiny_market, tiny_datasets, tmp_path, cap
     )
     assert code == 3
     assert "not in the registry" in capsys.readouterr().err
+
+
+def test_vetting_needs_a_known_vetter_and_the_teacher() -> None:
+    from qrewrite.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"evaluate.vet='judge': expected one of model"):
+        EvaluateConfig(vet="judge").check()
+    with pytest.raises(ConfigError, match="needs the teacher"):
+        EvaluateConfig(vet="teacher", teacher=False).check()
+
+
+def test_teacher_vetting_serves_exactly_the_top_rewrites_the_teacher_grades_relevant(
+    tiny_market, tiny_datasets, tiny_labels, tiny_model, tmp_path
+) -> None:
+    db = f"sqlite:///{tmp_path}/m.db"
+    cfg = EvaluateConfig(vet="teacher", tracking_uri=db, **SMALL)
+    r = evaluate(
+        cfg, tiny_market, tiny_datasets, {"m": str(tiny_model)}, tmp_path, tiny_labels, "m", False
+    )
+    m = r["variants"]["m"]
+    rows = pd.read_parquet(tmp_path / "rewrites.parquet")
+    top = rows[rows["rank"] == 1]
+    teacher = Teacher(pd.read_parquet(tiny_market / "catalog.parquet"))
+    teacher.learn_from(pd.read_parquet(tiny_labels))
+    grades = teacher.grade(top[["query", "rewrite"]].reset_index(drop=True), learn=False)["grade"]
+    assert top["served"].tolist() == (grades == 2).tolist()
+    assert m["served_rate"] == pytest.approx((grades == 2).sum() / m["queries"])
+    if m["served_rate"] > 0:
+        assert m["served_relevance_rate"] == 1.0

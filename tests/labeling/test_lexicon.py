@@ -92,3 +92,34 @@ def test_filler_words_span_product_types(lexicon: CatalogLexicon) -> None:
     queries = [f"cheap {t.lower()}" for t in lexicon.product_types] + ["zorbly mug"]
     filler = mine_filler_words(lexicon, queries)
     assert "cheap" in filler and "zorbly" not in filler
+
+
+def test_letter_sizes_are_read_in_every_common_spelling(lexicon: CatalogLexicon) -> None:
+    for text in ("t-shirt size xl", "t-shirt xl", "t-shirt x-large", "t-shirt extra large"):
+        assert lexicon.read(text).attributes == {"product_type": "T-Shirt", "size": "XL"}, text
+        assert lexicon.read(text).unknown == [], text
+    for text in ("t-shirt xxl", "t-shirt 2xl", "t-shirt xx-large", "t-shirt size 2xl"):
+        assert lexicon.read(text).attributes["size"] == "XXL", text
+    assert lexicon.read("jeans x-small").attributes["size"] == "XS"
+    # the longest spelling wins: "x-large" is XL, not L
+    assert lexicon.read("hoodie x-large").attributes["size"] == "XL"
+    # a bare single letter stays ambiguous ("m" could be anything); it needs its "size" word
+    assert "size" not in lexicon.read("t-shirt m").attributes
+    assert lexicon.read("t-shirt size m").attributes["size"] == "M"
+
+
+def test_a_filler_word_is_no_synonym_of_a_rare_value(lexicon: CatalogLexicon) -> None:
+    # "affordable" is unread in many pairs and lines up with "12 Count" only a few times by
+    # chance: the value is rare, so share and lift alone would make it a synonym
+    types = ("mug", "jacket", "shorts", "backpack", "tea", "sneakers")
+    pairs = [(f"affordable {t}", f"black {t}") for t in types] * 5
+    pairs += [(f"affordable {t}", f"{t} 12 count") for t in ("tea", "coffee", "protein bars")]
+    # words that do name sizes, for the base rates
+    pairs += [(f"huge {t}", f"{t} size xl") for t in ("jacket", "t-shirt", "hoodie", "shorts")] * 2
+    pairs += [(f"tiny {t}", f"{t} size xs") for t in ("jacket", "t-shirt", "hoodie", "shorts")] * 2
+    pairs += [(f"pintsize {t}", f"{t} 16 oz") for t in ("mug", "shampoo", "coffee", "tea")] * 2
+    learned = mine_synonyms(lexicon, pairs)
+    assert learned["huge"] == ("size", "XL") and learned["tiny"] == ("size", "XS")
+    assert "affordable" not in learned
+    # without the support rule, chance makes it one
+    assert mine_synonyms(lexicon, pairs, min_support=0.0)["affordable"] == ("size", "12 Count")

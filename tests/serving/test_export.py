@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from qrewrite.cli import main
-from qrewrite.errors import DataError
+from qrewrite.errors import ConfigError, DataError
 from qrewrite.serving.export import REWRITES_SCHEMA, RewriteConfig, export_rewrites, read_queries
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter
 from qrewrite.text import normalize_query
@@ -126,3 +126,44 @@ def test_max_queries_keeps_the_most_searched(tmp_path: Path) -> None:
     pd.DataFrame({"query": ["a b", "c d", "e f"], "searches": [1, 9, 5]}).to_parquet(f)
     queries, counts = read_queries(f, RewriteConfig(max_queries=2))
     assert queries == ["c d", "e f"] and counts["beyond_max_queries"] == 1
+
+
+def test_export_marks_what_the_serving_policy_serves(
+    tiny_model: Path, tiny_market: Path, tiny_labels: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from qrewrite.labeling.teacher import Teacher
+    from tests.labeling.fakes import TrigramEncoder
+
+    monkeypatch.setattr(Teacher, "encoder", property(lambda self: TrigramEncoder()))
+    queries = tmp_path / "queries.txt"
+    queries.write_text("\n".join(QUERIES) + "\n")
+    settings = {"k": 2, "samples": 3, "max_new_tokens": 8}
+    export_rewrites(
+        RewriteConfig(**settings, min_p_relevant=0.0),
+        tiny_model,
+        queries,
+        tmp_path / "m.parquet",
+        progress=False,
+    )
+    by_model = pd.read_parquet(tmp_path / "m.parquet")
+    first = by_model["rank"] == 1
+    assert by_model.loc[first, "served"].all() and not by_model.loc[~first, "served"].any()
+    assert by_model["teacher_grade"].isna().all()  # the teacher was not asked
+
+    summary = export_rewrites(
+        RewriteConfig(**settings, vet="teacher"),
+        tiny_model,
+        queries,
+        tmp_path / "t.parquet",
+        progress=False,
+        data_dir=tiny_market,
+        labels=tiny_labels,
+    )
+    by_teacher = pd.read_parquet(tmp_path / "t.parquet")
+    top = by_teacher[by_teacher["rank"] == 1]
+    assert top["teacher_grade"].notna().all()
+    assert top["served"].tolist() == (top["teacher_grade"] == 2).tolist()
+    assert summary["queries_served"] == int(top["served"].sum())
+
+    with pytest.raises(ConfigError, match="vets with the teacher, which reads the catalog"):
+        export_rewrites(RewriteConfig(vet="teacher"), tiny_model, queries, tmp_path / "x.parquet")

@@ -23,6 +23,7 @@ from qrewrite.evaluation import metrics as m
 from qrewrite.evaluation.ab_test import ABSettings, held_out_searches, simulate_ab
 from qrewrite.evaluation.truth import GradedTruth
 from qrewrite.search_engine import ProductRetriever
+from qrewrite.serving.policy import check_policy, needs_teacher, serve
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter, generation_settings
 from qrewrite.tables import read_parquet_table
 from qrewrite.text import normalize_query
@@ -90,6 +91,10 @@ class EvaluateConfig:
     # the serving policy: a rewrite is served only when the model itself grades it relevant with
     # at least this probability (its tagging task vetting its rewrites); 0 serves every rewrite
     min_p_relevant: float = 0.5
+    # who vets a rewrite before it is served: "model" (its own P(relevant), above), "teacher"
+    # (the relevance labeler grades it 2, as an offline relevance filter over the export would),
+    # or "both"
+    vet: str = "model"
     recall_depth: int = 100
     ab_replicas: int = 10
     bootstrap: int = 1000
@@ -104,8 +109,11 @@ class EvaluateConfig:
             raise ConfigError(
                 f"evaluate.merge={self.merge!r}: expected one of {', '.join(m.MERGES)}"
             )
-        if not 0 <= self.min_p_relevant <= 1:
-            raise ConfigError(f"evaluate.min_p_relevant={self.min_p_relevant}: expected 0..1")
+        check_policy("evaluate", self.vet, self.min_p_relevant)
+        if needs_teacher(self.vet) and not self.teacher:
+            raise ConfigError(
+                f"evaluate.vet={self.vet!r} needs the teacher; set evaluate.teacher: true"
+            )
 
     def fuse(self, original: list[int], rewrite: list[int]) -> list[int]:
         if self.merge == "rrf":
@@ -165,16 +173,6 @@ def load_held_out(
         relevant_logged=[as_idx(p) for p in rows["relevant"]],
         overlap_dropped=int(overlap.sum()),
     )
-
-
-def _teacher(data_dir: Path, labels: Path | None) -> Any:
-    from qrewrite.labeling.teacher import Teacher
-
-    catalog = read_parquet_table(data_dir / "catalog.parquet", "catalog").to_pandas()
-    teacher = Teacher(catalog)
-    if labels is not None:
-        teacher.learn_from(read_parquet_table(labels, "labeled pairs").to_pandas())
-    return teacher
 
 
 def _mean(values: list[float]) -> float:
@@ -254,7 +252,27 @@ def evaluate_variant(
     raw = rewriter.generate_candidates(held.queries, progress)
     ranked = rewriter.rank(held.queries, raw, config.k, graded=1)  # the served one is the first
     top = [r[0].text if r else "" for r in ranked]
-    served = [r[0].text if r and r[0].p_relevant >= config.min_p_relevant else "" for r in ranked]
+    top_idx = [i for i, s in enumerate(top) if s]
+    teacher_first: list[int | None] = [None] * len(ranked)  # the teacher's grade of each top
+    tg = np.zeros(0, dtype=int)
+    if teacher is not None and top_idx:
+        tg = teacher.grade(
+            pd.DataFrame(
+                [(held.queries[i], r.text) for i, row in enumerate(ranked) for r in row],
+                columns=["query", "rewrite"],
+            ),
+            learn=False,
+        )["grade"].to_numpy()
+        first = np.cumsum([0] + [len(r) for r in ranked])[:-1]
+        for i in top_idx:
+            teacher_first[i] = int(tg[first[i]])
+    served = [
+        top[i]
+        if top[i]
+        and serve(config.vet, config.min_p_relevant, ranked[i][0].p_relevant, teacher_first[i])
+        else ""
+        for i in range(len(ranked))
+    ]
     greedy = [c[0] if c else "" for c in raw]
     res: dict[str, float] = {
         "queries": float(len(held.queries)),
@@ -269,21 +287,12 @@ def evaluate_variant(
     res.update(ret)
     _, pages_unfiltered = retrieval_metrics(config, held, top, retrieval, truth)
     served_idx = [i for i, s in enumerate(served) if s]
-    top_idx = [i for i, s in enumerate(top) if s]
     grades: dict[str, list[int]] = {"self": [r[0].grade for r in ranked if r]}
-    if teacher is not None and top_idx:
-        tg = teacher.grade(
-            pd.DataFrame(
-                [(held.queries[i], r.text) for i, row in enumerate(ranked) for r in row],
-                columns=["query", "rewrite"],
-            ),
-            learn=False,
-        )["grade"].to_numpy()
-        first = np.cumsum([0] + [len(r) for r in ranked])[:-1]
-        res["relevance_rate"] = m.relevance_rate(int(tg[first[i]]) for i in top_idx)
-        res["served_relevance_rate"] = m.relevance_rate(int(tg[first[i]]) for i in served_idx)
+    if tg.size:
+        res["relevance_rate"] = m.relevance_rate(teacher_first[i] for i in top_idx)
+        res["served_relevance_rate"] = m.relevance_rate(teacher_first[i] for i in served_idx)
         res["sampled_relevance_rate"] = m.relevance_rate(tg)
-        grades["teacher"] = [int(tg[first[i]]) for i in top_idx]
+        grades["teacher"] = [int(teacher_first[i]) for i in top_idx]
     if truth is not None and truth.kind == "synthetic" and top_idx:
         rw_retrieved = retrieval.ranked([top[i] for i in top_idx])
         tgr = truth.rewrite_grades(
@@ -360,7 +369,12 @@ def evaluate(
     retrieval = ProductRetriever(
         catalog, max(config.recall_depth, config.retrieve_k, config.page_size)
     )
-    teacher = _teacher(data_dir, Path(labels) if labels else None) if config.teacher else None
+    if config.teacher:
+        from qrewrite.labeling.teacher import Teacher
+
+        teacher = Teacher.from_data(data_dir, labels)
+    else:
+        teacher = None
 
     results: dict[str, dict[str, float]] = {}
     grades: dict[str, dict[str, list[int]]] = {}

@@ -132,12 +132,23 @@ def _plot_grades(grades: dict[str, dict[str, list[int]]], path: Path) -> Path | 
     return path
 
 
+def _policy(config: dict[str, Any]) -> str:
+    vet = config.get("vet", "model")
+    by_model = f"the model's own P(relevant) >= {config.get('min_p_relevant', 0.5)}"
+    by_teacher = "the teacher grades the rewrite relevant (2)"
+    return {
+        "model": f"serve a top rewrite when {by_model}",
+        "teacher": f"serve a top rewrite when {by_teacher}",
+        "both": f"serve a top rewrite when {by_model} and {by_teacher}",
+    }.get(vet, str(vet)) + f" (`vet: {vet}`)"
+
+
 DEFINITIONS = """\
 - **relevance (teacher / truth)**: share of the model's rewrites (the top-ranked candidate of
   each query) graded relevant by the teacher labeler / by the simulator's ground truth.
-- **served**: share of queries whose top rewrite is served: only when the model's own tagging
-  gives it P(relevant) >= evaluate.min_p_relevant (the serving policy). **served relevance**:
-  the teacher's relevance rate of the served rewrites.
+- **served**: share of queries whose top rewrite passes the serving policy (above: the model's
+  own P(relevant) >= min_p_relevant, the teacher's grade 2, or both). **served relevance**: the
+  teacher's relevance rate of the served rewrites.
 - **increment**: mean number of relevant products per query that the rewrite retrieves (top 20)
   and the original query does not.
 - **hit rate**: share of the products bought under the held-out queries that original + rewrite
@@ -190,6 +201,7 @@ def write_report(
         f"{_fmt(cand.get('relevance_rate'), 'pct')}"
         f", hit rate {_fmt(cand.get('hit_rate'), 'pct')}, simulated UCVR uplift "
         f"{_fmt(cand.get('ucvr_uplift'), 'ci', cand, 'ucvr_uplift')}",
+        f"- serving policy: {_policy(report.get('config') or {})}",
         "",
         "## Ablation",
         "",

@@ -29,6 +29,11 @@ _STOPWORDS = frozenset(
 _PRICE = re.compile(r"\b(under|below|less than|max|upto|up to)\s+(\d+)")
 PRICE_WORDS = frozenset({"under", "below", "less", "than", "dollar", "max", "cheaper", "upto"})
 GENDER_COMPATIBLE = {("Unisex", "Men"), ("Unisex", "Women"), ("Men", "Unisex"), ("Women", "Unisex")}
+# Letter sizes as any shopper spells them: "XL" is also "x-large", "extra large"; "XXL" is also
+# "2xl", "xx-large". General apparel convention, not a shop's own words; without it the "x" of
+# "x-large" is unread and "t-shirt x-large" -> "t-shirt size xxl" looks like a narrower rewrite.
+_LETTER_SIZE = re.compile(r"^(x*|[2-5]x)(s|l)$")
+_LETTER_SIZE_WORDS = {"s": "small", "l": "large"}
 
 
 @dataclass
@@ -55,6 +60,25 @@ def _gram_counts(rows: list[list[str]]) -> Counter:
 
 def _deletions(token: str) -> set[str]:
     return {token[:i] + token[i + 1 :] for i in range(len(token))}
+
+
+def _letter_size_forms(size: str) -> list[tuple[str, ...]]:
+    """The spellings of a letter size ("xl", "xxl", "3xl"): its "size" form always; the bare
+    letters when there are two or more ("xl" names nothing else, a bare "l" or "m" could); and
+    the spelled-out forms with "x", "extra", "2x"."""
+    match = _LETTER_SIZE.match(size)
+    assert match is not None
+    xs, base = match.group(1), match.group(2)
+    n = int(xs[0]) if xs[:1].isdigit() else len(xs)
+    word = _LETTER_SIZE_WORDS[base]
+    forms: list[tuple[str, ...]] = [("size", size)]
+    if n == 0:
+        return forms
+    letters = "x" * n + base
+    forms += [(letters,), ("size", letters), ("x" * n, word), ("extra",) * n + (word,)]
+    if n >= 2:
+        forms += [(f"{n}x{base}",), ("size", f"{n}x{base}")]
+    return list(dict.fromkeys(forms))
 
 
 class CatalogLexicon:
@@ -98,6 +122,8 @@ class CatalogLexicon:
         toks = tuple(tokenize(value))
         if not toks:
             return []
+        if attr == "size" and len(toks) == 1 and _LETTER_SIZE.match(toks[0]):
+            return _letter_size_forms(toks[0])
         if attr == "size" and (len(toks) == 1 or all(t.isdigit() for t in toks)):
             # A bare "10" or "m" is too ambiguous (prices, counts); sizes need their "size" word.
             return [("size", *toks)]
@@ -290,6 +316,7 @@ def mine_synonyms(
     min_share: float = 0.6,
     min_types_for_values: int = 3,
     min_lift: float = 2.5,
+    min_support: float = 0.1,
 ) -> dict[str, tuple[str, str]]:
     """Shopper words for catalog values, learned from mined pairs: when one side has an unread
     word and the other side names an attribute value the first lacks, they line up. Votes are
@@ -297,8 +324,11 @@ def mine_synonyms(
     times and in ``min_share`` of that attribute's votes. A word for a colour, material, size or
     gender is used with many product types ("navy" shorts, jackets, bags), a word for a product
     type with one or two ("kicks"), so each kind must show that spread. Brands are names and get
-    no synonyms (their typos are the corrector's job)."""
+    no synonyms (their typos are the corrector's job). A filler word ("affordable", "online")
+    lines up with some rare value a few times by chance; a synonym must line up with its value
+    in at least ``min_support`` of all the pairs where it is unread."""
     votes: dict[str, dict[str, Counter]] = {}
+    unread: Counter = Counter()  # pairs (either direction) in which each word is unread
     types_seen: dict[str, set[str]] = {}
     readings: dict[str, Reading] = {}  # texts recur across pairs: read each once
     for a, b in pairs:
@@ -307,6 +337,7 @@ def mine_synonyms(
         for x, y in ((ra, rb), (rb, ra)):
             ptype = y.attributes.get("product_type") or x.attributes.get("product_type")
             for w in set(x.unknown):
+                unread[w] += 1
                 if ptype:
                     types_seen.setdefault(w, set()).add(ptype)
                 for attr, value in y.attributes.items():
@@ -329,6 +360,8 @@ def mine_synonyms(
             share = n / sum(counter.values())
             prior = base[attr][value] / sum(base[attr].values())
             if n < min_count or share < min_share or share / prior < min_lift:
+                continue
+            if n < min_support * unread[w]:
                 continue
             if best is None or (share, n) > best[:2]:
                 best = (share, n, attr, value)

@@ -19,6 +19,7 @@ A cascade, cheapest evidence first:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -305,6 +306,22 @@ class Teacher:
         self._readings: dict[str, Reading] = {}
         self.encoder_texts = 0
         self.learned: dict = {"synonyms": {}, "filler": []}
+
+    @classmethod
+    def from_data(cls, data_dir: str | Path, labels: str | Path | None = None) -> Teacher:
+        """The teacher over ``data_dir``'s catalog, with the shopper synonyms and filler words
+        learned from ``labels`` (a labeled_pairs.parquet) when given: the judge that labelled
+        the training pairs, for GRPO's reward and for vetting rewrites before serving."""
+        from qrewrite.tables import read_parquet_table
+
+        data = Path(data_dir)
+        catalog = read_parquet_table(
+            data / "catalog.parquet", "catalog", "--data must be a synth or import-judged output"
+        ).to_pandas()
+        teacher = cls(catalog)
+        if labels is not None:
+            teacher.learn_from(read_parquet_table(Path(labels), "labeled pairs").to_pandas())
+        return teacher
 
     @property
     def encoder(self):  # a SentenceEncoder, imported lazily: torch takes seconds to import

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
+from qrewrite.serving.policy import check_policy, needs_teacher, serve
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter, generation_settings
 from qrewrite.text import normalize_query
 from qrewrite.training.tracking import DEFAULT_TRACKING_URI
@@ -35,6 +36,8 @@ REWRITES_SCHEMA = pa.schema(
         ("score", pa.float32()),
         ("grade", pa.int8()),
         ("p_relevant", pa.float32()),
+        ("served", pa.bool_()),  # the rank-1 rewrite passed the serving policy
+        ("teacher_grade", pa.int8()),  # the teacher's grade of the rank-1 rewrite (vet: teacher)
     ]
 )
 
@@ -54,6 +57,10 @@ class RewriteConfig:
     # rewrite at most this many queries (0: all): the most searched when the file has a
     # ``searches`` column (mine's query_stats does), else the first ones
     max_queries: int = 0
+    # the serving policy (qrewrite.serving.policy): the same settings as evaluate's, so the table
+    # serves what the offline A/B test measured
+    min_p_relevant: float = 0.5
+    vet: str = "model"
     seed: int = 7
     tracking_uri: str = (
         DEFAULT_TRACKING_URI  # where models:/ URIs resolve ($MLFLOW_TRACKING_URI wins)
@@ -118,11 +125,21 @@ def export_rewrites(
     out_file: str | Path,
     model_ref: str = "",
     progress: bool = True,
+    data_dir: str | Path | None = None,
+    labels: str | Path | None = None,
 ) -> dict[str, Any]:
     """Rewrite every query of ``queries_file`` and write the serving table to ``out_file``
-    (parquet; one row per (query, rank)) with a ``.json`` summary next to it."""
+    (parquet; one row per (query, rank)) with a ``.json`` summary next to it. The rank-1
+    rewrite of each query is marked ``served`` when it passes the serving policy; vetting by the
+    teacher needs ``data_dir`` (its catalog) and, for the learned synonyms, ``labels``."""
     if config.k < 1:
         raise ConfigError("rewrite.k must be >= 1")
+    check_policy("rewrite", config.vet, config.min_p_relevant)
+    if needs_teacher(config.vet) and data_dir is None:
+        raise ConfigError(
+            f"rewrite.vet={config.vet!r} vets with the teacher, which reads the catalog: pass "
+            "--data (the synth or import-judged directory) and --labels (labeled_pairs.parquet)"
+        )
     queries, counts = read_queries(Path(queries_file), config)
     for what in ("empty", "too_long", "duplicates", "beyond_max_queries"):
         if counts.get(what):
@@ -139,10 +156,35 @@ def export_rewrites(
     rewriter = Rewriter.from_dir(model_dir, config.generation())
     t0 = time.perf_counter()
     ranked = rewriter.rewrite(queries, k=config.k, progress=progress)
+    teacher_grades: list[int | None] = [None] * len(queries)
+    if needs_teacher(config.vet):
+        from qrewrite.labeling.teacher import Teacher
+
+        assert data_dir is not None
+        graded = [i for i, row in enumerate(ranked) if row]
+        if graded:
+            pairs = pd.DataFrame(
+                {
+                    "query": [queries[i] for i in graded],
+                    "rewrite": [ranked[i][0].text for i in graded],
+                }
+            )
+            grades = Teacher.from_data(data_dir, labels).grade(pairs, learn=False)["grade"]
+            for i, g in zip(graded, grades, strict=True):
+                teacher_grades[i] = int(g)
     seconds = time.perf_counter() - t0
     rows = [
-        (q, rank, r.text, r.score, r.grade, r.p_relevant)
-        for q, row in zip(queries, ranked, strict=True)
+        (
+            q,
+            rank,
+            r.text,
+            r.score,
+            r.grade,
+            r.p_relevant,
+            rank == 1 and serve(config.vet, config.min_p_relevant, r.p_relevant, tg),
+            tg if rank == 1 else None,
+        )
+        for q, row, tg in zip(queries, ranked, teacher_grades, strict=True)
         for rank, r in enumerate(row, start=1)
     ]
     table = pa.Table.from_pylist(
@@ -157,6 +199,7 @@ def export_rewrites(
         "queries": len(queries),
         "rows": table.num_rows,
         "queries_without_rewrite": sum(1 for r in ranked if not r),
+        "queries_served": int(sum(r[6] for r in rows)),
         "set_aside": {k: v for k, v in counts.items() if k != "rows"},
         "seconds": round(seconds, 2),
         "queries_per_second": round(len(queries) / seconds, 1) if seconds else None,

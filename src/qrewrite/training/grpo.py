@@ -125,10 +125,7 @@ def build_judge(config: GRPOStepConfig, data_dir: Path, labels: Path | None) -> 
 
     from qrewrite.labeling.teacher import Teacher
 
-    catalog = read_parquet_table(data_dir / "catalog.parquet", "catalog").to_pandas()
-    teacher = Teacher(catalog)
-    if labels is not None:  # synonyms and filler words learned from the labeled batch
-        teacher.learn_from(read_parquet_table(labels, "labeled pairs").to_pandas())
+    teacher = Teacher.from_data(data_dir, labels)  # with the labeled batch's synonyms
     return _memoised(
         lambda q, r: teacher.grade(
             pd.DataFrame({"query": list(q), "rewrite": list(r)}), learn=False
