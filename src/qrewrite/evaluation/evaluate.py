@@ -88,12 +88,10 @@ class EvaluateConfig:
     page_size: int = 10  # what a shopper sees; nDCG@10 and the A/B pages
     merge: str = "rrf"  # how original and rewrite results share the page: rrf | interleave
     rrf_k: int = 60
-    # the serving policy: a rewrite is served only when the model itself grades it relevant with
-    # at least this probability (its tagging task vetting its rewrites); 0 serves every rewrite
+    # the serving policy (qrewrite.serving.policy): who vets a top rewrite before it is served:
+    # "model" (its own tagging gives it P(relevant) >= min_p_relevant; 0 serves every rewrite),
+    # "teacher" (the labeler grades it 2, an offline relevance filter over the export), "both"
     min_p_relevant: float = 0.5
-    # who vets a rewrite before it is served: "model" (its own P(relevant), above), "teacher"
-    # (the relevance labeler grades it 2, as an offline relevance filter over the export would),
-    # or "both"
     vet: str = "model"
     recall_depth: int = 100
     ab_replicas: int = 10

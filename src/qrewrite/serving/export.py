@@ -153,14 +153,19 @@ def export_rewrites(
         raise DataError(
             f"{queries_file}: no queries to rewrite ({counts['rows']} rows, all skipped)"
         )
-    rewriter = Rewriter.from_dir(model_dir, config.generation())
-    t0 = time.perf_counter()
-    ranked = rewriter.rewrite(queries, k=config.k, progress=progress)
-    teacher_grades: list[int | None] = [None] * len(queries)
-    if needs_teacher(config.vet):
+    teacher = None
+    if needs_teacher(config.vet):  # before generating: a wrong --data fails in seconds
         from qrewrite.labeling.teacher import Teacher
 
         assert data_dir is not None
+        teacher = Teacher.from_data(data_dir, labels)
+    rewriter = Rewriter.from_dir(model_dir, config.generation())
+    t0 = time.perf_counter()
+    ranked = rewriter.rewrite(queries, k=config.k, progress=progress)
+    seconds = time.perf_counter() - t0  # the model's work alone: what queries/s measures
+    teacher_grades: list[int | None] = [None] * len(queries)
+    t1 = time.perf_counter()
+    if teacher is not None:
         graded = [i for i, row in enumerate(ranked) if row]
         if graded:
             pairs = pd.DataFrame(
@@ -169,10 +174,9 @@ def export_rewrites(
                     "rewrite": [ranked[i][0].text for i in graded],
                 }
             )
-            grades = Teacher.from_data(data_dir, labels).grade(pairs, learn=False)["grade"]
+            grades = teacher.grade(pairs, learn=False)["grade"]
             for i, g in zip(graded, grades, strict=True):
                 teacher_grades[i] = int(g)
-    seconds = time.perf_counter() - t0
     rows = [
         (
             q,
@@ -202,6 +206,7 @@ def export_rewrites(
         "queries_served": int(sum(r[6] for r in rows)),
         "set_aside": {k: v for k, v in counts.items() if k != "rows"},
         "seconds": round(seconds, 2),
+        "vetting_seconds": round(time.perf_counter() - t1, 2),
         "queries_per_second": round(len(queries) / seconds, 1) if seconds else None,
         "config": asdict(config),
     }
