@@ -23,7 +23,7 @@ from qrewrite.evaluation import metrics as m
 from qrewrite.evaluation.ab_test import ABSettings, held_out_searches, simulate_ab
 from qrewrite.evaluation.truth import GradedTruth
 from qrewrite.search_engine import ProductRetriever
-from qrewrite.serving.policy import check_policy, needs_teacher, serve
+from qrewrite.serving.policy import check_policy, needs_teacher, served_mask
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter, generation_settings
 from qrewrite.tables import read_parquet_table
 from qrewrite.text import normalize_query
@@ -264,13 +264,8 @@ def evaluate_variant(
         first = np.cumsum([0] + [len(r) for r in ranked])[:-1]
         for i in top_idx:
             teacher_first[i] = int(tg[first[i]])
-    served = [
-        top[i]
-        if top[i]
-        and serve(config.vet, config.min_p_relevant, ranked[i][0].p_relevant, teacher_first[i])
-        else ""
-        for i in range(len(ranked))
-    ]
+    mask = served_mask(config.vet, config.min_p_relevant, ranked, teacher_first)
+    served = [t if ok else "" for t, ok in zip(top, mask, strict=True)]
     greedy = [c[0] if c else "" for c in raw]
     res: dict[str, float] = {
         "queries": float(len(held.queries)),

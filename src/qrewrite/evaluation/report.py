@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from qrewrite.serving.policy import describe
+
 GRADE_NAMES = ("irrelevant", "partial", "relevant")
 
 # (metric key, column title, format) of the ablation table
@@ -132,17 +134,6 @@ def _plot_grades(grades: dict[str, dict[str, list[int]]], path: Path) -> Path | 
     return path
 
 
-def _policy(config: dict[str, Any]) -> str:
-    vet = config.get("vet", "model")
-    by_model = f"the model's own P(relevant) >= {config.get('min_p_relevant', 0.5)}"
-    by_teacher = "the teacher grades the rewrite relevant (2)"
-    return {
-        "model": f"serve a top rewrite when {by_model}",
-        "teacher": f"serve a top rewrite when {by_teacher}",
-        "both": f"serve a top rewrite when {by_model} and {by_teacher}",
-    }.get(vet, str(vet)) + f" (`vet: {vet}`)"
-
-
 DEFINITIONS = """\
 - **relevance (teacher / truth)**: share of the model's rewrites (the top-ranked candidate of
   each query) graded relevant by the teacher labeler / by the simulator's ground truth.
@@ -187,6 +178,7 @@ def write_report(
             plots.append((f"GRPO reward curves ({name})", dst))
 
     cand = report["metrics"]
+    policy = report.get("config") or {}
     lines = [
         "# Offline evaluation",
         "",
@@ -201,7 +193,8 @@ def write_report(
         f"{_fmt(cand.get('relevance_rate'), 'pct')}"
         f", hit rate {_fmt(cand.get('hit_rate'), 'pct')}, simulated UCVR uplift "
         f"{_fmt(cand.get('ucvr_uplift'), 'ci', cand, 'ucvr_uplift')}",
-        f"- serving policy: {_policy(report.get('config') or {})}",
+        "- serving policy: "
+        + describe(policy.get("vet", "model"), policy.get("min_p_relevant", 0.5)),
         "",
         "## Ablation",
         "",

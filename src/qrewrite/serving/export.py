@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
-from qrewrite.serving.policy import check_policy, needs_teacher, serve
+from qrewrite.serving.policy import check_policy, needs_teacher, served_mask
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter, generation_settings
 from qrewrite.text import normalize_query
 from qrewrite.training.tracking import DEFAULT_TRACKING_URI
@@ -177,6 +177,7 @@ def export_rewrites(
             grades = teacher.grade(pairs, learn=False)["grade"]
             for i, g in zip(graded, grades, strict=True):
                 teacher_grades[i] = int(g)
+    served = served_mask(config.vet, config.min_p_relevant, ranked, teacher_grades)
     rows = [
         (
             q,
@@ -185,10 +186,10 @@ def export_rewrites(
             r.score,
             r.grade,
             r.p_relevant,
-            rank == 1 and serve(config.vet, config.min_p_relevant, r.p_relevant, tg),
+            rank == 1 and ok,
             tg if rank == 1 else None,
         )
-        for q, row, tg in zip(queries, ranked, teacher_grades, strict=True)
+        for q, row, tg, ok in zip(queries, ranked, teacher_grades, served, strict=True)
         for rank, r in enumerate(row, start=1)
     ]
     table = pa.Table.from_pylist(
@@ -203,7 +204,7 @@ def export_rewrites(
         "queries": len(queries),
         "rows": table.num_rows,
         "queries_without_rewrite": sum(1 for r in ranked if not r),
-        "queries_served": int(sum(r[6] for r in rows)),
+        "queries_served": sum(served),
         "set_aside": {k: v for k, v in counts.items() if k != "rows"},
         "seconds": round(seconds, 2),
         "vetting_seconds": round(time.perf_counter() - t1, 2),

@@ -13,6 +13,9 @@ relevant:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from qrewrite.errors import ConfigError
 
 VETTERS = ("model", "teacher", "both")
@@ -40,3 +43,22 @@ def serve(vet: str, min_p_relevant: float, p_relevant: float, teacher_grade: int
     if vet == "teacher":
         return by_teacher
     return by_model and by_teacher
+
+
+def served_mask(
+    vet: str, min_p_relevant: float, ranked: Sequence[Sequence[Any]], teacher_grades: Sequence[Any]
+) -> list[bool]:
+    """For each query's ranked rewrites (best first; each with ``p_relevant``), is its top one
+    served? ``teacher_grades`` holds the teacher's grade of each top rewrite (None: not graded)."""
+    return [
+        bool(row) and serve(vet, min_p_relevant, row[0].p_relevant, grade)
+        for row, grade in zip(ranked, teacher_grades, strict=True)
+    ]
+
+
+def describe(vet: str, min_p_relevant: float) -> str:
+    """The policy in words, for reports."""
+    by_model = f"the model's own P(relevant) >= {min_p_relevant}"
+    by_teacher = "the teacher grades the rewrite relevant (2)"
+    when = {"model": by_model, "teacher": by_teacher, "both": f"{by_model} and {by_teacher}"}
+    return f"serve a top rewrite when {when.get(vet, vet)} (`vet: {vet}`)"
