@@ -13,7 +13,7 @@ RUNTIME_BASE_IMAGE  ?= docker.io/library/python:3.12-slim-bookworm
 TRAINING_BASE_IMAGE ?= docker.io/nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 DOCKER_BUILD_ARGS   ?=
 
-.PHONY: setup demo test lint bench bench-rewrite bench-training images images-runtime images-training test-containers clean
+.PHONY: setup demo test lint bench bench-quality bench-quality-training bench-rewrite bench-training images images-runtime images-training test-containers clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_mining.py --scales large huge --work .bench --write docs/benchmarks.md
+
+# The rewriter's quality across seeds: one full `qrewrite run --local` per seed (about 10 min each)
+bench-quality: setup
+	$(BIN)/python benchmarks/bench_quality.py --vary market --seeds 7 11 13 --write docs/benchmarks.md
+
+# ... with the marketplace fixed at the preset's seed and the training seeds varied
+bench-quality-training: setup
+	$(BIN)/python benchmarks/bench_quality.py --vary training --seeds 101 102 103 --write docs/benchmarks.md
 
 # batched vs one-at-a-time rewriting of the demo's model (run `make demo` first)
 bench-rewrite: setup

@@ -222,8 +222,10 @@ def cmd_build_datasets(args: argparse.Namespace) -> int:
     a, e = report["task_a"], report["sft_examples"]
     print(
         f"build-datasets: rewrite task {a['kept_after_per_query_cap']:,} examples "
-        f"({a['graded_relevant']:,} graded relevant, {a['without_conversion_evidence']:,} set "
-        "aside for no conversion evidence); tagging task "
+        f"({a['graded_relevant']:,} graded relevant, {a['without_conversion_evidence']:,} "
+        "without conversion evidence, "
+        + ("kept" if a["kept_without_conversion_evidence"] else "set aside")
+        + "); tagging task "
         f"{report['task_b']['kept']:,} examples; GRPO prompts "
         f"{report['grpo_prompts']['train']:,} train / {report['grpo_prompts']['eval']:,} eval"
     )
@@ -243,7 +245,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     r = pretrain(cfg, args.data, args.mined, args.out, args.datasets, not args.no_progress)
     print(
         f"pretrain: {r['parameters']:,}-parameter Qwen2, vocab {r['vocab_size']:,}, "
-        f"{r['corpus_texts']:,} texts, {r['steps']} steps in {r['train_seconds']} s; loss "
+        f"{r['corpus_texts']:,} texts + {r['denoising_pairs']:,} denoising pairs, "
+        f"{r['steps']} steps in {r['train_seconds']} s; loss "
         f"{r['loss_first_20pct']:.3f} -> {r['loss_last_20pct']:.3f} -> {args.out}"
     )
     return 0

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -24,3 +28,32 @@ def read_parquet_table(path: str | Path, what: str, hint: str = "") -> pa.Table:
         return pq.read_table(p)
     except Exception as e:  # pyarrow raises several types for corrupt files
         raise DataError(f"{p}: not a readable parquet file ({e})") from e
+
+
+def table_fingerprint(table: pa.Table | pd.DataFrame) -> dict[str, str | int]:
+    """What a step handed on, in a few bytes: row count, a hash of the content whatever the row
+    order, and a hash of the order too. Two machines that disagree on a step's output disagree
+    here first (floats are hashed by their bits); each step records these in its report.
+    """
+    df = table.to_pandas() if isinstance(table, pa.Table) else table
+    df = df.copy()
+    for col in df.columns:
+        if df[col].dtype == object and any(
+            isinstance(v, list | tuple | dict | np.ndarray) for v in df[col].head(50)
+        ):
+            df[col] = [json.dumps(_plain(v), sort_keys=True, default=str) for v in df[col]]
+    rows = pd.util.hash_pandas_object(df, index=False).to_numpy(dtype=np.uint64)
+    columns = hashlib.blake2b(",".join(map(str, df.columns)).encode(), digest_size=4).hexdigest()
+    content = int(rows.sum(dtype=np.uint64))  # wraps modulo 2**64: order does not matter
+    order = hashlib.blake2b(rows.tobytes(), digest_size=8).hexdigest()
+    return {"rows": len(df), "content": f"{columns}-{content:016x}", "order": order}
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value

@@ -75,17 +75,40 @@ def test_no_rewrite_is_the_control(report) -> None:
 def test_report_files(report) -> None:
     out, _ = report
     md = (out / "report.md").read_text()
-    assert (
-        "| variant | relevance (teacher) |" in md
-        and "| no-rewrite |" in md
-        and "## Definitions" in md
-    )
-    assert "serving policy: serve a top rewrite when the model's own P(relevant) >= 0.0" in md
+    # the model alone leads: its relevance and unvetted uplift come before anything vetted
+    assert "| variant | relevance (truth) | relevance (teacher) | UCVR uplift, model alone" in md
+    assert "| no-rewrite |" in md and "## Definitions" in md
+    assert md.index("**the model alone**") < md.index("**with the serving policy**")
+    assert "vetting adds" in md
+    # sample rewrites a person can judge: head queries first, both grades, served or not
+    assert "| query | searches | top rewrite | teacher | truth | served |" in md
+    assert "## Environment" in md and "torch" in md
+    assert "serving policy** (serve a top rewrite when the model's own P(relevant) >= 0.0" in md
     html = (out / "report.html").read_text()
     assert "<table>" in html and "data:image/png;base64," in html
     assert (out / "metrics.png").exists() and (out / "grades.png").exists()
     rewrites = pd.read_parquet(out / "rewrites.parquet")
     assert set(rewrites["variant"]) <= {"vetted", "unvetted"}
+    top = rewrites[rewrites["rank"] == 1]
+    assert top["truth_grade"].notna().all() and top["teacher_grade"].notna().all()
+    saved = json.loads((out / "metrics.json").read_text())
+    samples = saved["samples"]
+    assert samples and [s["searches"] for s in samples] == sorted(
+        (s["searches"] for s in samples), reverse=True
+    )
+    assert list(saved)[:5] == [
+        "schema_version",
+        "qrewrite_version",
+        "candidate",
+        "model_alone",
+        "with_serving_policy",
+    ]
+    row = saved["variants"]["unvetted"]
+    assert saved["model_alone"]["ucvr_uplift_unfiltered"] == row["ucvr_uplift_unfiltered"]
+    assert row["ucvr_uplift_from_vetting"] == pytest.approx(
+        row["ucvr_uplift"] - row["ucvr_uplift_unfiltered"]
+    )
+    assert saved["environment"]["packages"]["torch"]
 
 
 def test_a_strict_serving_policy_serves_nothing_and_changes_nothing(

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from qrewrite import __version__
+from qrewrite.environment import current_environment
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.evaluation import metrics as m
 from qrewrite.evaluation.ab_test import ABSettings, held_out_searches, simulate_ab
@@ -59,6 +60,7 @@ METRIC_KEYS = (
     "ucvr_uplift_unfiltered",
     "ucvr_uplift_unfiltered_ci_low",
     "ucvr_uplift_unfiltered_ci_high",
+    "ucvr_uplift_from_vetting",
     "ctr_uplift",
     "ctr_uplift_ci_low",
     "ctr_uplift_ci_high",
@@ -71,6 +73,30 @@ METRIC_KEYS = (
     "queries_per_second",
     "batch_latency_ms",
 )
+
+
+# The candidate's figures without any vetting (the model alone), which reports show first ...
+MODEL_ALONE_KEYS = (
+    "relevance_rate_truth",
+    "relevance_rate",
+    "ucvr_uplift_unfiltered",
+    "ucvr_uplift_unfiltered_ci_low",
+    "ucvr_uplift_unfiltered_ci_high",
+    "copy_rate",
+    "empty_rate",
+    "tagging_macro_f1",
+)
+# ... and what the serving policy serves, and how much UCVR its vetting adds
+SERVING_POLICY_KEYS = (
+    "served_rate",
+    "served_relevance_rate_truth",
+    "served_relevance_rate",
+    "ucvr_uplift",
+    "ucvr_uplift_ci_low",
+    "ucvr_uplift_ci_high",
+    "ucvr_uplift_from_vetting",
+)
+SAMPLE_ROWS = 25  # sample rewrites in the report
 
 
 @dataclass
@@ -286,6 +312,7 @@ def evaluate_variant(
         res["served_relevance_rate"] = m.relevance_rate(teacher_first[i] for i in served_idx)
         res["sampled_relevance_rate"] = m.relevance_rate(tg)
         grades["teacher"] = [int(teacher_first[i]) for i in top_idx]
+    truth_first: list[int | None] = [None] * len(ranked)  # the truth grade of each top
     if truth is not None and truth.kind == "synthetic" and top_idx:
         rw_retrieved = retrieval.ranked([top[i] for i in top_idx])
         tgr = truth.rewrite_grades(
@@ -298,6 +325,8 @@ def evaluate_variant(
         is_served = np.array([bool(served[i]) for i in top_idx])
         res["served_relevance_rate_truth"] = m.relevance_rate(tgr[known & is_served].astype(int))
         grades["truth"] = tgr[known].astype(int).tolist()
+        for i, g in zip(top_idx, tgr, strict=True):
+            truth_first[i] = None if np.isnan(g) else int(g)
     res.update(
         evaluate_tagging(
             rewriter.model,
@@ -318,6 +347,8 @@ def evaluate_variant(
             "p_relevant": r.p_relevant,
             "served": rank == 1 and bool(served[i]),
             "greedy": greedy[i],
+            "teacher_grade": teacher_first[i] if rank == 1 else None,
+            "truth_grade": truth_first[i] if rank == 1 else None,
         }
         for i, (q, row) in enumerate(zip(held.queries, ranked, strict=True))
         for rank, r in enumerate(row, start=1)
@@ -386,8 +417,10 @@ def evaluate(
         log.info("evaluate: %s done in %.1f s", name, time.perf_counter() - t0)
 
     ab: dict[str, dict[str, float]] = {}
+    searches_per_query: dict[str, int] = {}
     if truth is not None and truth.kind == "synthetic":
         searches = held_out_searches(data_dir, {normalize_query(q) for q in held.queries})
+        searches_per_query = searches["query"].value_counts().to_dict()
         assert truth.lookup.intents is not None
         ab = simulate_ab(
             searches,
@@ -411,21 +444,35 @@ def evaluate(
         )
 
     for res in results.values():
+        # how much the serving policy's vetting adds to what the model does alone
+        if "ucvr_uplift" in res and "ucvr_uplift_unfiltered" in res:
+            res["ucvr_uplift_from_vetting"] = res["ucvr_uplift"] - res["ucvr_uplift_unfiltered"]
         for key in METRIC_KEYS:
             res.setdefault(key, float("nan"))
+    chosen = candidate or next(iter(variants))
     report: dict[str, Any] = {
         "schema_version": 1,
         "qrewrite_version": __version__,
-        "candidate": candidate or next(iter(variants)),
+        "candidate": chosen,
+        # what the model does alone, first; then what the serving policy adds on top of it
+        "model_alone": {k: results[chosen][k] for k in MODEL_ALONE_KEYS},
+        "with_serving_policy": {k: results[chosen][k] for k in SERVING_POLICY_KEYS},
         "variants": {k: {key: results[k][key] for key in METRIC_KEYS} for k in results},
         "models": {NO_REWRITE: "", **variants, **(model_refs or {})},
         "held_out_queries": len(held.queries),
         "overlap_dropped": held.overlap_dropped,
         "data_kind": truth.kind if truth is not None else "unknown",
         "config": asdict(config),
+        "environment": current_environment().as_dict(),
     }
     report["metrics"] = report["variants"][report["candidate"]]
-    pd.DataFrame(rewrites_rows).to_parquet(out / "rewrites.parquet", index=False)
+    rewrites_table = pd.DataFrame(rewrites_rows)
+    if len(rewrites_table):
+        rewrites_table["searches"] = (
+            rewrites_table["query"].map(normalize_query).map(searches_per_query).fillna(0)
+        ).astype("int64")
+    report["samples"] = sample_rewrites(rewrites_table, chosen, SAMPLE_ROWS)
+    rewrites_table.to_parquet(out / "rewrites.parquet", index=False)
     (out / "metrics.json").write_text(json.dumps(_finite(report), indent=2) + "\n")
     write_report(report, grades, variants, out)
     with mlflow_run(config.tracking_uri, config.experiment, "evaluate", config) as run:
@@ -444,6 +491,29 @@ def evaluate(
                 mlflow.log_artifact(str(out / name), "evaluation")
         report["mlflow_run_id"] = run.info.run_id
     return report
+
+
+def sample_rewrites(rewrites: pd.DataFrame, variant: str, n: int) -> list[dict[str, Any]]:
+    """The candidate's top rewrite of the ``n`` most searched held-out queries (head queries
+    decide an A/B test), with both grades and whether it is served: what a person checks first."""
+    if rewrites.empty:
+        return []
+    top = rewrites[(rewrites["variant"] == variant) & (rewrites["rank"] == 1)]
+    if "searches" in top:
+        top = top.sort_values(["searches", "query"], ascending=[False, True], kind="stable")
+    rows = []
+    for r in top.head(n).itertuples(index=False):
+        rows.append(
+            {
+                "query": r.query,
+                "searches": int(getattr(r, "searches", 0)),
+                "rewrite": r.rewrite,
+                "teacher_grade": None if pd.isna(r.teacher_grade) else int(r.teacher_grade),
+                "truth_grade": None if pd.isna(r.truth_grade) else int(r.truth_grade),
+                "served": bool(r.served),
+            }
+        )
+    return rows
 
 
 def _finite(obj: Any) -> Any:

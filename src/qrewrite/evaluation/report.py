@@ -14,20 +14,22 @@ from qrewrite.serving.policy import describe
 GRADE_NAMES = ("irrelevant", "partial", "relevant")
 
 # (metric key, column title, format) of the ablation table
+# The model alone first (every top rewrite served), then what the serving policy serves and adds
 TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("relevance_rate", "relevance (teacher)", "pct"),
     ("relevance_rate_truth", "relevance (truth)", "pct"),
+    ("relevance_rate", "relevance (teacher)", "pct"),
+    ("ucvr_uplift_unfiltered", "UCVR uplift, model alone [95% CI]", "ci"),
+    ("copy_rate", "copy", "pct"),
+    ("tagging_macro_f1", "tagging macro-F1", "f3"),
     ("served_rate", "served", "pct"),
     ("served_relevance_rate", "served relevance", "pct"),
+    ("ucvr_uplift", "UCVR uplift, served by the policy [95% CI]", "ci"),
+    ("ucvr_uplift_from_vetting", "vetting adds", "pp"),
     ("increment", "increment", "f2"),
     ("hit_rate", "hit rate", "pct"),
     ("ndcg_at_10", "nDCG@10", "f3"),
     ("recall_at_100", "recall@100", "f3"),
-    ("ucvr_uplift", "UCVR uplift [95% CI]", "ci"),
-    ("ucvr_uplift_unfiltered", "UCVR uplift, every rewrite served", "ci"),
     ("ctr_uplift", "CTR uplift", "pct"),
-    ("tagging_macro_f1", "tagging macro-F1", "f3"),
-    ("copy_rate", "copy", "pct"),
     ("distinct_rewrites_per_query", "distinct", "f2"),
 )
 
@@ -37,6 +39,8 @@ def _fmt(value: Any, kind: str, row: dict[str, Any] | None = None, key: str = ""
         return "-"
     if kind == "pct":
         return f"{100 * value:.1f}%"
+    if kind == "pp":  # a difference of two rates, in points
+        return f"{100 * value:+.1f} pp"
     if kind == "ci":
         assert row is not None
         lo, hi = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
@@ -148,12 +152,41 @@ DEFINITIONS = """\
   fusion), against graded truth.
 - **UCVR uplift**: purchases per user of the treatment (original + rewrite page) over control
   (original page) minus 1, in the simulated A/B test; 95% bootstrap interval over users.
-  "every rewrite served" is the same test without the serving policy.
+  "model alone" serves every top rewrite; "served by the policy" only those the serving policy
+  passes; **vetting adds** is the difference, in points.
 - **tagging macro-F1**: the model's own relevance-tagging task on held-out pairs.
 - **copy / distinct**: greedy generations equal to the query; distinct candidates per query.
 
 Full definitions: docs/evaluation.md.
 """
+
+
+def sample_table(samples: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines of the sample rewrites (head queries first), grades in words."""
+    if not samples:
+        return []
+
+    def grade(g: int | None) -> str:
+        return "-" if g is None else GRADE_NAMES[g]
+
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|") or "(none)"
+
+    lines = [
+        "## Sample rewrites",
+        "",
+        "The candidate's top rewrite of the most searched held-out queries.",
+        "",
+        "| query | searches | top rewrite | teacher | truth | served |",
+        "|---|---:|---|---|---|---|",
+    ]
+    for r in samples:
+        lines.append(
+            f"| {cell(r['query'])} | {r['searches']:,} | {cell(r['rewrite'])} | "
+            f"{grade(r['teacher_grade'])} | {grade(r['truth_grade'])} | "
+            f"{'yes' if r['served'] else 'no'} |"
+        )
+    return [*lines, ""]
 
 
 def write_report(
@@ -179,6 +212,8 @@ def write_report(
 
     cand = report["metrics"]
     policy = report.get("config") or {}
+    env = report.get("environment") or {}
+    serving = describe(policy.get("vet", "model"), policy.get("min_p_relevant", 0.5))
     lines = [
         "# Offline evaluation",
         "",
@@ -189,21 +224,34 @@ def write_report(
             else ""
         )
         + ")",
-        f"- candidate: **{report['candidate']}**: relevance "
-        f"{_fmt(cand.get('relevance_rate'), 'pct')}"
-        f", hit rate {_fmt(cand.get('hit_rate'), 'pct')}, simulated UCVR uplift "
-        f"{_fmt(cand.get('ucvr_uplift'), 'ci', cand, 'ucvr_uplift')}",
-        "- serving policy: "
-        + describe(policy.get("vet", "model"), policy.get("min_p_relevant", 0.5)),
+        f"- candidate, **the model alone** (every top rewrite served): **{report['candidate']}**: "
+        f"relevance {_fmt(cand.get('relevance_rate_truth'), 'pct')} (truth), "
+        f"{_fmt(cand.get('relevance_rate'), 'pct')} (teacher); simulated UCVR uplift "
+        f"{_fmt(cand.get('ucvr_uplift_unfiltered'), 'ci', cand, 'ucvr_uplift_unfiltered')}; "
+        f"copies {_fmt(cand.get('copy_rate'), 'pct')}, empty {_fmt(cand.get('empty_rate'), 'pct')}",
+        f"- **with the serving policy** ({serving}): "
+        f"{_fmt(cand.get('served_rate'), 'pct')} of queries served, UCVR uplift "
+        f"{_fmt(cand.get('ucvr_uplift'), 'ci', cand, 'ucvr_uplift')}; vetting adds "
+        f"{_fmt(cand.get('ucvr_uplift_from_vetting'), 'pp')}",
         "",
         "## Ablation",
         "",
         ablation_table(report),
         "",
-        "## Definitions",
-        "",
-        DEFINITIONS,
     ]
+    lines += sample_table(report.get("samples") or [])
+    if env:
+        lines += [
+            "## Environment",
+            "",
+            f"- CPU: {env.get('cpu_model')} ({env.get('cpus')} CPUs; "
+            f"{', '.join(env.get('cpu_flags') or []) or 'no AVX'}); torch kernels "
+            f"{env.get('torch_cpu_capability')}, {env.get('torch_threads')} threads"
+            + (f"; GPU {env['gpu']}" if env.get("gpu") else ""),
+            "- packages: " + ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items()),
+            "",
+        ]
+    lines += ["## Definitions", "", DEFINITIONS]
     for title, path in plots:
         lines += [f"## {title}", "", f"![{title}]({path.name})", ""]
     md = "\n".join(lines) + "\n"

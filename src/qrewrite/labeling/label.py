@@ -17,7 +17,7 @@ from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.labeling.llm import LLMClient, LLMSettings, ResultCache, grade_with_llm
 from qrewrite.labeling.teacher import GRADE_COLUMNS, Teacher, TeacherConfig
-from qrewrite.tables import read_parquet_table
+from qrewrite.tables import read_parquet_table, table_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,10 @@ def label(
         "output": str(out),
         "pairs_read": len(pairs),
         "pairs_labeled": len(result),
+        "fingerprints": {
+            "candidates": table_fingerprint(pairs),
+            "labeled_pairs": table_fingerprint(result),
+        },
         "set_aside": {k: int(v) for k, v in rejected["reject_reason"].value_counts().items()},
         "set_aside_file": str(rejected_path) if len(rejected) else None,
         "truncated_to_chars": {"limit": MAX_TEXT_CHARS, "pairs": truncated},

@@ -29,6 +29,7 @@ from qrewrite.market.intents import generate_intents, phrase_intents
 from qrewrite.market.truth import grade_pairs
 from qrewrite.schemas import epoch_ms
 from qrewrite.search_engine import NO_RESULT, LexicalSearchEngine
+from qrewrite.tables import table_fingerprint
 from qrewrite.text import normalize_query
 
 log = logging.getLogger(__name__)
@@ -335,6 +336,11 @@ def synthesize(config: SynthConfig, out_dir: str | Path, progress: bool = True) 
             "catalog": "catalog.parquet",
             "search_log": "search_log.parquet",
             "truth": ["truth/intents.parquet", "truth/queries.parquet", "truth/searches.parquet"],
+        },
+        # what this machine made of the seed: compare across machines to find where they part
+        "fingerprints": {
+            name: table_fingerprint(pq.read_table(out / f"{name}.parquet"))
+            for name in ("catalog", "search_log")
         },
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

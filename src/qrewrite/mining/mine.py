@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow.parquet as pq
 
 from qrewrite import __version__
 from qrewrite.errors import DataError
@@ -24,6 +25,7 @@ from qrewrite.mining.miners import (
     mine_session_reformulations,
 )
 from qrewrite.mining.report import write_mining_report
+from qrewrite.tables import table_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +168,10 @@ def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dic
         "outputs": {
             "rewrite_candidates": str(out / "rewrite_candidates.parquet"),
             "query_stats": str(out / "query_stats.parquet"),
+        },
+        "fingerprints": {
+            name: table_fingerprint(pq.read_table(out / f"{name}.parquet"))
+            for name in ("rewrite_candidates", "query_stats")
         },
         "seconds": round(time.perf_counter() - t0, 3),
     }

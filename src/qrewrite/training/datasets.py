@@ -24,7 +24,7 @@ from qrewrite import __version__
 from qrewrite.errors import ContractViolation, DataError
 from qrewrite.labeling.teacher import GRADE_COLUMNS
 from qrewrite.search_engine import ProductRetriever
-from qrewrite.tables import read_parquet_table
+from qrewrite.tables import read_parquet_table, table_fingerprint
 from qrewrite.text import normalize_query
 from qrewrite.training.prompts import GRADE_WORDS, answer, rewrite_prompt, tagging_prompt
 
@@ -46,6 +46,9 @@ class DatasetConfig:
     min_cvr_lift: float = 0.05
     min_rewrite_searches: int = 2
     min_increment: int = 1  # bought-for-the-query products retrieved by the rewrite only
+    # False: relevant rewrites without conversion evidence are kept too, ranked after those with
+    # it (more supervision for a small model; GRPO's rewards then weigh conversion)
+    require_conversion_evidence: bool = True
     retrieve_k: int = 20  # depth of the lexical engine's result list for increment and rewards
     max_rewrites_per_query: int = 3
     with_engaged_title: bool = False  # condition task A on the most engaged title (BEQUE)
@@ -153,7 +156,8 @@ def build_datasets(
     relevant["cvr_lift"] = lift
     by_lift = enough & (lift >= config.min_cvr_lift)
     by_increment = relevant["increment"] >= config.min_increment
-    kept = relevant[by_lift | by_increment].copy()
+    converting = by_lift | by_increment
+    kept = (relevant[converting] if config.require_conversion_evidence else relevant).copy()
     kept["score"] = kept["p_relevant"] * (1 + kept["increment"] + kept["cvr_lift"].clip(lower=0))
     kept = (
         kept.sort_values(["query", "score", "rewrite"], ascending=[True, False, True])
@@ -299,7 +303,10 @@ def build_datasets(
             "graded_relevant": len(relevant),
             "with_cvr_lift": int(by_lift.sum()),
             "with_increment": int(by_increment.sum()),
-            "without_conversion_evidence": int((~(by_lift | by_increment)).sum()),
+            "without_conversion_evidence": int((~converting).sum()),
+            "kept_without_conversion_evidence": int(
+                0 if config.require_conversion_evidence else (~converting).sum()
+            ),
             "kept_after_per_query_cap": len(kept),
         },
         "task_b": {
@@ -314,6 +321,10 @@ def build_datasets(
             s: int(sft_df[sft_df["split"] == s]["query"].nunique()) for s in SPLITS
         },
         "contracts": {k: v.summary_line() for k, v in results.items()},
+        "fingerprints": {
+            "sft_examples": table_fingerprint(sft_frame(sft_df)),
+            "grpo_prompts": table_fingerprint(grpo_frame(grpo_df)),
+        },
     }
     (out / "dataset_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (out / "dataset_report.md").write_text(report_markdown(report), encoding="utf-8")
@@ -411,8 +422,13 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- mined (query, rewrite) pairs: {a['query_rewrite_pairs']:,}",
         f"- graded relevant: {a['graded_relevant']:,}",
         f"- with a conversion-rate lift: {a['with_cvr_lift']:,}; with an increment: "
-        f"{a['with_increment']:,}; set aside for no conversion evidence: "
-        f"{a['without_conversion_evidence']:,}",
+        f"{a['with_increment']:,}; without conversion evidence: "
+        f"{a['without_conversion_evidence']:,} ("
+        + (
+            f"kept, ranked after the converting ones: {a['kept_without_conversion_evidence']:,})"
+            if a.get("kept_without_conversion_evidence")
+            else "set aside)"
+        ),
         f"- kept (at most {report['config']['max_rewrites_per_query']} per query): "
         f"{a['kept_after_per_query_cap']:,}",
         "",

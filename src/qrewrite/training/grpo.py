@@ -21,9 +21,11 @@ from qrewrite.errors import ConfigError
 from qrewrite.search_engine import ProductRetriever
 from qrewrite.tables import read_parquet_table
 from qrewrite.training.common import (
+    check_schedule,
     edge_means,
     last_checkpoint,
     lora_config,
+    native_lm_head_on_cpu,
     plot_curves,
     quiet_libraries,
     quiet_trainer,
@@ -101,6 +103,7 @@ class GRPOStepConfig:
             raise ConfigError("grpo.reward_weights: every weight is 0; nothing to optimise")
         if self.judge not in JUDGES:
             raise ConfigError(f"grpo.judge={self.judge!r}: expected one of {', '.join(JUDGES)}")
+        check_schedule("grpo", self)
         if self.num_generations < 2:
             raise ConfigError("grpo.num_generations must be >= 2: GRPO compares within a group")
         global_batch = self.batch_size * self.world_size * self.gradient_accumulation_steps
@@ -218,6 +221,9 @@ def grpo(
             callbacks=[mlflow_callback("grpo")],
         )
         quiet_trainer(trainer, progress)
+        for scored in (trainer.model, trainer.ref_model):
+            if scored is not None:
+                native_lm_head_on_cpu(scored, temperature=config.temperature)
         result = trainer.train(resume_from_checkpoint=resume_from)
         seconds = time.perf_counter() - t0
         history = trainer.state.log_history

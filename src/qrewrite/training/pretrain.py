@@ -15,12 +15,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from qrewrite import __version__
-from qrewrite.errors import DataError
+from qrewrite.errors import ConfigError, DataError
 from qrewrite.tables import read_parquet_table
 from qrewrite.text import normalize_query
 from qrewrite.training.common import (
+    check_schedule,
     edge_means,
+    native_lm_head_on_cpu,
     plot_curves,
     quiet_libraries,
     quiet_trainer,
@@ -29,9 +33,16 @@ from qrewrite.training.common import (
     trainer_arguments,
 )
 from qrewrite.training.models import ModelShape, build_small_model, save_model, train_tokenizer
+from qrewrite.training.prompts import answer, rewrite_prompt
 from qrewrite.training.tracking import DEFAULT_TRACKING_URI, mlflow_callback, mlflow_run
 
 log = logging.getLogger(__name__)
+
+
+MIN_VOCAB = 512  # bytes, special and prompt tokens, and a few hundred merges
+# More tokens per word than this and the tokenizer spells the shop's words out letter by letter:
+# the model then spends its few layers assembling words instead of reading the query
+MAX_TOKENS_PER_WORD = 2.5
 
 
 @dataclass
@@ -45,7 +56,13 @@ class PretrainConfig:
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
-    max_length: int = 64  # tokens per packed block
+    max_length: int = 64  # tokens per packed block (lm) or per example (denoise)
+    # "lm": a language model of the shop's text; "denoise": noisy query -> clean form in the
+    # rewrite prompt (training/denoise.py), which teaches the model to read the query before SFT;
+    # "lm+denoise": both, mixed
+    objective: str = "lm"
+    denoise_pairs: int = 20000
+    denoise_query_share: float = 0.3  # of the pairs, logged queries (the rest: catalog forms)
     epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides epochs
     batch_size: int = 32
@@ -57,6 +74,37 @@ class PretrainConfig:
     gradient_checkpointing: bool = False
     tracking_uri: str = DEFAULT_TRACKING_URI
     experiment: str = "qrewrite"
+
+    def check(self) -> None:
+        """Every mistake that would give a model that cannot learn, before any work."""
+        self.objectives()
+        check_schedule("pretrain", self)
+        if self.vocab_size < MIN_VOCAB:
+            raise ConfigError(
+                f"pretrain.vocab_size={self.vocab_size} is too small for the shop's text: the "
+                f"byte alphabet alone takes 256; use at least {MIN_VOCAB} (the local preset "
+                "uses 4000)"
+            )
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"pretrain.hidden_size={self.hidden_size} is not a multiple of "
+                f"num_attention_heads={self.num_attention_heads}"
+            )
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ConfigError(
+                f"pretrain.num_attention_heads={self.num_attention_heads} is not a multiple of "
+                f"num_key_value_heads={self.num_key_value_heads}"
+            )
+
+    def objectives(self) -> set[str]:
+        parts = {p.strip() for p in self.objective.split("+") if p.strip()}
+        if not parts or parts - {"lm", "denoise"}:
+            raise ConfigError(
+                f"pretrain.objective={self.objective!r}: expected lm, denoise or lm+denoise"
+            )
+        if "denoise" in parts and self.denoise_pairs < 1:
+            raise ConfigError("pretrain.denoise_pairs must be >= 1 with the denoise objective")
+        return parts
 
     def shape(self) -> ModelShape:
         return ModelShape(
@@ -90,6 +138,61 @@ def domain_corpus(data_dir: Path, mined_dir: Path, exclude_queries: set[str]) ->
     return corpus
 
 
+def pretraining_pairs(
+    config: PretrainConfig, data_dir: Path, mined_dir: Path, exclude_queries: set[str]
+) -> list[tuple[str, str]]:
+    """Denoising pairs (training/denoise.py) from the catalog and the logged queries, with the
+    shopper synonyms and filler words the teacher's lexicon mines from the mined pairs; queries
+    in ``exclude_queries`` are neither targets nor evidence."""
+    from qrewrite.labeling.lexicon import CatalogLexicon, mine_filler_words, mine_synonyms
+    from qrewrite.training.denoise import NoiseConfig, denoising_pairs
+
+    catalog = read_parquet_table(data_dir / "catalog.parquet", "catalog").to_pandas()
+    stats = read_parquet_table(mined_dir / "query_stats.parquet", "query stats").to_pandas()
+    cands = read_parquet_table(
+        mined_dir / "rewrite_candidates.parquet", "rewrite candidates"
+    ).to_pandas()
+    queries = [q for q in stats["query"].astype(str) if normalize_query(q) not in exclude_queries]
+    query_pairs = [
+        (q, r)
+        for q, r, pid in zip(
+            cands["query"].astype(str),
+            cands["rewrite"].astype(str),
+            cands["product_id"] if "product_id" in cands else [None] * len(cands),
+            strict=True,
+        )
+        if (pid is None or pd.isna(pid))
+        and normalize_query(q) not in exclude_queries
+        and normalize_query(r) not in exclude_queries
+    ]
+    lexicon = CatalogLexicon(catalog)
+    synonyms = mine_synonyms(lexicon, query_pairs)
+    # a word the catalog itself prints has its own meaning there: no synonym for another value
+    synonyms = {w: v for w, v in synonyms.items() if w not in lexicon.token_counts}
+    lexicon.add_synonyms(synonyms)
+    filler = mine_filler_words(lexicon, queries)
+    return denoising_pairs(
+        catalog,
+        queries,
+        n_pairs=config.denoise_pairs,
+        synonyms=synonyms,
+        filler=sorted(filler),
+        noise=NoiseConfig(),
+        seed=config.seed,
+        query_share=config.denoise_query_share,
+    )
+
+
+def tokens_per_word(tokenizer: Any, texts: list[str], sample: int = 2000) -> float:
+    """Mean tokens per whitespace word over (the first ``sample`` of) ``texts``."""
+    texts = texts[:sample]
+    words = sum(len(t.split()) for t in texts)
+    if not words:
+        return 0.0
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return sum(len(i) for i in ids) / words
+
+
 def eval_queries(datasets_dir: Path | None) -> set[str]:
     """Normalised queries of the eval splits, which pretraining must not see."""
     if datasets_dir is None:
@@ -117,19 +220,42 @@ def pretrain(
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    config.check()
+    objectives = config.objectives()
     out = Path(out_dir)
     excluded = eval_queries(Path(datasets_dir) if datasets_dir else None)
     corpus = domain_corpus(Path(data_dir), Path(mined_dir), excluded)
     t0 = time.perf_counter()
+    pairs = (
+        pretraining_pairs(config, Path(data_dir), Path(mined_dir), excluded)
+        if "denoise" in objectives
+        else []
+    )
     tokenizer = train_tokenizer(corpus, config.vocab_size)
+    per_word = tokens_per_word(tokenizer, corpus)
+    if per_word > MAX_TOKENS_PER_WORD:
+        log.warning(
+            "pretrain: vocab_size=%d is too small for this shop's text: %.2f tokens per word "
+            "(above %.1f, the model spells words out); raise pretrain.vocab_size",
+            config.vocab_size,
+            per_word,
+            MAX_TOKENS_PER_WORD,
+        )
     model = build_small_model(tokenizer, config.shape(), config.seed)
     eos = tokenizer.eos_token
-    dataset = Dataset.from_dict({"text": [t + eos for t in corpus]}).shuffle(seed=config.seed)
+    texts = [t + eos for t in corpus] if "lm" in objectives else []
+    texts += [
+        tokenizer.apply_chat_template(rewrite_prompt(noisy) + answer(clean), tokenize=False)
+        for noisy, clean in pairs
+    ]
+    dataset = Dataset.from_dict({"text": texts}).shuffle(seed=config.seed)
     args = SFTConfig(
         **trainer_arguments(config, out / "checkpoints", progress),
         max_length=config.max_length,
-        packing=True,
-        packing_strategy="wrapped",  # classic LM pretraining: a stream cut into blocks
+        # classic LM pretraining packs a stream cut into blocks; a denoising pair must stay
+        # whole (its answer reads its own query, never a neighbour's)
+        packing=not pairs,
+        packing_strategy="wrapped",
         save_strategy="no",
         dataset_text_field="text",
     )
@@ -144,6 +270,7 @@ def pretrain(
             callbacks=[mlflow_callback("pretrain")],
         )
         quiet_trainer(trainer, progress)
+        native_lm_head_on_cpu(trainer.model)
         result = trainer.train()
         seconds = time.perf_counter() - t0
         losses = series(trainer.state.log_history, "loss")
@@ -153,7 +280,10 @@ def pretrain(
         report = {
             "qrewrite_version": __version__,
             "config": asdict(config),
-            "corpus_texts": len(corpus),
+            "corpus_texts": len(corpus) if "lm" in objectives else 0,
+            "tokens_per_word": round(per_word, 3),
+            "denoising_pairs": len(pairs),
+            "denoising_examples": [list(p) for p in pairs[:10]],
             "excluded_eval_queries": len(excluded),
             "vocab_size": len(tokenizer),
             "parameters": n_params,

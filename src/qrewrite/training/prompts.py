@@ -12,6 +12,16 @@ GRADE_WORDS: tuple[str, str, str] = ("irrelevant", "partial", "relevant")
 REWRITE_INSTRUCTION = "Rewrite the shopper's search query so that the shop's search finds it."
 TAGGING_INSTRUCTION = "Grade how well the rewrite keeps the intent of the query."
 
+# The constant pieces of the prompts, each one token in a tokenizer trained for the shop
+PROMPT_TOKENS: tuple[str, ...] = (
+    REWRITE_INSTRUCTION,
+    TAGGING_INSTRUCTION,
+    "query:",
+    "rewrite:",
+    "product:",
+    "grade:",
+)
+
 # ChatML, as Qwen2 uses: generation ends with <|im_end|>, which is the tokenizer's EOS, so
 # sampling stops at the end of the answer instead of running to max_completion_length.
 CHATML_TEMPLATE = (

@@ -21,9 +21,11 @@ import numpy as np
 from qrewrite import __version__
 from qrewrite.errors import ConfigError
 from qrewrite.training.common import (
+    check_schedule,
     edge_means,
     last_checkpoint,
     lora_config,
+    native_lm_head_on_cpu,
     plot_curves,
     quiet_libraries,
     quiet_trainer,
@@ -107,6 +109,7 @@ def sft(
     """Fine-tune ``config.base_model`` on ``<datasets>/sft``; save a merged model to ``out_dir``."""
     quiet_libraries()
     tasks = config.task_list()
+    check_schedule("sft", config)
     if not config.base_model:
         raise ConfigError("sft.base_model is not set; pass --base-model DIR")
     # everything that can be wrong is checked before the first step
@@ -149,6 +152,7 @@ def sft(
             callbacks=[mlflow_callback("sft")],
         )
         quiet_trainer(trainer, progress)
+        native_lm_head_on_cpu(trainer.model)
         result = trainer.train(resume_from_checkpoint=resume_from)
         train_seconds = time.perf_counter() - t0
         eval_loss = float(trainer.evaluate()["eval_loss"])

@@ -99,6 +99,12 @@ def mlflow_run(
         _use_experiment(uri, experiment)
         run = mlflow.start_run(run_name=run_name)
     try:
+        from qrewrite.environment import current_environment
+
+        # what the figures were computed on: another CPU or package set, another model
+        env = current_environment()
+        mlflow.set_tags(env.tags())
+        mlflow.log_dict(env.as_dict(), f"environment/{run_name}.json")
         if config is not None and is_dataclass(config):
             params = {
                 f"{run_name}.{k}": str(v)[:250]

@@ -1,0 +1,191 @@
+"""Rewriter quality across seeds: the whole local pipeline once per seed, figures side by side.
+
+Run with ``make bench-quality`` (``--vary market``: every seed of the preset set to 7, 11, 13,
+marketplace and training alike) or ``make bench-quality-training`` (``--vary training``: the
+marketplace and its split fixed at seed 7, the training seeds, i.e. initialisation, data order
+and sampling, set to each). Each seed is one ``qrewrite run --local`` (about ten minutes on two
+cores). Prints a Markdown table and, with ``--write``, replaces this benchmark's section of
+``docs/benchmarks.md``, with the commit and the CPU it ran on. A measurement, never a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+from docs_section import markers, write_section
+
+# preset sections whose seed decides the marketplace and its train/eval split ...
+MARKET_SECTIONS = ("synth", "import_judged", "build_datasets")
+# ... and those whose seed decides training: initialisation, data order, sampling
+TRAINING_SECTIONS = ("pretrain", "sft", "grpo")
+SFT, CANDIDATE = "multi-task-sft", "multi-task-sft+grpo"
+GOAL_RELEVANCE, GOAL_SPREAD, GOAL_COPY = 0.50, 0.10, 0.20
+
+
+def seeded_preset(base: Path, seed: int, vary: str, out: Path) -> Path:
+    """``base`` with the seeds of ``vary`` (market: every section; training: the training
+    steps only, the marketplace at its preset seed) set to ``seed``."""
+    doc = yaml.safe_load(base.read_text())
+    sections = TRAINING_SECTIONS if vary == "training" else MARKET_SECTIONS + TRAINING_SECTIONS
+    for name in sections:
+        if name in doc or name in TRAINING_SECTIONS:
+            doc.setdefault(name, {})["seed"] = seed
+    for section in doc.values():  # each run keeps its own MLflow store
+        if isinstance(section, dict) and "tracking_uri" in section:
+            section["tracking_uri"] = f"sqlite:///{out / 'mlflow' / 'mlflow.db'}"
+    path = out / "preset.yaml"
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def run_seed(qrewrite: str, base: Path, seed: int, vary: str, work: Path) -> dict:
+    out = work / f"{vary}-seed{seed}"
+    preset = seeded_preset(base, seed, vary, out)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [qrewrite, "run", "--local", "--config", str(preset), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    minutes = (time.perf_counter() - t0) / 60
+    (out / "run.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode:
+        sys.exit(f"seed {seed}: qrewrite run failed (exit {proc.returncode}); see {out}/run.log")
+    found = sorted((out / "latest").glob("**/metrics.json"))
+    if not found:
+        sys.exit(f"seed {seed}: no metrics.json under {out}/latest")
+    metrics = json.loads(found[0].read_text())
+    registry = next((ln for ln in proc.stdout.splitlines() if ln.startswith("run: registry")), "")
+    return {"seed": seed, "minutes": minutes, "metrics": metrics, "registry": registry[15:]}
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _ci(m: dict, key: str) -> str:
+    v, lo, hi = m.get(key), m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
+    if v is None:
+        return "-"
+    if lo is None or hi is None:
+        return f"{100 * v:+.1f}%"
+    return f"{100 * v:+.1f}% [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def table(results: list[dict]) -> list[str]:
+    lines = [
+        "| seed | variant | relevance (truth) | relevance (teacher) | UCVR, model alone | copy "
+        "| empty | tagging macro-F1 | served | UCVR, served by the policy | vetting adds "
+        "| increment | minutes |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        variants = r["metrics"]["variants"]
+        for name in (n for n in variants if n != "no-rewrite"):
+            m = variants[name]
+            adds = m.get("ucvr_uplift_from_vetting")
+            lines.append(
+                f"| {r['seed']} | {name} | {_pct(m.get('relevance_rate_truth'))} | "
+                f"{_pct(m.get('relevance_rate'))} | {_ci(m, 'ucvr_uplift_unfiltered')} | "
+                f"{_pct(m.get('copy_rate'))} | {_pct(m.get('empty_rate'))} | "
+                f"{m.get('tagging_macro_f1') or 0:.3f} | {_pct(m.get('served_rate'))} | "
+                f"{_ci(m, 'ucvr_uplift')} | "
+                f"{'-' if adds is None else f'{100 * adds:+.1f} pp'} | "
+                f"{m.get('increment') or 0:.2f} | {r['minutes']:.1f} |"
+            )
+    return lines
+
+
+def goals(results: list[dict]) -> list[str]:
+    """The issue's goals, each with its figures: met or not."""
+    sft = [r["metrics"]["variants"][SFT] for r in results]
+    cand = [r["metrics"]["variants"][CANDIDATE] for r in results]
+    rel = [m.get("relevance_rate_truth") or 0.0 for m in sft]
+    spread = max(rel) - min(rel)
+    alone_ok = [(m.get("ucvr_uplift_unfiltered_ci_low") or -1) > 0 for m in cand]
+    grpo_better = [
+        (c.get("ucvr_uplift_unfiltered") or -1) > (s.get("ucvr_uplift_unfiltered") or -1)
+        and (c.get("relevance_rate_truth") or 0) >= (s.get("relevance_rate_truth") or 0) - 0.01
+        for s, c in zip(sft, cand, strict=True)
+    ]
+    copies = [m.get("copy_rate") or 0.0 for m in cand + sft]
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    return [
+        f"- multi-task SFT relevance (truth) >= {GOAL_RELEVANCE:.0%} on every seed: "
+        f"{', '.join(_pct(v) for v in rel)}: {mark(min(rel) >= GOAL_RELEVANCE)}; spread "
+        f"{100 * spread:.1f} points (at most {100 * GOAL_SPREAD:.0f}): "
+        f"{mark(spread <= GOAL_SPREAD)}",
+        f"- the candidate alone (every rewrite served) lifts UCVR with its interval above zero: "
+        f"{sum(alone_ok)} of {len(alone_ok)} seeds: {mark(all(alone_ok))}",
+        f"- GRPO improves on multi-task SFT (unvetted UCVR higher, relevance at most 1 point "
+        f"lower): {sum(grpo_better)} of {len(grpo_better)} seeds: "
+        f"{mark(sum(grpo_better) >= 2)}",
+        f"- copy rate at most {GOAL_COPY:.0%}: highest {_pct(max(copies))}: "
+        f"{mark(max(copies) <= GOAL_COPY)}",
+        f"- minutes per run: {', '.join(f'{r['minutes']:.1f}' for r in results)}",
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", type=Path, default=Path("configs/local.yaml"))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 13])
+    ap.add_argument("--vary", choices=("market", "training"), default="market")
+    ap.add_argument("--work", type=Path, default=Path(".bench/quality"))
+    ap.add_argument("--qrewrite", default=str(Path(sys.executable).parent / "qrewrite"))
+    ap.add_argument("--write", type=Path, help="docs/benchmarks.md to update")
+    args = ap.parse_args()
+
+    from qrewrite.environment import current_environment
+
+    results = []
+    for seed in args.seeds:
+        print(f"bench-quality: seed {seed} ({args.vary}) ...", flush=True)
+        results.append(run_seed(args.qrewrite, args.config, seed, args.vary, args.work.resolve()))
+        print("\n".join(table(results[-1:])), flush=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    env = current_environment()
+    what = (
+        "every seed of the preset (marketplace and training)"
+        if args.vary == "market"
+        else "the training seeds (pretrain, sft, grpo), the marketplace at the preset's seed"
+    )
+    name = f"quality-{args.vary}"
+    begin, end = markers(name)
+    body = [
+        begin,
+        f"`make bench-quality{'-training' if args.vary == 'training' else ''}` on "
+        f"{datetime.now(UTC):%b %d %Y}, commit {commit}, {env.cpu_model} "
+        f"({env.cpus} CPUs, {'/'.join(env.cpu_flags)}), torch {env.packages.get('torch')}: "
+        f"{args.config} with {what} set to {', '.join(map(str, args.seeds))}; one "
+        "`qrewrite run --local` per seed. Serving policy: the preset's.",
+        "",
+        *table(results),
+        "",
+        *goals(results),
+        *[f"- seed {r['seed']}: registry {r['registry']}" for r in results],
+        end,
+    ]
+    section = "\n".join(body)
+    print(section)
+    if args.write:
+        heading = f"Rewriter quality across seeds ({args.vary})"
+        write_section(args.write, name, section, heading)
+        print(f"bench-quality: wrote {args.write}")
+
+
+if __name__ == "__main__":
+    main()
