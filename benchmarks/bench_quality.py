@@ -133,7 +133,7 @@ def goals(results: list[dict]) -> list[str]:
         f"{mark(sum(grpo_better) >= 2)}",
         f"- copy rate at most {GOAL_COPY:.0%}: highest {_pct(max(copies))}: "
         f"{mark(max(copies) <= GOAL_COPY)}",
-        f"- minutes per run: {', '.join(f'{r['minutes']:.1f}' for r in results)}",
+        "- minutes per run: " + ", ".join(f"{r['minutes']:.1f}" for r in results),
     ]
 
 
