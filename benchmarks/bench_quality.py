@@ -46,12 +46,15 @@ def seeded_preset(base: Path, seed: int, vary: str, out: Path) -> Path:
     return path
 
 
-def run_seed(qrewrite: str, base: Path, seed: int, vary: str, work: Path) -> dict:
+def run_seed(
+    qrewrite: str, base: Path, seed: int, vary: str, work: Path, *, ablation: bool
+) -> dict:
     out = work / f"{vary}-seed{seed}"
     preset = seeded_preset(base, seed, vary, out)
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [qrewrite, "run", "--local", "--config", str(preset), "--out", str(out)],
+        [qrewrite, "run", "--local", "--config", str(preset), "--out", str(out)]
+        + (["--ablation"] if ablation else []),
         capture_output=True,
         text=True,
     )
@@ -117,6 +120,12 @@ def goals(results: list[dict]) -> list[str]:
         for s, c in zip(sft, cand, strict=True)
     ]
     copies = [m.get("copy_rate") or 0.0 for m in cand + sft]
+    single = [r["metrics"]["variants"].get("single-task-sft") for r in results]
+    ablation = [
+        (m.get("relevance_rate_truth") or 0) < (s.get("relevance_rate_truth") or 0)
+        for m, s in zip(single, sft, strict=True)
+        if m is not None
+    ]
 
     def mark(ok: bool) -> str:
         return "met" if ok else "**not met**"
@@ -134,7 +143,14 @@ def goals(results: list[dict]) -> list[str]:
         f"- copy rate at most {GOAL_COPY:.0%}: highest {_pct(max(copies))}: "
         f"{mark(max(copies) <= GOAL_COPY)}",
         "- minutes per run: " + ", ".join(f"{r['minutes']:.1f}" for r in results),
-    ]
+    ] + (
+        [
+            f"- single-task SFT below multi-task (relevance, truth): {sum(ablation)} of "
+            f"{len(ablation)} seeds: {mark(all(ablation))}"
+        ]
+        if ablation
+        else []
+    )
 
 
 def main() -> None:
@@ -144,6 +160,7 @@ def main() -> None:
     ap.add_argument("--vary", choices=("market", "training"), default="market")
     ap.add_argument("--work", type=Path, default=Path(".bench/quality"))
     ap.add_argument("--qrewrite", default=str(Path(sys.executable).parent / "qrewrite"))
+    ap.add_argument("--ablation", action="store_true", help="also train single-task SFT")
     ap.add_argument("--write", type=Path, help="docs/benchmarks.md to update")
     args = ap.parse_args()
 
@@ -152,7 +169,16 @@ def main() -> None:
     results = []
     for seed in args.seeds:
         print(f"bench-quality: seed {seed} ({args.vary}) ...", flush=True)
-        results.append(run_seed(args.qrewrite, args.config, seed, args.vary, args.work.resolve()))
+        results.append(
+            run_seed(
+                args.qrewrite,
+                args.config,
+                seed,
+                args.vary,
+                args.work.resolve(),
+                ablation=args.ablation,
+            )
+        )
         print("\n".join(table(results[-1:])), flush=True)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True

@@ -26,7 +26,8 @@ def test_batching_does_not_change_greedy_rewrites(tiny_model: Path) -> None:
 
 
 def test_ranked_rewrites_are_distinct_non_copies_with_grades(tiny_model: Path) -> None:
-    r = Rewriter.from_dir(tiny_model, GenerationSettings(samples=3, max_new_tokens=8))
+    settings = GenerationSettings(samples=3, max_new_tokens=8, abstain_on_copy=False)
+    r = Rewriter.from_dir(tiny_model, settings)
     raw = [["Red Running Shoes", "trail shoes", "trail  shoes", ""], ["desk oak", "query: x"]]
     ranked = r.rank(["red running shoes", "oak desk"], raw, k=5)
     assert [x.text for x in ranked[0]] == ["trail shoes"]  # copy, duplicate and empty dropped
@@ -36,6 +37,15 @@ def test_ranked_rewrites_are_distinct_non_copies_with_grades(tiny_model: Path) -
         r.rank(["a"], [["b", "c", "d"]], k=2)[0][0].score
         >= r.rank(["a"], [["b", "c", "d"]], k=2)[0][1].score
     )
+
+
+def test_a_greedy_copy_means_no_rewrite(tiny_model: Path) -> None:
+    """The model's own answer is the query: it abstains instead of serving its best sample."""
+    r = Rewriter.from_dir(tiny_model, GenerationSettings(max_new_tokens=8))
+    raw = [["Red  Running Shoes", "red running shoes size 12"], ["oak desks", "oak desk"]]
+    ranked = r.rank(["red running shoes", "oak desk"], raw, k=3, grade=False)
+    assert ranked[0] == []  # greedy copied the query (after normalisation)
+    assert [x.text for x in ranked[1]] == ["oak desks"]  # a sample that copies is still dropped
 
 
 def test_read_queries_counts_what_it_sets_aside(tmp_path: Path) -> None:

@@ -10,8 +10,10 @@ from qrewrite.training.denoise import (
     NoiseConfig,
     corrupt,
     denoising_pairs,
+    gender_words,
     query_forms,
     shopper_word_map,
+    size_words,
     typo,
 )
 
@@ -62,9 +64,28 @@ def test_query_forms_name_the_type_and_only_the_products_own_attributes() -> Non
     allowed |= {"10", "under"}
     for f in shoes:
         assert set(f.split()) - allowed <= {w for w in f.split() if w.isdigit()}
+        words = f.split()
+        if "10" in words:  # a bare number is a size only with its word
+            assert words[words.index("10") - 1] == "size"
     # the feature comes from the title's head, the words no column names
     assert any("lace up" in f for f in shoes)
     assert any("non stick" in f for f in pans)
+
+
+def test_sizes_and_genders_as_titles_say_them() -> None:
+    assert [size_words(v) for v in ("10", "XL", "12 oz", "Pixel 8", None)] == [
+        "size 10",
+        "size xl",
+        "12 oz",
+        "pixel 8",
+        "",
+    ]
+    assert [gender_words(v) for v in ("Men", "Women", "Kids", "Unisex")] == [
+        "mens",
+        "womens",
+        "kids",
+        "unisex",
+    ]
 
 
 def test_corrupt_uses_shopper_words_and_filler() -> None:

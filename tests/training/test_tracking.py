@@ -82,3 +82,18 @@ def test_kfp_mlflow_integration_run_is_reused(tmp_path, monkeypatch) -> None:
     kfp_step = client.create_run(exp, tags={"mlflow.parentRunId": kfp_parent}).info.run_id
     monkeypatch.setenv("MLFLOW_RUN_ID", kfp_step)  # as KFP's MLflow plugin sets it per step
     assert start_pipeline_run(uri, "qrewrite", "kfp-9") == kfp_parent
+
+
+def test_every_run_records_its_environment(tmp_path) -> None:
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with mlflow_run(uri, "qrewrite", "sft") as run:
+        pass
+    got = mlflow.MlflowClient(uri).get_run(run.info.run_id)
+    assert got.data.tags["env.pkg.torch"] and got.data.tags["env.cpu_model"]
+    assert "env.torch_threads" in got.data.tags
+    files = [
+        f.path for f in mlflow.MlflowClient(uri).list_artifacts(run.info.run_id, "environment")
+    ]
+    assert files == ["environment/sft.json"]

@@ -133,6 +133,14 @@ def test_grpo_logs_every_reward_and_saves_the_policy(
     for values in report["rewards"].values():
         assert 0.0 <= values["first_20pct"] <= 1.0
     assert (tmp_path / "grpo_rewards.png").stat().st_size > 0
+    # the fixed probe: the same held-out prompts scored by every reward before and after
+    probe = report["probe"]
+    assert probe["prompts"] > 0
+    assert set(probe["before"]) == set(probe["after"]) == {*report["rewards"], "total"}
+    for side in ("before", "after"):
+        weighted = sum(cfg.reward_weights[n] * probe[side][n] for n in report["rewards"])
+        assert probe[side]["total"] == pytest.approx(weighted)
+    assert "## Probe" in (tmp_path / "grpo_report.md").read_text()
     load_model(tmp_path, "GRPO policy")
 
 

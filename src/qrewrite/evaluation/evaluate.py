@@ -108,6 +108,7 @@ class EvaluateConfig:
     samples: int = 4  # top-k sampled candidates per query on top of the greedy one
     top_k: int = 20
     temperature: float = 1.0
+    abstain_on_copy: bool = True  # no rewrite when the greedy one copies the query
     max_new_tokens: int = 16
     batch_size: int = 64
     retrieve_k: int = 20  # result depth of hit rate and increment (as the GRPO rewards)

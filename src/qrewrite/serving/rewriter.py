@@ -4,7 +4,9 @@ For each query the model proposes a greedy rewrite and, optionally, top-k sample
 distinct candidate is then scored by the model itself with one forward pass (mean log-probability
 per token of the rewrite, so sampled and greedy candidates are ranked on the same scale) and graded
 by the model in tagging mode (the multi-task model grades its own rewrites, as in the paper).
-Copies of the query and malformed outputs are dropped: they add nothing to a recall path.
+Copies of the query and malformed outputs are dropped: they add nothing to a recall path. When the
+greedy rewrite itself is a copy, the model has found nothing to rewrite and the query gets no
+rewrite (``abstain_on_copy``), instead of its best sample.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class GenerationSettings:
     top_k: int = 20
     temperature: float = 1.0
     seed: int = 7
+    # the model's own answer (its greedy rewrite) is the query itself: it finds nothing to
+    # rewrite, so none is served, rather than the best of its samples (which then changes a
+    # size, a gender or the product type as often as not)
+    abstain_on_copy: bool = True
 
 
 def generation_settings(source: Any) -> GenerationSettings:
@@ -74,8 +80,16 @@ class Rewriter:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.settings = settings or GenerationSettings()
-        self.judge = RelevanceJudge(model, tokenizer)
+        self._judge: RelevanceJudge | None = None
         self.stats = GenerationStats()
+
+    @property
+    def judge(self) -> RelevanceJudge:
+        """The model in tagging mode, built on first use: it freezes the weights, which a
+        rewriter that only generates (GRPO's probe, mid-training) must not do."""
+        if self._judge is None:
+            self._judge = RelevanceJudge(self.model, self.tokenizer)
+        return self._judge
 
     @classmethod
     def from_dir(cls, path: str | Path, settings: GenerationSettings | None = None) -> Rewriter:
@@ -166,11 +180,17 @@ class Rewriter:
         grade: bool = True,
         graded: int | None = None,
     ) -> list[list[Rewrite]]:
-        """Up to ``k`` distinct, well-formed, non-copy rewrites per query, best score first."""
+        """Up to ``k`` distinct, well-formed, non-copy rewrites per query, best score first.
+
+        ``candidates[i][0]`` is the greedy rewrite; when it copies the query and
+        ``settings.abstain_on_copy`` is set, the query gets none."""
         cand_q: list[int] = []
         cand_text: list[str] = []
         for i, q in enumerate(queries):
             seen = {normalize_query(q)}
+            first = candidates[i][0] if candidates[i] else ""
+            if self.settings.abstain_on_copy and normalize_query(first) in seen:
+                continue  # the greedy rewrite is a copy: the model abstains
             for text in candidates[i]:
                 key = normalize_query(text)
                 if key in seen or not is_well_formed(text):

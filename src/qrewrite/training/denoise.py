@@ -135,6 +135,19 @@ def _feature_phrase(title: str, named: set[str]) -> str:
     return " ".join(t for t in _words(head).split() if t not in named)
 
 
+def size_words(value: object) -> str:
+    """A size as shoppers and titles say it: "size 10", "size xl"; a size with a unit or a
+    device name ("12 oz", "pixel 8") as it is."""
+    size = _words(value)
+    return size if not size or " " in size else f"size {size}"
+
+
+def gender_words(value: object) -> str:
+    """ "Men" -> "mens", "Women" -> "womens"; "Kids" and "Unisex" as they are."""
+    gender = _words(value)
+    return f"{gender}s" if gender in ("men", "women") else gender
+
+
 def query_forms(catalog: pd.DataFrame, n: int, rng: np.random.Generator) -> list[str]:
     """``n`` query-length names of random catalog products: the type and a few attributes."""
     rows = catalog.to_dict("records")
@@ -144,9 +157,8 @@ def query_forms(catalog: pd.DataFrame, n: int, rng: np.random.Generator) -> list
         ptype = _words(p.get("product_type"))
         if not ptype:
             continue
-        parts = {a: _words(p.get(a)) for a in ("brand", "gender", "colour", "material")}
-        gender = parts["gender"]
-        parts["gender"] = f"{gender}s" if gender in ("men", "women") else gender
+        parts = {a: _words(p.get(a)) for a in ("brand", "colour", "material")}
+        parts["gender"] = gender_words(p.get("gender"))
         named = {t for v in (*parts.values(), ptype, _words(p.get("size"))) for t in v.split()}
         named |= {"size", "for"}
         parts["feature"] = (
@@ -158,9 +170,9 @@ def query_forms(catalog: pd.DataFrame, n: int, rng: np.random.Generator) -> list
             if parts[a] and rng.random() < FORM_RATES[a]
         ]
         post = []
-        size = _words(p.get("size"))
+        size = size_words(p.get("size"))
         if size and rng.random() < SIZE_RATE:
-            post.append(size if not size.isalpha() or len(size) > 3 else f"size {size}")
+            post.append(size)
         price = p.get("price")
         if price is not None and not pd.isna(price) and rng.random() < PRICE_RATE:
             post.append(f"under {int(math.ceil(float(price) / 10.0) * 10 + 10)}")

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from qrewrite import __version__
 from qrewrite.errors import ConfigError
 from qrewrite.search_engine import ProductRetriever
@@ -62,6 +64,9 @@ class GRPOStepConfig:
     min_words: int = 1
     max_words: int = 12
     max_prompts: int = 0  # use at most this many train prompts (0: all)
+    # held-out prompts whose greedy rewrites are scored by every reward before and after
+    # training: the same prompts both times, so the difference is learning, not prompt order
+    probe_prompts: int = 64
     seed: int = 7
     num_generations: int = 4  # rewrites sampled per query (the group)
     batch_size: int = 8  # completions per device per step; a multiple of num_generations
@@ -153,6 +158,34 @@ def _memoised(judge: Any, limit: int = 200_000) -> Any:
     return cached
 
 
+PROBE_COLUMNS = ("purchased", "clicked", "relevant", "original_retrieved")
+
+
+def probe_rewards(
+    model: Any,
+    tokenizer: Any,
+    probe: Any,
+    weights: dict[str, float],
+    ctx: RewardContext,
+    max_new_tokens: int,
+) -> dict[str, float]:
+    """Mean of each reward (and the weighted total) over the greedy rewrites of ``probe``."""
+    from qrewrite.serving.rewriter import GenerationSettings, Rewriter
+
+    if len(probe) == 0:
+        return {}
+    queries = list(probe["query"])
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=64)
+    rewrites = [r[0] for r in Rewriter(model, tokenizer, settings).generate(queries)]
+    model.train()  # Rewriter switched it to eval mode; the trainer expects training mode
+    columns = {c: list(probe[c]) for c in PROBE_COLUMNS}
+    out = {
+        name: float(np.mean(REWARDS[name](queries, rewrites, ctx, **columns))) for name in weights
+    }
+    out["total"] = sum(weights[n] * out[n] for n in weights)
+    return out
+
+
 def grpo(
     config: GRPOStepConfig,
     datasets_dir: str | Path,
@@ -185,6 +218,10 @@ def grpo(
     train = data["train"].shuffle(seed=config.seed)
     if config.max_prompts:
         train = train.select(range(min(config.max_prompts, len(train))))
+    probe = data["eval"].shuffle(seed=config.seed)
+    probe = probe.select(range(min(config.probe_prompts, len(probe))))
+    weights = {n: config.reward_weights[n] for n in names}
+    before = probe_rewards(model, tokenizer, probe, weights, ctx, config.max_completion_length)
 
     from trl import GRPOConfig, GRPOTrainer
 
@@ -226,6 +263,9 @@ def grpo(
                 native_lm_head_on_cpu(scored, temperature=config.temperature)
         result = trainer.train(resume_from_checkpoint=resume_from)
         seconds = time.perf_counter() - t0
+        after = probe_rewards(
+            trainer.model, tokenizer, probe, weights, ctx, config.max_completion_length
+        )
         history = trainer.state.log_history
         total = series(history, "reward")
         first, last = edge_means([v for _, v in total])
@@ -244,6 +284,7 @@ def grpo(
             "reward_first_20pct": first,
             "reward_last_20pct": last,
             "rewards": per_reward,
+            "probe": {"prompts": len(probe), "before": before, "after": after},
             "mlflow_run_id": run.info.run_id,
         }
         mlflow.log_metrics(
@@ -251,6 +292,8 @@ def grpo(
                 "grpo/reward_first_20pct": first,
                 "grpo/reward_last_20pct": last,
                 **{f"grpo/{n}_last_20pct": v["last_20pct"] for n, v in per_reward.items()},
+                **{f"grpo/probe_before/{n}": v for n, v in before.items()},
+                **{f"grpo/probe_after/{n}": v for n, v in after.items()},
             }
         )
         policy = trainer.model.merge_and_unload() if config.use_lora else trainer.model
@@ -289,5 +332,18 @@ def grpo_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {weights[name]:g} | {v['first_20pct']:.3f} | {v['last_20pct']:.3f} |"
         )
+    probe = report.get("probe") or {}
+    if probe.get("before") and probe.get("after"):
+        lines += [
+            "",
+            f"## Probe: greedy rewrites of {probe['prompts']} held-out prompts, before and after",
+            "",
+            "The same prompts both times: a rise here is learning, not the order of the prompts.",
+            "",
+            "| reward | before | after |",
+            "|---|---:|---:|",
+        ]
+        for name, value in probe["before"].items():
+            lines.append(f"| {name} | {value:.3f} | {probe['after'][name]:.3f} |")
     lines += ["", "![rewards](grpo_rewards.png)"]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,77 @@
+"""A preset whose model cannot learn is refused before any work, with a one-line error (exit 3),
+and a vocabulary that spells the shop's words out is warned about."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+
+from qrewrite.cli import main
+from qrewrite.errors import ConfigError
+from qrewrite.training.grpo import GRPOStepConfig
+from qrewrite.training.pretrain import PretrainConfig, pretrain
+from qrewrite.training.sft import SFTStepConfig, sft
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"epochs": 0}, "train for no step"),
+        ({"learning_rate": 0.0}, "learning_rate=0.0"),
+        ({"vocab_size": 300}, "too small for the shop's text"),
+        ({"hidden_size": 130}, "not a multiple of num_attention_heads"),
+        ({"objective": "mlm"}, "expected lm, denoise or lm+denoise"),
+        ({"objective": "denoise", "denoise_pairs": 0}, "denoise_pairs must be >= 1"),
+    ],
+)
+def test_pretrain_refuses_before_reading_anything(tmp_path, overrides, message) -> None:
+    cfg = PretrainConfig(**overrides)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        pretrain(cfg, tmp_path / "no-market", tmp_path / "no-mined", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_sft_and_grpo_refuse_a_schedule_of_no_step(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="sft: epochs=0 and max_steps=-1 train for no step"):
+        sft(SFTStepConfig(base_model="x", epochs=0), tmp_path, tmp_path / "out")
+    with pytest.raises(ConfigError, match="grpo: epochs=0 and max_steps=0"):
+        GRPOStepConfig(model="x", epochs=0, max_steps=0).check()
+
+
+def test_cli_exit_code_is_the_config_one(tmp_path, capsys) -> None:
+    code = main(
+        [
+            "pretrain",
+            "--data",
+            str(tmp_path),
+            "--mined",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "m"),
+            "--set",
+            "vocab_size=100",
+        ]
+    )
+    assert code == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pretrain.vocab_size=100" in err[0]
+
+
+def test_a_vocabulary_that_spells_words_out_is_warned_about(
+    tiny_market, tiny_mined, tmp_path, caplog
+) -> None:
+    cfg = PretrainConfig(
+        vocab_size=512,  # the smallest accepted: valid, but too small for real text
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        max_steps=1,
+        batch_size=4,
+        tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+    )
+    with caplog.at_level(logging.WARNING, logger="qrewrite.training.pretrain"):
+        report = pretrain(cfg, tiny_market, tiny_mined, tmp_path / "out", progress=False)
+    assert report["tokens_per_word"] > 2.5
+    assert any("too small for this shop's text" in r.getMessage() for r in caplog.records)
