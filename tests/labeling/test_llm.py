@@ -63,6 +63,13 @@ class ScriptedServer:
                 try:
                     status, payload, delay = outer.script(body, n)
                     time.sleep(delay)
+                finally:
+                    # before the answer goes out: once the client has it, it may send the next
+                    # request before this thread runs again (on a loaded CPU it did, and the
+                    # server counted 4 in flight for a client that never had more than 3)
+                    with outer.lock:
+                        outer.in_flight -= 1
+                try:
                     data = payload.encode()
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
@@ -71,9 +78,6 @@ class ScriptedServer:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
-                finally:
-                    with outer.lock:
-                        outer.in_flight -= 1
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
