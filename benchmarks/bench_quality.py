@@ -17,6 +17,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
 from docs_section import markers, write_section
@@ -166,7 +167,11 @@ def main() -> None:
 
     from qrewrite.environment import current_environment
 
-    results = []
+    # the commit the runs start from (later commits while they run change nothing they run)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    results: list[dict] = []
     for seed in args.seeds:
         print(f"bench-quality: seed {seed} ({args.vary}) ...", flush=True)
         results.append(
@@ -180,24 +185,38 @@ def main() -> None:
             )
         )
         print("\n".join(table(results[-1:])), flush=True)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    env = current_environment()
+        # after every seed: an interrupted benchmark still leaves the seeds it finished
+        section = render(args, commit, results, current_environment())
+        if args.write:
+            write_section(args.write, f"quality-{args.vary}", section, heading(args.vary))
+    print(section)
+    if args.write:
+        print(f"bench-quality: wrote {args.write}")
+
+
+def heading(vary: str) -> str:
+    return f"Rewriter quality across seeds ({vary})"
+
+
+def render(args: argparse.Namespace, commit: str, results: list[dict], env: Any) -> str:
     what = (
         "every seed of the preset (marketplace and training)"
         if args.vary == "market"
         else "the training seeds (pretrain, sft, grpo), the marketplace at the preset's seed"
     )
-    name = f"quality-{args.vary}"
-    begin, end = markers(name)
+    done = [r["seed"] for r in results]
+    pending = [s for s in args.seeds if s not in done]
+    begin, end = markers(f"quality-{args.vary}")
     body = [
         begin,
         f"`make bench-quality{'-training' if args.vary == 'training' else ''}` on "
         f"{datetime.now(UTC):%b %d %Y}, commit {commit}, {env.cpu_model} "
         f"({env.cpus} CPUs, {'/'.join(env.cpu_flags)}), torch {env.packages.get('torch')}: "
-        f"{args.config} with {what} set to {', '.join(map(str, args.seeds))}; one "
-        "`qrewrite run --local` per seed. Serving policy: the preset's.",
+        f"{args.config} with {what} set to {', '.join(map(str, done))}"
+        + (f" (not run: {', '.join(map(str, pending))})" if pending else "")
+        + "; one `qrewrite run --local"
+        + (" --ablation" if args.ablation else "")
+        + "` per seed. Serving policy: the preset's.",
         "",
         *table(results),
         "",
@@ -205,12 +224,7 @@ def main() -> None:
         *[f"- seed {r['seed']}: registry {r['registry']}" for r in results],
         end,
     ]
-    section = "\n".join(body)
-    print(section)
-    if args.write:
-        heading = f"Rewriter quality across seeds ({args.vary})"
-        write_section(args.write, name, section, heading)
-        print(f"bench-quality: wrote {args.write}")
+    return "\n".join(body)
 
 
 if __name__ == "__main__":
