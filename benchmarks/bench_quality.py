@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -51,6 +52,8 @@ def run_seed(
     qrewrite: str, base: Path, seed: int, vary: str, work: Path, *, ablation: bool
 ) -> dict:
     out = work / f"{vary}-seed{seed}"
+    # a fresh store each time: a champion left by an earlier run would join the evaluation
+    shutil.rmtree(out, ignore_errors=True)
     preset = seeded_preset(base, seed, vary, out)
     t0 = time.perf_counter()
     proc = subprocess.run(
