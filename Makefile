@@ -38,9 +38,9 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_mining.py --scales large huge --work .bench --write docs/benchmarks.md
 
-# The rewriter's quality across seeds: one full `qrewrite run --local` per seed (about 10 min each)
+# The rewriter's quality across seeds: one full `qrewrite run --local --ablation` per seed (11-12 min each)
 bench-quality: setup
-	$(BIN)/python benchmarks/bench_quality.py --vary market --seeds 7 11 13 --write docs/benchmarks.md
+	$(BIN)/python benchmarks/bench_quality.py --vary market --seeds 7 11 13 --ablation --write docs/benchmarks.md
 
 # ... with the marketplace fixed at the preset's seed and the training seeds varied
 bench-quality-training: setup
