@@ -13,7 +13,7 @@ RUNTIME_BASE_IMAGE  ?= docker.io/library/python:3.12-slim-bookworm
 TRAINING_BASE_IMAGE ?= docker.io/nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 DOCKER_BUILD_ARGS   ?=
 
-.PHONY: setup demo test lint bench bench-quality bench-quality-training bench-rewrite bench-training images images-runtime images-training test-containers clean
+.PHONY: setup demo test lint bench bench-quality bench-quality-training bench-rewrite bench-teacher bench-training images images-runtime images-training test-containers clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench-quality: setup
 # ... with the marketplace fixed at the preset's seed and the training seeds varied
 bench-quality-training: setup
 	$(BIN)/python benchmarks/bench_quality.py --vary training --seeds 101 102 103 --write docs/benchmarks.md
+
+# the teacher against human judgments (JUDGED=<file>, default the shared crowdflower set; 1-2 min)
+JUDGED ?= ../shared/data/crowdflower/crowdflower_train.tsv
+bench-teacher: setup
+	$(BIN)/python benchmarks/bench_teacher.py --input $(JUDGED) --write docs/benchmarks.md
 
 # batched vs one-at-a-time rewriting of the demo's model (run `make demo` first)
 bench-rewrite: setup

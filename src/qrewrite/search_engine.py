@@ -66,6 +66,13 @@ class LexicalSearchEngine:
         out_score[rows, :k_eff] = np.where(matched, scores, 0.0)
         return out_idx, out_score
 
+    def scores(self, query: str) -> np.ndarray:
+        """The BM25 score of every document for ``query`` (zeros when no token matches)."""
+        known = [t for t in tokenize(query) if t in self._vocab]
+        if not known:
+            return np.zeros(self.n_docs, dtype=np.float32)
+        return np.asarray(self._bm25.get_scores(known), dtype=np.float32)
+
 
 class ProductRetriever:
     """The engine's top-``k`` results for a text, cached per text: as catalog row indices in rank

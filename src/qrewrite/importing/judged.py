@@ -251,6 +251,9 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
         {"query": object, "raw_query": object, "product_id": object, "label": object}
     )
     judgments.to_parquet(out / "truth" / "judgments.parquet", index=False)
+    # The same judgments as an input a shop has (what the teacher calibrates on); truth/ stays
+    # evaluation's, so that the rule "only evaluation reads truth" holds on imported data too.
+    judgments[["query", "product_id", "grade"]].to_parquet(out / "judgments.parquet", index=False)
 
     log_table = _replay(config, kept)
     pq.write_table(log_table, out / "search_log.parquet", compression="zstd")
@@ -284,6 +287,7 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
         "tables": {
             "catalog": "catalog.parquet",
             "search_log": "search_log.parquet",
+            "judgments": "judgments.parquet",
             "truth": ["truth/judgments.parquet"],
         },
     }

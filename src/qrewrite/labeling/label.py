@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.labeling.llm import LLMClient, LLMSettings, ResultCache, grade_with_llm
-from qrewrite.labeling.teacher import GRADE_COLUMNS, Teacher, TeacherConfig
+from qrewrite.labeling.teacher import GRADE_COLUMNS, Teacher, TeacherConfig, read_judgments
 from qrewrite.tables import read_parquet_table, table_fingerprint
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,9 @@ class LabelConfig:
     reformulation_odds: float = TeacherConfig.reformulation_odds
     shared_purchase_odds: float = TeacherConfig.shared_purchase_odds
     encoder_batch_size: int = TeacherConfig.encoder_batch_size
+    calibrate_on_judgments: bool = TeacherConfig.calibrate_on_judgments
+    calibration_folds: int = TeacherConfig.calibration_folds
+    calibration_encoder: bool = TeacherConfig.calibration_encoder
     # backend llm: an OpenAI-compatible chat endpoint (docs/labeling.md#the-llm-backend)
     llm_endpoint: str = ""
     llm_model: str = ""
@@ -143,6 +146,10 @@ def label(
         )
 
     teacher = Teacher(catalog, config.teacher_config())
+    judgments = read_judgments(data)
+    calibration: dict | None = None
+    if judgments is not None and config.calibrate_on_judgments and config.backend == "teacher":
+        calibration = asdict(teacher.calibrate(judgments))
     llm_report: dict | None = None
     if config.backend == "llm":
         client = LLMClient(config.llm_settings(), ResultCache(out.with_suffix(".llm_cache.sqlite")))
@@ -164,7 +171,12 @@ def label(
             "cache": str(out.with_suffix(".llm_cache.sqlite")),
         }
     else:
-        encoder_load = teacher.encoder.load_seconds  # loaded up front: speed is reported without
+        # the encoder is loaded up front, so that speed is reported without its loading
+        encoder_load = (
+            teacher.encoder.load_seconds
+            if teacher.calibration is None or config.calibration_encoder
+            else 0.0
+        )
         t0 = time.perf_counter()
         teacher.learn_from(kept)
         graded = teacher.grade(kept, learn=False)
@@ -222,6 +234,7 @@ def label(
         },
         "encoder": {"load_seconds": round(encoder_load, 2), "texts": teacher.encoder_texts},
         "llm": llm_report,
+        "calibration": calibration,
         "seconds": round(seconds, 2),
         "pairs_per_second": round(len(result) / seconds) if seconds else None,
     }

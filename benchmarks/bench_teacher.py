@@ -1,0 +1,155 @@
+"""The teacher against human judgments: every judged (query, product) pair of a judged file graded
+by each grader, compared with people's grades.
+
+Graders: the rule teacher (no calibration), the plain cosine of the bundled MiniLM embeddings,
+the share of query words in the title, and the teacher calibrated on the judgments (cross-fitted:
+every pair is graded by a model fitted without its query), with and without the encoder's cosine
+among its signals. Speed counts everything after loading: for the calibrated teacher, fitting
+included. Run with ``make bench-teacher`` (``../shared/data/crowdflower/`` by default); with
+``--write``, replaces this benchmark's section of ``docs/benchmarks.md``. A measurement, never a
+test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from docs_section import markers, write_section
+from scipy.stats import spearmanr
+
+from qrewrite.environment import current_environment
+from qrewrite.importing.judged import JudgedImportConfig, import_judged
+from qrewrite.labeling.encoder import SentenceEncoder
+from qrewrite.labeling.evaluate import grade_metrics
+from qrewrite.labeling.teacher import Teacher, TeacherConfig, read_judgments
+from qrewrite.text import tokenize
+
+DEFAULT_INPUT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "crowdflower"
+
+
+@dataclass
+class Graded:
+    name: str
+    grade: np.ndarray | None  # 0-2, None for a score that has no grades
+    score: np.ndarray  # what ranks pairs: the expected grade, a cosine, a share
+    seconds: float
+
+
+def grade_all(data: Path, encoder: SentenceEncoder) -> tuple[pd.DataFrame, list[Graded]]:
+    catalog = pd.read_parquet(data / "catalog.parquet")
+    judged = read_judgments(data)
+    assert judged is not None
+    titles = dict(zip(catalog["product_id"], catalog["title"], strict=True))
+    pairs = pd.DataFrame(
+        {
+            "query": judged["query"],
+            "rewrite": judged["product_id"].map(titles),
+            "product_id": judged["product_id"],
+        }
+    )
+    out: list[Graded] = []
+
+    def teacher(name: str, config: TeacherConfig) -> None:
+        t = Teacher(catalog, config, encoder=encoder)
+        t0 = time.perf_counter()
+        if config.calibrate_on_judgments:
+            t.calibrate(judged)
+        g = t.grade(pairs)
+        seconds = time.perf_counter() - t0
+        expected = g[["p_irrelevant", "p_partial", "p_relevant"]].to_numpy() @ np.arange(3)
+        out.append(Graded(name, g["grade"].to_numpy(), expected, seconds))
+
+    t0 = time.perf_counter()
+    overlap = np.array(
+        [
+            len(set(tokenize(q)) & set(tokenize(t))) / max(1, len(set(tokenize(q))))
+            for q, t in zip(pairs["query"], pairs["rewrite"], strict=True)
+        ]
+    )
+    out.append(Graded("query-word overlap", None, overlap, time.perf_counter() - t0))
+    teacher("calibrated teacher (lexical signals)", TeacherConfig())
+    t0 = time.perf_counter()
+    cosine = encoder.similarity(pairs["query"].tolist(), pairs["rewrite"].tolist())
+    out.append(Graded("MiniLM cosine", None, cosine, time.perf_counter() - t0))
+    # the encoder's cache is warm from here on: its time is counted once, above
+    teacher("rule teacher (no calibration)", TeacherConfig(calibrate_on_judgments=False))
+    teacher(
+        "calibrated teacher + encoder cosine (cache warm)",
+        TeacherConfig(calibration_encoder=True),
+    )
+    return judged, out
+
+
+def render(source: Path, judged: pd.DataFrame, graded: list[Graded], commit: str) -> str:
+    env = current_environment()
+    truth = judged["grade"].to_numpy(dtype=np.int64)
+    begin, end = markers("teacher")
+    majority = np.bincount(truth, minlength=3).max() / len(truth)
+    lines = [
+        begin,
+        f"`make bench-teacher` on `{source.name}`: {len(judged):,} judged pairs, "
+        f"{judged['query'].nunique():,} queries, grades 0/1/2 "
+        f"{'/'.join(str(int(n)) for n in np.bincount(truth, minlength=3))} "
+        f"(majority class {majority:.3f}). {datetime.now(UTC):%b %d %Y}, commit {commit}, "
+        f"{env.cpu_model} ({env.cpus} CPUs). Calibrated graders are cross-fitted: each pair is "
+        "graded by a model fitted without its query.",
+        "",
+        "| grader | Spearman (score) | Spearman (grade) | accuracy | quadratic kappa | pairs/s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for g in graded:
+        rho = spearmanr(g.score, truth).statistic
+        if g.grade is not None:
+            m = grade_metrics(truth, g.grade)
+            cells = f"{m['spearman']:.3f} | {m['accuracy']:.3f} | {m['quadratic_kappa']:.3f}"
+        else:
+            cells = "- | - | -"
+        lines.append(f"| {g.name} | {rho:.3f} | {cells} | {len(judged) / g.seconds:,.0f} |")
+    lines += [
+        "",
+        "Score: the expected grade (teachers) or the raw similarity; grade: the teacher's 0/1/2.",
+        end,
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--input",
+        type=Path,
+        default=DEFAULT_INPUT / "crowdflower_train.tsv",
+        help="a judged file import-judged reads",
+    )
+    parser.add_argument("--grade-scale", default="numeric:1:4")
+    parser.add_argument("--write", type=Path, help="docs/benchmarks.md to update")
+    args = parser.parse_args(argv)
+    if not args.input.exists():
+        print(f"bench-teacher: {args.input}: not found", file=sys.stderr)
+        return 2
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        import_judged(JudgedImportConfig(grade_scale=args.grade_scale), args.input, data)
+        encoder = SentenceEncoder()
+        judged, graded = grade_all(data, encoder)
+    section = render(args.input, judged, graded, commit)
+    print(section)
+    if args.write:
+        write_section(args.write, "teacher", section, "The teacher against human judgments")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
