@@ -76,7 +76,7 @@ def grade_all(data: Path, encoder: SentenceEncoder) -> tuple[pd.DataFrame, list[
         ]
     )
     out.append(Graded("query-word overlap", None, overlap, time.perf_counter() - t0))
-    teacher("calibrated teacher (lexical signals)", TeacherConfig())
+    teacher("calibrated teacher (lexical signals)", TeacherConfig(calibration_encoder=False))
     t0 = time.perf_counter()
     cosine = encoder.similarity(pairs["query"].tolist(), pairs["rewrite"].tolist())
     out.append(Graded("MiniLM cosine", None, cosine, time.perf_counter() - t0))

@@ -25,12 +25,23 @@ def test_first_model_is_held_when_it_loses_to_no_rewrite():
 
 
 def test_without_the_primary_metric_the_fallback_decides():
-    # judged data has no simulator, so no UCVR: hit rate against no-rewrite's
-    assert gate(RegistryConfig(), {"hit_rate": 0.85}, None, NO_REWRITE).metric == "hit_rate"
-    assert gate(RegistryConfig(), {"hit_rate": 0.85}, None, NO_REWRITE).promote
-    assert not gate(RegistryConfig(), {"hit_rate": 0.80}, None, NO_REWRITE).promote
+    hit_rate = RegistryConfig(fallback_metric="hit_rate")
+    assert gate(hit_rate, {"hit_rate": 0.85}, None, NO_REWRITE).metric == "hit_rate"
+    assert gate(hit_rate, {"hit_rate": 0.85}, None, NO_REWRITE).promote
+    assert not gate(hit_rate, {"hit_rate": 0.80}, None, NO_REWRITE).promote
     d = gate(RegistryConfig(), {"relevance_rate": 0.9}, None, NO_REWRITE)
     assert not d.promote and "neither" in d.reason
+
+
+def test_on_judged_data_ndcg_on_human_grades_decides_not_hit_rate():
+    # judged data has no simulator, so no UCVR; a better hit rate with a worse page is held
+    worse = {"hit_rate": 0.622, "ndcg_at_10_uplift": -0.28, "ndcg_at_10_uplift_ci_low": -0.33}
+    d = gate(RegistryConfig(), worse, None, NO_REWRITE)
+    assert not d.promote and d.metric == "ndcg_at_10_uplift"
+    unsure = {"ndcg_at_10_uplift": 0.04, "ndcg_at_10_uplift_ci_low": -0.01}
+    assert not gate(RegistryConfig(), unsure, None, NO_REWRITE).promote
+    better = {"ndcg_at_10_uplift": 0.06, "ndcg_at_10_uplift_ci_low": 0.02}
+    assert gate(RegistryConfig(), better, None, NO_REWRITE).promote
 
 
 def test_challenger_must_beat_the_champion_by_the_margin():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from qrewrite.environment import current_environment
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.evaluation import metrics as m
 from qrewrite.evaluation.ab_test import ABSettings, held_out_searches, simulate_ab
+from qrewrite.evaluation.judged import SpellingCheck, compare_on_judgments
 from qrewrite.evaluation.truth import GradedTruth
 from qrewrite.search_engine import ProductRetriever
 from qrewrite.serving.policy import check_policy, needs_teacher, served_mask
@@ -52,6 +53,14 @@ METRIC_KEYS = (
     "ndcg_at_10_original",
     "recall_at_100",
     "recall_at_100_original",
+    # on human judgments (imported judged data): nDCG@10 of original + rewrite over original's
+    "ndcg_at_10_uplift",
+    "ndcg_at_10_uplift_ci_low",
+    "ndcg_at_10_uplift_ci_high",
+    "ndcg_at_10_uplift_unfiltered",
+    "ndcg_at_10_uplift_unfiltered_ci_low",
+    "ndcg_at_10_uplift_unfiltered_ci_high",
+    "ndcg_at_10_uplift_misspelled_unfiltered",
     "ucvr_control",
     "ucvr_treatment",
     "ucvr_uplift",
@@ -82,6 +91,9 @@ MODEL_ALONE_KEYS = (
     "ucvr_uplift_unfiltered",
     "ucvr_uplift_unfiltered_ci_low",
     "ucvr_uplift_unfiltered_ci_high",
+    "ndcg_at_10_uplift_unfiltered",
+    "ndcg_at_10_uplift_unfiltered_ci_low",
+    "ndcg_at_10_uplift_unfiltered_ci_high",
     "copy_rate",
     "empty_rate",
     "tagging_macro_f1",
@@ -95,6 +107,9 @@ SERVING_POLICY_KEYS = (
     "ucvr_uplift_ci_low",
     "ucvr_uplift_ci_high",
     "ucvr_uplift_from_vetting",
+    "ndcg_at_10_uplift",
+    "ndcg_at_10_uplift_ci_low",
+    "ndcg_at_10_uplift_ci_high",
 )
 SAMPLE_ROWS = 25  # sample rewrites in the report
 
@@ -258,6 +273,9 @@ class VariantResult:
     pages: dict[str, list[int]]  # normalised query -> page with the served rewrite
     pages_unfiltered: dict[str, list[int]]  # ... with every top rewrite
     rows: list[dict[str, Any]]  # every ranked candidate, for rewrites.parquet
+    # on human judgments: per subset, served rewrites ("with_serving_policy") and every top
+    # rewrite ("model_alone")
+    judged: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def evaluate_variant(
@@ -269,6 +287,8 @@ def evaluate_variant(
     teacher: Any,
     sft_sets: Any,
     progress: bool = False,
+    *,
+    spelling: SpellingCheck | None = None,
 ) -> VariantResult:
     """Rewrite the held-out queries with one model and measure everything but the A/B test."""
     from qrewrite.training.sft import evaluate_tagging
@@ -338,6 +358,16 @@ def evaluate_variant(
             config.seed,
         )
     )
+    judged: dict[str, list[dict[str, Any]]] = {}
+    if truth is not None and truth.kind == "judged":
+        judged = judged_comparisons(config, held, served, top, retrieval, truth, spelling)
+        for arm, suffix in (("with_serving_policy", ""), ("model_alone", "_unfiltered")):
+            for row in judged[arm]:
+                if row["subset"] == "all":
+                    for key in ("", "_ci_low", "_ci_high"):
+                        res[f"ndcg_at_10_uplift{suffix}{key}"] = row[f"ndcg_at_10_uplift{key}"]
+                if row["subset"] == "misspelled" and suffix:
+                    res["ndcg_at_10_uplift_misspelled_unfiltered"] = row["ndcg_at_10_uplift"]
     rows = [
         {
             "query": q,
@@ -354,7 +384,41 @@ def evaluate_variant(
         for i, (q, row) in enumerate(zip(held.queries, ranked, strict=True))
         for rank, r in enumerate(row, start=1)
     ]
-    return VariantResult(res, grades, pages, pages_unfiltered, rows)
+    return VariantResult(res, grades, pages, pages_unfiltered, rows, judged)
+
+
+def judged_comparisons(
+    config: EvaluateConfig,
+    held: HeldOut,
+    served: list[str],
+    top: list[str],
+    retrieval: ProductRetriever,
+    truth: GradedTruth,
+    spelling: SpellingCheck | None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Original vs original + rewrite on people's grades, for served and for every top
+    rewrite (docs/evaluation.md#on-human-judgments)."""
+    rows = truth.grade_rows(held.queries)
+    original = retrieval.ranked(held.queries)
+    misspelled = [spelling.misspelled(q) if spelling else False for q in held.queries]
+    out = {}
+    for arm, texts in (("with_serving_policy", served), ("model_alone", top)):
+        rewritten = retrieval.ranked(texts)
+        out[arm] = [
+            c.as_dict()
+            for c in compare_on_judgments(
+                held.queries,
+                original,
+                [r if t else [] for r, t in zip(rewritten, texts, strict=True)],
+                rows,
+                misspelled,
+                page_size=config.page_size,
+                recall_depth=config.recall_depth,
+                n_boot=config.bootstrap,
+                seed=config.seed,
+            )
+        ]
+    return out
 
 
 def evaluate(
@@ -401,6 +465,12 @@ def evaluate(
     else:
         teacher = None
 
+    spelling = (
+        SpellingCheck(catalog["title"].astype(str).tolist())
+        if truth is not None and truth.kind == "judged"
+        else None
+    )
+    judged: dict[str, dict[str, list[dict[str, Any]]]] = {}
     results: dict[str, dict[str, float]] = {}
     grades: dict[str, dict[str, list[int]]] = {}
     pages: dict[str, dict[str, list[int]]] = {}
@@ -411,8 +481,12 @@ def evaluate(
     results[NO_REWRITE] = {"queries": float(len(held.queries)), **none_metrics}
     for name, path in variants.items():
         t0 = time.perf_counter()
-        ev = evaluate_variant(config, path, held, retrieval, truth, teacher, sft_sets, progress)
+        ev = evaluate_variant(
+            config, path, held, retrieval, truth, teacher, sft_sets, progress, spelling=spelling
+        )
         results[name], grades[name] = ev.metrics, ev.grades
+        if ev.judged:
+            judged[name] = ev.judged
         pages[name], pages[f"{name}{UNFILTERED}"] = ev.pages, ev.pages_unfiltered
         rewrites_rows += [{"variant": name, **row} for row in ev.rows]
         log.info("evaluate: %s done in %.1f s", name, time.perf_counter() - t0)
@@ -463,6 +537,8 @@ def evaluate(
         "held_out_queries": len(held.queries),
         "overlap_dropped": held.overlap_dropped,
         "data_kind": truth.kind if truth is not None else "unknown",
+        # per variant and subset, on people's grades (judged data only)
+        "judged": judged,
         "config": asdict(config),
         "environment": current_environment().as_dict(),
     }

@@ -189,6 +189,42 @@ def sample_table(samples: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+SUBSET_TITLES = {
+    "all": "all",
+    "misspelled": "misspelled queries",
+    "original_finds_nothing_relevant": "original finds nothing relevant",
+}
+
+
+def judged_table(report: dict[str, Any]) -> list[str]:
+    """Markdown lines: the candidate on people's grades, the model alone first."""
+    judged = (report.get("judged") or {}).get(report.get("candidate"))
+    if not judged:
+        return []
+    lines = [
+        "## On human judgments",
+        "",
+        "Held-out judged queries: nDCG@10 and recall@100 of the original query against the "
+        "original fused with the rewrite (reciprocal rank), on people's grades; 95% bootstrap "
+        "intervals over queries, p from a paired t-test (ranx).",
+        "",
+        "| rewrites | queries | rewritten | nDCG@10 original | nDCG@10 fused | uplift [95% CI] "
+        "| p | recall@100 original | recall@100 fused |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for arm, title in (("model_alone", "model alone"), ("with_serving_policy", "served")):
+        for r in judged.get(arm, []):
+            lines.append(
+                f"| {title}, {SUBSET_TITLES.get(r['subset'], r['subset'])} | {r['queries']:,} | "
+                f"{r['rewritten']:,} | {_fmt(r['ndcg_at_10_original'], 'f3')} | "
+                f"{_fmt(r['ndcg_at_10'], 'f3')} | "
+                f"{_fmt(r['ndcg_at_10_uplift'], 'ci', r, 'ndcg_at_10_uplift')} | "
+                f"{_fmt(r['p_value'], 'f3')} | {_fmt(r['recall_at_100_original'], 'f3')} | "
+                f"{_fmt(r['recall_at_100'], 'f3')} |"
+            )
+    return [*lines, ""]
+
+
 def write_report(
     report: dict[str, Any],
     grades: dict[str, dict[str, list[int]]],
@@ -239,6 +275,7 @@ def write_report(
         ablation_table(report),
         "",
     ]
+    lines += judged_table(report)
     lines += sample_table(report.get("samples") or [])
     if env:
         lines += [

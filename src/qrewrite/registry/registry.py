@@ -43,6 +43,9 @@ GATE_METRICS = (
     "ucvr_uplift",
     "ucvr_uplift_ci_low",
     "ucvr_uplift_ci_high",
+    "ndcg_at_10_uplift",
+    "ndcg_at_10_uplift_ci_low",
+    "ndcg_at_10_uplift_ci_high",
     "tagging_macro_f1",
 )
 
@@ -54,7 +57,9 @@ class RegistryConfig:
     registered_model: str = "query-rewriter"
     # the gate: the challenger must beat the champion on this metric by more than ``margin``...
     primary_metric: str = "ucvr_uplift"
-    fallback_metric: str = "hit_rate"  # ...or on this one where the primary is not measured
+    # ...or on this one where the primary is not measured: on judged data, nDCG@10 on people's
+    # grades of original + rewrite over the original's (docs/evaluation.md#on-human-judgments)
+    fallback_metric: str = "ndcg_at_10_uplift"
     margin: float = 0.0
     # ...and may not lose more than this much relevance rate (absolute, 0.02 = 2 points)
     relevance_tolerance: float = 0.02

@@ -1,0 +1,169 @@
+"""Do the rewrites improve search on human judgments? For held-out judged queries: the original
+query's BM25 results against the original fused with the served rewrite's by reciprocal rank,
+scored by nDCG@10 and recall@100 against people's grades (ranx: the metrics and the paired
+test), overall and on the queries rewriting exists for: misspelled ones, and those whose
+original finds nothing relevant on its first page. Bootstrap intervals resample queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from qrewrite.evaluation.metrics import bootstrap_uplift, fuse_rrf
+from qrewrite.text import tokenize
+
+SUBSETS = ("all", "misspelled", "original_finds_nothing_relevant")
+
+
+@dataclass
+class JudgedComparison:
+    """One subset of held-out judged queries: original vs original + rewrite (RRF)."""
+
+    subset: str
+    queries: int
+    rewritten: int  # queries with a served rewrite
+    ndcg_at_10_original: float
+    ndcg_at_10: float
+    ndcg_at_10_uplift: float  # relative: mean fused / mean original - 1
+    ndcg_at_10_uplift_ci_low: float
+    ndcg_at_10_uplift_ci_high: float
+    p_value: float  # paired Student t-test over queries (ranx.compare)
+    recall_at_100_original: float
+    recall_at_100: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _deletions(word: str) -> set[str]:
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
+class SpellingCheck:
+    """A query is misspelled when one of its words is not in the catalog's vocabulary but is one
+    edit (insertion, deletion, substitution, transposition) from a catalog word of 4+ letters."""
+
+    def __init__(self, titles: Sequence[str]) -> None:
+        self.vocabulary = {w for t in titles for w in tokenize(t)}
+        self._index: set[str] = set()
+        for w in self.vocabulary:
+            if len(w) >= 4 and w.isalpha():
+                self._index.add(w)
+                self._index |= _deletions(w)
+
+    def misspelled(self, query: str) -> bool:
+        for w in tokenize(query):
+            if w in self.vocabulary or len(w) < 3 or not w.isalpha():
+                continue
+            if w in self._index or _deletions(w) & self._index:
+                return True
+        return False
+
+
+def compare_on_judgments(
+    queries: Sequence[str],
+    original: Sequence[Sequence[int]],
+    rewrite: Sequence[Sequence[int]],
+    grade_rows: Sequence[np.ndarray | None],
+    misspelled: Sequence[bool],
+    *,
+    page_size: int = 10,
+    recall_depth: int = 100,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list[JudgedComparison]:
+    """Compare ranked catalog rows of the original and (served) rewrite per query; queries with
+    no judged relevant product are left out (nDCG is undefined there); an empty rewrite list
+    means the query is not rewritten (its fused page is the original's)."""
+    from ranx import Qrels, Run, compare, evaluate
+
+    keep = [
+        i
+        for i, row in enumerate(grade_rows)
+        if row is not None and (row > 0).any() and len(original[i])
+    ]
+    if not keep:
+        return []
+    qrels = Qrels(
+        {
+            f"q{i}": {f"d{d}": int(grade_rows[i][d]) for d in np.flatnonzero(grade_rows[i] > 0)}
+            for i in keep
+        }
+    )
+
+    def run(lists: dict[int, Sequence[int]], name: str) -> Run:
+        return Run(
+            {f"q{i}": {f"d{d}": 1.0 / r for r, d in enumerate(lst, 1)} for i, lst in lists.items()},
+            name=name,
+        )
+
+    orig = run({i: original[i] for i in keep}, "original")
+    # The same fusion as the pages shoppers see in the A/B test: ranx's RRF gives the same
+    # scores (tested) but leaves ties to dict order, where fuse_rrf keeps the original's first.
+    fused = run(
+        {i: fuse_rrf(original[i], rewrite[i], recall_depth) for i in keep},
+        "fused",
+    )
+    metrics = [f"ndcg_burges@{page_size}", f"recall@{recall_depth}"]
+    per_orig = evaluate(qrels, orig, metrics, return_mean=False, make_comparable=True)
+    per_fused = evaluate(qrels, fused, metrics, return_mean=False, make_comparable=True)
+    order = {f"q{i}": j for j, i in enumerate(keep)}
+    qids = list(orig.keys())  # ranx's query order, which its per-query arrays follow
+    pos = np.array([order[q] for q in qids])
+    ndcg0 = np.empty(len(keep))
+    ndcg1 = np.empty(len(keep))
+    rec0 = np.empty(len(keep))
+    rec1 = np.empty(len(keep))
+    ndcg0[pos], rec0[pos] = per_orig[metrics[0]], per_orig[metrics[1]]
+    fused_pos = np.array([order[q] for q in list(fused.keys())])
+    ndcg1[fused_pos], rec1[fused_pos] = per_fused[metrics[0]], per_fused[metrics[1]]
+
+    rewritten = np.array([len(rewrite[i]) > 0 for i in keep])
+    finds_nothing = np.array(
+        [not (grade_rows[i][list(original[i][:page_size])] == 2).any() for i in keep]
+    )
+    masks = {
+        "all": np.ones(len(keep), dtype=bool),
+        "misspelled": np.array([bool(misspelled[i]) for i in keep]),
+        "original_finds_nothing_relevant": finds_nothing,
+    }
+    out = []
+    for subset in SUBSETS:
+        m = masks[subset]
+        if not m.any():
+            continue
+        up, lo, hi = bootstrap_uplift(ndcg0[m], ndcg1[m], n_boot=n_boot, seed=seed)
+        p_value = float("nan")
+        if m.sum() > 1 and not np.allclose(ndcg0[m], ndcg1[m]):
+            ids = [f"q{keep[j]}" for j in np.flatnonzero(m)]
+            sub_q = Qrels({q: qrels[q] for q in ids})
+            report = compare(
+                sub_q,
+                [
+                    Run({q: orig[q] for q in ids}, name="original"),
+                    Run({q: fused[q] for q in ids}, name="fused"),
+                ],
+                metrics=[metrics[0]],
+                stat_test="student",
+                make_comparable=True,
+            )
+            p_value = float(report.to_dict()["original"]["comparisons"]["fused"][metrics[0]])
+        out.append(
+            JudgedComparison(
+                subset=subset,
+                queries=int(m.sum()),
+                rewritten=int((m & rewritten).sum()),
+                ndcg_at_10_original=float(ndcg0[m].mean()),
+                ndcg_at_10=float(ndcg1[m].mean()),
+                ndcg_at_10_uplift=up,
+                ndcg_at_10_uplift_ci_low=lo,
+                ndcg_at_10_uplift_ci_high=hi,
+                p_value=p_value,
+                recall_at_100_original=float(rec0[m].mean()),
+                recall_at_100=float(rec1[m].mean()),
+            )
+        )
+    return out
