@@ -16,36 +16,9 @@ from qrewrite.labeling.label import LabelConfig, label
 from qrewrite.labeling.teacher import Teacher, TeacherConfig
 from qrewrite.mining.config import MiningConfig
 from qrewrite.mining.mine import mine
+from tests.labeling.fakes import judged_rows, write_judged_tsv
 
 CROWDFLOWER = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "crowdflower"
-TYPES = ["shoes", "jacket", "lamp", "kettle", "backpack", "blender", "helmet", "pillow"]
-COLOURS = ["red", "blue", "black", "green", "white"]
-
-
-def judged_rows(seed: int = 0) -> pd.DataFrame:
-    """Queries "<colour> <type>"; per query, titles of the same type and colour (grade 2), same
-    type (1), another type (0), 10% of grades noise, so that grades follow the words."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for c in COLOURS:
-        for t in TYPES:
-            q = f"{c} {t}"
-            for k in range(9):
-                if k < 3:
-                    title, grade = f"{c} {t} model {k}", 2
-                elif k < 6:
-                    other = COLOURS[(COLOURS.index(c) + k) % len(COLOURS)]
-                    title, grade = f"{other} {t} model {k}", 1
-                else:
-                    colour = c if k < 8 else COLOURS[(COLOURS.index(c) + 2) % len(COLOURS)]
-                    title, grade = (
-                        f"{colour} {TYPES[(TYPES.index(t) + k) % len(TYPES)]} model {k}",
-                        0,
-                    )
-                if rng.random() < 0.1:
-                    grade = int(rng.integers(0, 3))
-                rows.append((q, f"{c}-{t}-{k}", title, grade))
-    return pd.DataFrame(rows, columns=["query", "product_id", "title", "grade"])
 
 
 @pytest.fixture(scope="module")
@@ -103,14 +76,10 @@ def test_rewrites_are_graded_by_the_titles_they_retrieve(grader) -> None:
 
 
 def _import(tmp_path: Path) -> Path:
-    src = tmp_path / "judged.tsv"
-    rows = judged_rows()
-    with src.open("w") as f:
-        f.write("query\tproduct_id\tproduct_title\tgrade\n")
-        for r in rows.itertuples():
-            f.write(f"{r.query}\t{r.product_id}\t{r.title}\t{r.grade + 1}\n")
     data = tmp_path / "data"
-    import_judged(JudgedImportConfig(grade_scale="numeric:1:3"), src, data)
+    import_judged(
+        JudgedImportConfig(grade_scale="numeric:1:3"), write_judged_tsv(tmp_path / "j.tsv"), data
+    )
     return data
 
 

@@ -1,0 +1,64 @@
+"""``evaluate`` on an imported judged set: the comparison on people's grades is in metrics.json,
+the report and the variants' keys, model alone first."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from qrewrite.evaluation.evaluate import EvaluateConfig, evaluate
+from qrewrite.importing.judged import JudgedImportConfig, import_judged
+from qrewrite.labeling.label import LabelConfig, label
+from qrewrite.mining.config import MiningConfig
+from qrewrite.mining.mine import mine
+from qrewrite.training.datasets import DatasetConfig, build_datasets
+from tests.evaluation.test_evaluate import SMALL
+from tests.labeling.fakes import judged_rows
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def judged_run(tiny_model: Path, tmp_path_factory) -> tuple[Path, dict]:
+    tmp = tmp_path_factory.mktemp("judged_eval")
+    data, mined, datasets, out = (tmp / n for n in ("data", "mined", "datasets", "evaluation"))
+    # each query has a twin ("... sale") judged on the same products: co-engagement pairs them
+    rows = judged_rows()
+    rows = pd.concat([rows, rows.assign(query=rows["query"] + " sale")], ignore_index=True)
+    src = tmp / "judged.tsv"
+    rows.assign(grade=rows["grade"] + 1).rename(columns={"title": "product_title"}).to_csv(
+        src, sep="\t", index=False
+    )
+    import_judged(JudgedImportConfig(grade_scale="numeric:1:3", sessions_per_query=10), src, data)
+    mine(MiningConfig(), data, mined)
+    labels = tmp / "labels.parquet"
+    label(
+        LabelConfig(calibration_encoder=False), data, mined / "rewrite_candidates.parquet", labels
+    )
+    loose = DatasetConfig(eval_fraction=0.3, require_conversion_evidence=False)
+    build_datasets(loose, data, mined, labels, datasets)
+    cfg = EvaluateConfig(tracking_uri=f"sqlite:///{tmp}/m.db", teacher=False, vet="model", **SMALL)
+    report = evaluate(cfg, data, datasets, {"m": str(tiny_model)}, out, labels, "m", False)
+    return out, report
+
+
+def test_judged_data_is_measured_on_peoples_grades(judged_run) -> None:
+    out, report = judged_run
+    assert report["data_kind"] == "judged"
+    judged = report["judged"]["m"]
+    assert set(judged) == {"with_serving_policy", "model_alone"}
+    (alone,) = [r for r in judged["model_alone"] if r["subset"] == "all"]
+    assert alone["queries"] > 0 and 0 <= alone["ndcg_at_10_original"] <= 1
+    metrics = report["metrics"]
+    assert metrics["ndcg_at_10_uplift_unfiltered"] == pytest.approx(alone["ndcg_at_10_uplift"])
+    assert not math.isnan(metrics["ndcg_at_10_uplift"])
+    assert "ndcg_at_10_uplift_unfiltered" in report["model_alone"]
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["judged"]["m"]["model_alone"][0]["subset"] == "all"
+    md = (out / "report.md").read_text()
+    assert "## On human judgments" in md and "model alone, all" in md
+    assert md.index("model alone, all") < md.index("served, all")
