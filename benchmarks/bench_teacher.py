@@ -30,7 +30,8 @@ from qrewrite.environment import current_environment
 from qrewrite.importing.judged import JudgedImportConfig, import_judged
 from qrewrite.labeling.encoder import SentenceEncoder
 from qrewrite.labeling.evaluate import grade_metrics
-from qrewrite.labeling.teacher import Teacher, TeacherConfig, read_judgments
+from qrewrite.labeling.teacher import Teacher, TeacherConfig
+from qrewrite.tables import read_judgments
 from qrewrite.text import tokenize
 
 DEFAULT_INPUT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "crowdflower"

@@ -57,3 +57,16 @@ def _plain(value: object) -> object:
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     return value
+
+
+def read_judgments(data_dir: str | Path) -> pd.DataFrame | None:
+    """The human judgments an import-judged directory holds as input (``judgments.parquet``:
+    query, product_id, grade 0-2), or None."""
+    path = Path(data_dir) / "judgments.parquet"
+    if not path.exists():
+        return None
+    table = read_parquet_table(path, "judgments", "re-run `qrewrite import-judged`")
+    missing = {"query", "product_id", "grade"} - set(table.column_names)
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    return table.to_pandas()

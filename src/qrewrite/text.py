@@ -36,3 +36,16 @@ def tokenize(text: str) -> list[str]:
     """Tokens the lexical engine indexes and matches: normalised alphanumerics, plural-stemmed."""
     text = _APOSTROPHES.sub("", normalize_query(text))
     return [_light_stem(t) for t in _TOKEN.findall(text)]
+
+
+def trigrams(word: str) -> frozenset[str]:
+    """Character trigrams of ``word`` with boundary marks: what spelling closeness compares."""
+    w = f"#{word}#"
+    return frozenset(w[i : i + 3] for i in range(len(w) - 2))
+
+
+def closeness(word: str, others: list[frozenset[str]]) -> float:
+    """Best character-trigram Jaccard of ``word`` against ``others`` (1.0 for the same word):
+    "sneakr" is close to "sneaker", "red" is far from "bed"."""
+    g = trigrams(word)
+    return max((len(g & o) / len(g | o) for o in others), default=0.0)

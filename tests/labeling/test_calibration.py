@@ -51,7 +51,7 @@ def test_a_judged_query_is_graded_by_a_model_that_never_saw_it(grader) -> None:
     # the fold model is the one fitted without the query's fold: same as a fit that never saw it
     np.testing.assert_allclose(
         g.grade_products([query] * len(products), products),
-        without.full_model.predict_proba(without.features([query] * len(products), products)),
+        without.full_model.probabilities(without.features([query] * len(products), products)),
         atol=1e-9,
     )
     assert not g.held_out("purple lamp")  # unjudged: the model fitted on every fold
@@ -61,7 +61,7 @@ def test_grades_follow_the_judgments(grader) -> None:
     g, rows = grader
     catalog = rows.drop_duplicates("product_id").reset_index(drop=True)
     p = g.grade_products(rows["query"].tolist(), np.arange(len(rows)))
-    m = grade_metrics(rows["grade"].to_numpy(), p.argmax(axis=1))
+    m = grade_metrics(rows["grade"].to_numpy(), g.grades(rows["query"].tolist(), p))
     assert m["spearman"] > 0.6 and m["accuracy"] > 0.7
     assert g.summary.cross_validated_spearman > 0.6
     assert len(catalog) == len(rows)
@@ -120,7 +120,9 @@ def test_calibrated_teacher_agrees_with_people_on_a_real_set() -> None:
     )
     g = CalibratedGrader.fit(catalog, judgments)
     p = g.grade_products(judgments["query"].tolist(), np.arange(len(df)))
-    m = grade_metrics(grade, p.argmax(axis=1))
-    # cross-fitted, lexical signals only: 0.422 when written (the rule teacher: 0.379)
+    m = grade_metrics(grade, g.grades(judgments["query"].tolist(), p))
+    # cross-fitted, lexical signals only: 0.423 and 0.46 when written (the rules: 0.379, 0.352)
     assert m["spearman"] >= 0.40
-    assert m["quadratic_kappa"] >= 0.38
+    assert m["quadratic_kappa"] >= 0.42
+    # calibrated: the mean P(relevant) is the share of relevant pairs
+    assert p[:, 2].mean() == pytest.approx((grade == 2).mean(), abs=0.03)

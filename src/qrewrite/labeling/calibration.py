@@ -6,7 +6,7 @@ rule cascade falls to the sentence encoder for nearly every pair, which is slow 
 titles/s on 2 cores) and agrees with people less than a plain token overlap does
 (docs/benchmarks.md#the-teacher-against-human-judgments). The signals here are lexical (typo
 tolerant), BM25 against the whole catalog, and optionally the encoder's cosine; a multinomial
-logistic regression maps them to P(grade 0, 1, 2).
+logistic regression maps them to calibrated P(grade 0, 1, 2) (:class:`GradeModel`).
 
 **Cross-fitting.** Every judged query falls in one of ``folds`` folds by a hash of the query;
 its pairs are graded by the model fitted on the other folds, so the teacher never grades a query
@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from qrewrite.errors import DataError
 from qrewrite.search_engine import LexicalSearchEngine
-from qrewrite.text import normalize_query, tokenize
+from qrewrite.text import closeness, normalize_query, tokenize, trigrams
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +49,6 @@ LEXICAL_FEATURES = (
     "title_words",
 )
 ENCODER_FEATURE = "encoder_cosine"
-
-
-def _trigrams(word: str) -> frozenset[str]:
-    w = f"#{word}#"
-    return frozenset(w[i : i + 3] for i in range(len(w) - 2))
-
-
-def _closeness(word: str, others: list[frozenset[str]]) -> float:
-    """Best character-trigram Jaccard of ``word`` against ``others`` (1.0 for the same word):
-    "sneakr" is close to "sneaker", "red" is far from "bed"."""
-    g = _trigrams(word)
-    return max((len(g & o) / len(g | o) for o in others), default=0.0)
 
 
 def query_fold(query: str, folds: int) -> int:
@@ -115,16 +104,16 @@ class PairFeatures:
             qw = list(dict.fromkeys(tokenize(q)))
             tw = self._title_words[p]
             tset = set(tw)
-            t_grams = [_trigrams(w) for w in tset]
-            close = [_closeness(w, t_grams) for w in qw]
+            t_grams = [trigrams(w) for w in tset]
+            close = [closeness(w, t_grams) for w in qw]
             idf = [self._idf.get(w, self._idf_unseen) for w in qw]
-            q_grams = [_trigrams(w) for w in qw]
+            q_grams = [trigrams(w) for w in qw]
             out[i, 0] = sum(w in tset for w in qw) / len(qw) if qw else 0.0
             out[i, 1] = float(np.mean(close)) if qw else 0.0
             out[i, 2] = float(np.dot(close, idf) / sum(idf)) if qw else 0.0
             t_unique = list(dict.fromkeys(tw))
             out[i, 3] = (
-                float(np.mean([_closeness(w, q_grams) for w in t_unique])) if t_unique else 0.0
+                float(np.mean([closeness(w, q_grams) for w in t_unique])) if t_unique else 0.0
             )
             out[i, 4] = float(bool(qw) and qw[-1] in tset)
             scores = self.bm25_scores(q)
@@ -159,6 +148,76 @@ class CalibrationSummary:
     weights: dict[str, list[float]] = field(default_factory=dict)  # per grade, standardised
 
 
+def quadratic_kappa(confusion: np.ndarray) -> float:
+    """Quadratic-weighted kappa of a (truth, predicted) confusion matrix of grades 0..2."""
+    n = confusion.sum()
+    weights = (np.subtract.outer(np.arange(3), np.arange(3)) ** 2) / 4.0
+    expected = np.outer(confusion.sum(axis=1), confusion.sum(axis=0)) / n
+    chance = (weights * expected).sum()
+    return 1.0 - (weights * confusion).sum() / chance if chance > 0 else 0.0
+
+
+def best_cuts(expected: np.ndarray, truth: np.ndarray, grid: int = 64) -> np.ndarray:
+    """The two cuts on ``expected`` (grade = cuts passed) whose grades agree best with
+    ``truth`` by quadratic-weighted kappa, searched over ``grid`` quantiles of ``expected``."""
+    order = np.argsort(expected, kind="stable")
+    e, t = expected[order], np.asarray(truth)[order]
+    cum = np.vstack([np.zeros(3), np.cumsum(np.eye(3)[t], axis=0)])
+    cands = np.unique(np.quantile(e, np.linspace(0, 1, grid)))
+    below = np.searchsorted(e, cands, side="left")  # pairs under each cut
+    best, cuts = -np.inf, np.array([0.5, 1.5])
+    for a in range(len(cands)):
+        for b in range(a, len(cands)):
+            i, j = below[a], below[b]
+            confusion = np.stack([cum[i], cum[j] - cum[i], cum[-1] - cum[j]], axis=1)
+            kappa = quadratic_kappa(confusion)
+            if kappa > best:
+                best, cuts = kappa, np.array([cands[a], cands[b]])
+    return cuts
+
+
+class GradeModel:
+    """A multinomial logistic regression over standardised signals, whose probabilities stay
+    calibrated (no class weights: a judged set is mostly relevant, and P(relevant) must say so),
+    and grades cut from the expected grade where the cuts agree best with the training grades
+    (quadratic-weighted kappa). Cutting, rather than taking the most probable grade, keeps the
+    minority grades: the most probable grade is "relevant" for almost every pair of a mostly
+    relevant set."""
+
+    def __init__(self, regularisation: float = 1.0) -> None:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        self.pipeline = make_pipeline(
+            StandardScaler(), LogisticRegression(C=regularisation, max_iter=2000)
+        )
+        self.cuts = np.array([0.5, 1.5])
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> GradeModel:
+        self.pipeline.fit(x, y)
+        self.cuts = best_cuts(self.probabilities(x) @ np.arange(3), y)
+        return self
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """P(grade 0, 1, 2) per row (a grade missing from the training data gets 0)."""
+        out = np.zeros((len(x), 3))
+        if len(x):
+            out[:, self.pipeline.classes_.astype(np.int64)] = self.pipeline.predict_proba(x)
+        return out
+
+    def grades(self, probabilities: np.ndarray) -> np.ndarray:
+        expected = np.asarray(probabilities) @ np.arange(3)
+        return np.searchsorted(self.cuts, expected, side="right").astype(np.int8)
+
+    def weights(self) -> dict[str, list[float]]:
+        lr = self.pipeline[-1]
+        return {
+            str(int(c)): [round(float(w), 3) for w in row]
+            for c, row in zip(lr.classes_, lr.coef_, strict=True)
+        }
+
+
 class CalibratedGrader:
     """P(grade) of (query, product) and (query, rewrite) pairs from a model fitted on judgments;
     build with :meth:`fit`."""
@@ -166,8 +225,8 @@ class CalibratedGrader:
     def __init__(
         self,
         features: PairFeatures,
-        models: list,
-        full_model: object,
+        models: list[GradeModel],
+        full_model: GradeModel,
         judged_queries: set[str],
         folds: int,
         summary: CalibrationSummary,
@@ -195,10 +254,6 @@ class CalibratedGrader:
     ) -> CalibratedGrader:
         """Fit on ``judgments`` (query, product_id, grade 0-2) over ``catalog``'s titles;
         judgments of products missing from the catalog are ignored."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
         t0 = time.perf_counter()
         features = PairFeatures(catalog["title"].astype(str).tolist(), encoder=encoder)
         row_of = pd.Series(np.arange(len(catalog)), index=catalog["product_id"].astype(str))
@@ -210,30 +265,21 @@ class CalibratedGrader:
         y = judged["grade"].to_numpy(dtype=np.int64)
         fold = np.array([query_fold(q, folds) for q in queries])
 
-        def model():
-            return make_pipeline(
-                StandardScaler(),
-                LogisticRegression(C=regularisation, max_iter=2000, class_weight="balanced"),
-            )
-
-        def full_probabilities(m, rows: np.ndarray) -> np.ndarray:
-            return _on_grades(m, m.predict_proba(rows))
-
-        models = []
+        if len(np.unique(y)) < 2:
+            raise DataError("judgments need at least two different grades to calibrate on")
+        models: list[GradeModel | None] = []
         expected = np.full(len(y), np.nan)
         for f in range(folds):
             train, test = fold != f, fold == f
             if len(np.unique(y[train])) < 2:
                 models.append(None)  # too few judgments outside this fold: the full model
                 continue
-            m = model().fit(x[train], y[train])
+            m = GradeModel(regularisation).fit(x[train], y[train])
             models.append(m)
             if test.any():
-                expected[test] = full_probabilities(m, x[test]) @ np.arange(3)
-        if len(np.unique(y)) < 2:
-            raise ValueError("judgments need at least two different grades to calibrate on")
-        full = model().fit(x, y)
-        models = [m if m is not None else full for m in models]
+                expected[test] = m.probabilities(x[test]) @ np.arange(3)
+        full = GradeModel(regularisation).fit(x, y)
+        fold_models = [m if m is not None else full for m in models]
         from scipy.stats import spearmanr
 
         known = ~np.isnan(expected)
@@ -242,7 +288,6 @@ class CalibratedGrader:
             if known.sum() > 2 and len(np.unique(y[known])) > 1
             else float("nan")
         )
-        lr = full[-1]
         summary = CalibrationSummary(
             judged_pairs=len(judged),
             judged_queries=len(set(queries)),
@@ -251,17 +296,14 @@ class CalibratedGrader:
             grades={int(g): int(n) for g, n in zip(*np.unique(y, return_counts=True), strict=True)},
             seconds=round(time.perf_counter() - t0, 2),
             cross_validated_spearman=round(rho, 4),
-            weights={
-                str(int(c)): [round(float(w), 3) for w in row]
-                for c, row in zip(lr.classes_, lr.coef_, strict=True)
-            },
+            weights=full.weights(),
         )
         judged_norm = {normalize_query(q) for q in queries}
-        grader = cls(features, models, full, judged_norm, folds, summary, rewrite_depth)
+        grader = cls(features, fold_models, full, judged_norm, folds, summary, rewrite_depth)
         grader.row_of = {str(p): i for i, p in enumerate(catalog["product_id"])}
         return grader
 
-    def _model_for(self, query: str):
+    def _model_for(self, query: str) -> GradeModel:
         q = normalize_query(query)
         if q in self.judged_queries:
             return self.models[query_fold(q, self.folds)]
@@ -279,16 +321,23 @@ class CalibratedGrader:
         if len(queries) == 0:
             return out
         x = self.features(queries, products)
-        by_model: dict[int, list[int]] = {}
-        models: dict[int, object] = {}
-        for i, q in enumerate(queries):
-            m = self._model_for(q)
-            by_model.setdefault(id(m), []).append(i)
-            models[id(m)] = m
-        for key, rows in by_model.items():
-            m = models[key]
-            out[rows] = _on_grades(m, m.predict_proba(x[rows]))
+        for m, rows in self._by_model(queries).items():
+            out[rows] = m.probabilities(x[rows])
         return out
+
+    def grades(self, queries: Sequence[str], probabilities: np.ndarray) -> np.ndarray:
+        """The grade (0-2) of each pair from its probabilities, cut where the model of its query
+        cuts (:class:`GradeModel`)."""
+        out = np.zeros(len(queries), dtype=np.int8)
+        for m, rows in self._by_model(queries).items():
+            out[rows] = m.grades(probabilities[rows])
+        return out
+
+    def _by_model(self, queries: Sequence[str]) -> dict[GradeModel, list[int]]:
+        groups: dict[GradeModel, list[int]] = {}
+        for i, q in enumerate(queries):
+            groups.setdefault(self._model_for(q), []).append(i)
+        return groups
 
     def grade_rewrites(self, queries: Sequence[str], rewrites: Sequence[str]) -> np.ndarray:
         """P(grade) of each (query, rewrite): the mean, over the rewrite's top BM25 titles, of
@@ -312,11 +361,3 @@ class CalibratedGrader:
             for i in np.unique(owners):
                 out[i] = probs[owners == i].sum(axis=0) / probs[owners == i].sum()
         return out
-
-
-def _on_grades(model, probabilities: np.ndarray) -> np.ndarray:
-    """Columns for grades 0, 1, 2 (a fold may lack a grade)."""
-    out = np.zeros((len(probabilities), 3))
-    for j, c in enumerate(model.classes_):
-        out[:, int(c)] = probabilities[:, j]
-    return out

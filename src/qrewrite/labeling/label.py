@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.labeling.llm import LLMClient, LLMSettings, ResultCache, grade_with_llm
-from qrewrite.labeling.teacher import GRADE_COLUMNS, Teacher, TeacherConfig, read_judgments
-from qrewrite.tables import read_parquet_table, table_fingerprint
+from qrewrite.labeling.teacher import GRADE_COLUMNS, Teacher, TeacherConfig
+from qrewrite.tables import read_judgments, read_parquet_table, table_fingerprint
 
 log = logging.getLogger(__name__)
 

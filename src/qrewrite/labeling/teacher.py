@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from qrewrite.errors import DataError
 from qrewrite.labeling.calibration import CalibratedGrader, CalibrationSummary
 from qrewrite.labeling.lexicon import (
     GENDER_COMPATIBLE,
@@ -34,6 +33,7 @@ from qrewrite.labeling.lexicon import (
     mine_filler_words,
     mine_synonyms,
 )
+from qrewrite.tables import read_judgments
 
 GRADE_COLUMNS = ("p_irrelevant", "p_partial", "p_relevant")
 
@@ -293,21 +293,6 @@ def compare(
     return grade_distribution(len(signals["soft"]), soft_p, hard_p), signals
 
 
-def read_judgments(data_dir: str | Path) -> pd.DataFrame | None:
-    """The human judgments an import-judged directory holds as input (``judgments.parquet``:
-    query, product_id, grade 0-2), or None."""
-    from qrewrite.tables import read_parquet_table
-
-    path = Path(data_dir) / "judgments.parquet"
-    if not path.exists():
-        return None
-    table = read_parquet_table(path, "judgments", "re-run `qrewrite import-judged`")
-    missing = {"query", "product_id", "grade"} - set(table.column_names)
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-    return table.to_pandas()
-
-
 class Teacher:
     """Grades pairs with the cascade above. Build once per catalog; call :meth:`grade`."""
 
@@ -491,7 +476,7 @@ class Teacher:
             [queries[i] for i in rewrites], pairs["rewrite"].astype(str).iloc[rewrites].tolist()
         )
         out = pd.DataFrame(probs, columns=list(GRADE_COLUMNS), index=pairs.index)
-        out.insert(0, "grade", probs.argmax(axis=1).astype(np.int8))
+        out.insert(0, "grade", cal.grades(queries, probs))
         source = pairs["source"].to_numpy() if "source" in pairs else np.full(len(pairs), "")
         out["signals"] = [
             {

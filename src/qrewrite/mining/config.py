@@ -22,6 +22,12 @@ class MiningConfig:
     min_engaged_title_support: int = 1
     max_titles_per_query: int = 5
     max_candidates_per_query: int = 20
+    # a judged import (judgments.parquet): candidates from what people graded relevant
+    # (qrewrite.mining.judged): relevant titles reduced to query-length rewrites, and queries
+    # sharing relevant products
+    judged_rewrites: bool = True
+    max_judged_rewrites_per_query: int = 3
+    judged_min_share: float = 0.5  # share of a query's relevant titles a word needs to be added
     duckdb_threads: int = 0  # 0: DuckDB's default (all cores)
     duckdb_memory_limit: str = "3GB"
 

@@ -17,6 +17,7 @@ from qrewrite import __version__
 from qrewrite.errors import DataError
 from qrewrite.mining.config import MiningConfig
 from qrewrite.mining.inputs import fetch_row, open_search_log, parquet_schema, sql_literal
+from qrewrite.mining.judged import JUDGED_SOURCES, judged_candidates
 from qrewrite.mining.miners import (
     build_query_products,
     compute_query_stats,
@@ -25,11 +26,11 @@ from qrewrite.mining.miners import (
     mine_session_reformulations,
 )
 from qrewrite.mining.report import write_mining_report
-from qrewrite.tables import table_fingerprint
+from qrewrite.tables import read_judgments, table_fingerprint
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("session_reformulation", "co_engagement", "engaged_title")
+SOURCES = ("session_reformulation", "co_engagement", "engaged_title", *JUDGED_SOURCES)
 
 
 def _open_catalog(con: duckdb.DuckDBPyConnection, path: Path) -> int:
@@ -52,6 +53,33 @@ def _open_catalog(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     if null_titles:
         raise DataError(f"{path}: column title has {null_titles} null value(s)")
     return int(n)
+
+
+def _judged_rewrites(config: MiningConfig, data: Path) -> pd.DataFrame:
+    """Candidates from the data's judgments (empty without them, or when switched off)."""
+    judgments = read_judgments(data) if config.judged_rewrites else None
+    if judgments is None:
+        judgments = pd.DataFrame({"query": [], "product_id": [], "grade": []})
+    catalog = pd.read_parquet(data / "catalog.parquet", columns=["product_id", "title"])
+    out = judged_candidates(
+        judgments,
+        catalog,
+        max_rewrites_per_query=config.max_judged_rewrites_per_query,
+        min_share=config.judged_min_share,
+        max_queries_per_product=config.max_queries_per_product,
+    )
+    return out.astype(
+        {
+            "query": "string",
+            "rewrite": "string",
+            "source": "string",
+            "score": "float64",
+            "support": "int64",
+            "shared_purchases": "int64",
+            "shared_clicks": "int64",
+            "product_id": "string",
+        }
+    )
 
 
 def _candidates_sql(cfg: MiningConfig) -> str:
@@ -82,6 +110,10 @@ def _candidates_sql(cfg: MiningConfig) -> str:
         SELECT query, rewrite, 'engaged_title', (purchases + carts)::DOUBLE,
                purchases + carts, purchases, clicks, product_id
         FROM engaged_titles
+        UNION ALL
+        SELECT query, rewrite, source, score, support, shared_purchases, shared_clicks,
+               product_id
+        FROM judged_rewrites
     ),
     capped AS (
         SELECT * FROM unioned
@@ -130,6 +162,10 @@ def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dic
                 ("engaged_titles", mine_engaged_titles),
             ):
                 con.execute(f"CREATE TEMP TABLE {name} AS " + miner(con, config).sql_query())
+            judged = _judged_rewrites(config, data)
+            con.register("judged_frame", judged)
+            con.execute("CREATE TEMP TABLE judged_rewrites AS SELECT * FROM judged_frame")
+            con.unregister("judged_frame")
             unknown = fetch_row(
                 con,
                 """SELECT count(*) FROM query_products

@@ -23,6 +23,7 @@ import pandas as pd
 from qrewrite import __version__
 from qrewrite.errors import ContractViolation, DataError
 from qrewrite.labeling.teacher import GRADE_COLUMNS
+from qrewrite.mining.judged import JUDGED_SOURCES
 from qrewrite.search_engine import ProductRetriever
 from qrewrite.tables import read_parquet_table, table_fingerprint
 from qrewrite.text import normalize_query
@@ -156,7 +157,13 @@ def build_datasets(
     relevant["cvr_lift"] = lift
     by_lift = enough & (lift >= config.min_cvr_lift)
     by_increment = relevant["increment"] >= config.min_increment
-    converting = by_lift | by_increment
+    # a rewrite made from what people graded relevant has their grades as evidence
+    by_judgment = (
+        relevant["source"].isin(JUDGED_SOURCES)
+        if "source" in relevant
+        else pd.Series(False, index=relevant.index)
+    )
+    converting = by_lift | by_increment | by_judgment
     kept = (relevant[converting] if config.require_conversion_evidence else relevant).copy()
     kept["score"] = kept["p_relevant"] * (1 + kept["increment"] + kept["cvr_lift"].clip(lower=0))
     kept = (
@@ -303,6 +310,17 @@ def build_datasets(
             "graded_relevant": len(relevant),
             "with_cvr_lift": int(by_lift.sum()),
             "with_increment": int(by_increment.sum()),
+            "from_judgments": int(by_judgment.sum()),
+            "by_source": {
+                str(k): {
+                    "pairs": int((qr["source"] == k).sum()),
+                    "graded_relevant": int((relevant["source"] == k).sum()),
+                    "kept": int((kept["source"] == k).sum()),
+                }
+                for k in sorted(qr["source"].dropna().unique())
+            }
+            if "source" in qr
+            else {},
             "without_conversion_evidence": int((~converting).sum()),
             "kept_without_conversion_evidence": int(
                 0 if config.require_conversion_evidence else (~converting).sum()
@@ -429,8 +447,17 @@ def report_markdown(report: dict[str, Any]) -> str:
             if a.get("kept_without_conversion_evidence")
             else "set aside)"
         ),
+        "- from people's judgments (their grades are the evidence): "
+        f"{a.get('from_judgments', 0):,}",
         f"- kept (at most {report['config']['max_rewrites_per_query']} per query): "
         f"{a['kept_after_per_query_cap']:,}",
+        "",
+        "| source | pairs | graded relevant | kept |",
+        "|---|---:|---:|---:|",
+        *[
+            f"| {k} | {v['pairs']:,} | {v['graded_relevant']:,} | {v['kept']:,} |"
+            for k, v in (a.get("by_source") or {}).items()
+        ],
         "",
         "## Task B: relevance tagging",
         "",
