@@ -49,3 +49,17 @@ def closeness(word: str, others: list[frozenset[str]]) -> float:
     "sneakr" is close to "sneaker", "red" is far from "bed"."""
     g = trigrams(word)
     return max((len(g & o) / len(g | o) for o in others), default=0.0)
+
+
+def deletions(word: str) -> set[str]:
+    """``word`` with one letter left out, each way: two words are one edit apart (insertion,
+    deletion, substitution, adjacent transposition) when their deletion sets meet, or one is
+    in the other's."""
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
+def one_edit_apart(a: str, b: str) -> bool:
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    da, db = deletions(a), deletions(b)
+    return a in db or b in da or bool(da & db)

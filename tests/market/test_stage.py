@@ -45,3 +45,16 @@ def test_a_broken_parquet_file_is_named(tmp_path: Path) -> None:
 def test_a_missing_source_says_what_is_expected(source: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="synthetic"):
         stage_marketplace(source, tmp_path / "market")
+
+
+def test_a_judged_import_keeps_its_judgments(tmp_path: Path) -> None:
+    from qrewrite.importing.judged import JudgedImportConfig, import_judged
+    from tests.labeling.fakes import write_judged_tsv
+
+    data = tmp_path / "data"
+    src = write_judged_tsv(tmp_path / "j.tsv")
+    import_judged(JudgedImportConfig(grade_scale="numeric:1:3"), src, data)
+    stage_marketplace(str(data), tmp_path / "market")
+    # the teacher calibrates on them and mining makes rewrites from them
+    assert (tmp_path / "market" / "judgments.parquet").is_file()
+    assert (tmp_path / "market" / "truth" / "judgments.parquet").is_file()

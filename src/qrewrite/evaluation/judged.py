@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from qrewrite.evaluation.metrics import bootstrap_uplift, fuse_rrf
-from qrewrite.text import tokenize
+from qrewrite.text import deletions, tokenize
 
 SUBSETS = ("all", "misspelled", "original_finds_nothing_relevant")
 
@@ -38,10 +38,6 @@ class JudgedComparison:
         return asdict(self)
 
 
-def _deletions(word: str) -> set[str]:
-    return {word[:i] + word[i + 1 :] for i in range(len(word))}
-
-
 class SpellingCheck:
     """A query is misspelled when one of its words is not in the catalog's vocabulary but is one
     edit (insertion, deletion, substitution, transposition) from a catalog word of 4+ letters."""
@@ -52,13 +48,13 @@ class SpellingCheck:
         for w in self.vocabulary:
             if len(w) >= 4 and w.isalpha():
                 self._index.add(w)
-                self._index |= _deletions(w)
+                self._index |= deletions(w)
 
     def misspelled(self, query: str) -> bool:
         for w in tokenize(query):
             if w in self.vocabulary or len(w) < 3 or not w.isalpha():
                 continue
-            if w in self._index or _deletions(w) & self._index:
+            if w in self._index or deletions(w) & self._index:
                 return True
         return False
 

@@ -18,8 +18,9 @@ from qrewrite.market.simulate import SynthConfig, synthesize
 
 SYNTHETIC = "synthetic"
 REQUIRED_FILES = ("catalog.parquet", "search_log.parquet")
-# copied when present: the simulator's ground truth lets evaluation score rewrites by truth
-OPTIONAL = ("manifest.json", "truth")
+# copied when present: the simulator's ground truth lets evaluation score rewrites by truth;
+# a judged set's judgments calibrate the teacher and give rewrite supervision
+OPTIONAL = ("manifest.json", "truth", "judgments.parquet")
 
 
 def _rows(path: Path) -> int:

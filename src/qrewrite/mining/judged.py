@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 
 import pandas as pd
 
-from qrewrite.text import closeness, normalize_query, tokenize, trigrams
+from qrewrite.text import closeness, normalize_query, one_edit_apart, tokenize, trigrams
 
 JUDGED_SOURCES = ("judged_title", "judged_shared_relevant")
 _WORD = re.compile(r"[0-9a-z]+")
@@ -79,19 +79,24 @@ def reduce_titles(
     title_words = [list(dict.fromkeys(words(t))) for t in titles]
     vocab = sorted({w for ws in title_words for w in ws})
     grams = [trigrams(w) for w in vocab]
+    stems = set(tokenize(" ".join(vocab)))
+    counts = Counter(w for ws in title_words for w in ws)
     fixed = []
     for w in words(query):
-        if w in vocab or not w.isalpha() or len(w) < 3:
+        if w in vocab or set(tokenize(w)) <= stems or not w.isalpha() or len(w) < 3:
             fixed.append(w)
             continue
+        # the titles' most frequent word one edit away, else the closest by trigrams
+        near = [v for v in vocab if len(v) >= 4 and one_edit_apart(w, v)]
         best = max(range(len(vocab)), key=lambda i: len(trigrams(w) & grams[i]), default=None)
-        if best is not None and closeness(w, [grams[best]]) >= CLOSE_SPELLING:
+        if near:
+            fixed.append(max(near, key=lambda v: (counts[v], v)))
+        elif best is not None and closeness(w, [grams[best]]) >= CLOSE_SPELLING:
             fixed.append(vocab[best])
         else:
             fixed.append(w)
     base = list(dict.fromkeys(fixed))
     base_stems = set(tokenize(" ".join(base)))  # "bag" adds nothing to "sleeping bags"
-    counts = Counter(w for ws in title_words for w in ws)
     first_at = {w: min(ws.index(w) for ws in title_words if w in ws) for w in counts}
     need = max(2, min_share * len(titles))
     shared = [
@@ -108,7 +113,8 @@ def reduce_titles(
         if extra > len(shared):
             break
         text = " ".join(base + shared[:extra])
-        if text != normalize_query(query) and text not in out:
+        # the same words for the engine (plural, case) are no rewrite
+        if tokenize(text) != tokenize(query) and text not in out:
             out.append(text)
     return out[:max_rewrites]
 
