@@ -58,3 +58,28 @@ def test_mining_a_judged_import_counts_the_judged_sources(tmp_path: Path) -> Non
     cands = pd.read_parquet(tmp_path / "mined" / "rewrite_candidates.parquet")
     judged = cands[cands["source"] == "judged_title"]
     assert judged["query_searches"].gt(0).all() and judged["product_id"].isna().all()
+
+
+def test_the_candidates_contract_knows_every_source(tmp_path: Path) -> None:
+    import json
+
+    from qrewrite.contracts import validate_path
+    from qrewrite.mining.mine import SOURCES
+
+    contract = json.loads(
+        (Path(__file__).resolve().parents[2] / "data_contracts/rewrite_candidates.json").read_text()
+    )
+    (sources,) = [
+        e["kwargs"]["value_set"]
+        for e in contract["expectations"]
+        if e["type"] == "expect_column_values_to_be_in_set" and e["kwargs"]["column"] == "source"
+    ]
+    assert set(sources) == set(SOURCES)
+    data = tmp_path / "data"
+    import_judged(
+        JudgedImportConfig(grade_scale="numeric:1:3"), write_judged_tsv(tmp_path / "j.tsv"), data
+    )
+    mine(MiningConfig(), data, tmp_path / "mined")
+    assert validate_path(
+        "rewrite_candidates", tmp_path / "mined/rewrite_candidates.parquet"
+    ).success
