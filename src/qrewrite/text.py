@@ -15,6 +15,12 @@ _TOKEN = re.compile(r"[0-9a-z]+")
 _APOSTROPHES = re.compile(r"['’`´]")
 
 
+# words that join a title's parts; never a product's name or attribute on their own
+JOINING_WORDS = frozenset(
+    ("a", "an", "and", "as", "at", "by", "for", "from", "in", "of", "on", "or", "the", "to", "with")
+)
+
+
 def normalize_query(text: str) -> str:
     """NFKC-normalise, case-fold, and collapse/strip whitespace.
 

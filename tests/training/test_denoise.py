@@ -117,3 +117,19 @@ def test_denoising_pairs_are_seeded_and_mostly_change_the_input() -> None:
     changed = sum(noisy != clean for noisy, clean in a) / len(a)
     assert changed >= 0.8
     assert sum(clean in queries for _, clean in a) == 100  # the logged share
+
+
+def test_a_catalog_of_titles_only_is_named_by_words_of_its_titles() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from qrewrite.training.denoise import query_forms
+
+    catalog = pd.DataFrame(
+        {"title": ["Nike Air Max Running Shoes - Men's, Size 10", "The Coffee Maker with Timer"]}
+    )
+    forms = query_forms(catalog, 200, np.random.default_rng(0))
+    assert len(forms) == 200  # every product named, none skipped for lacking a type
+    head_words = {"nike", "air", "max", "running", "shoes", "coffee", "maker", "timer"}
+    assert all(1 <= len(f.split()) <= 3 and set(f.split()) <= head_words for f in forms)
+    assert "nike shoes" in forms  # words kept in the title's order

@@ -20,44 +20,20 @@ from collections import Counter, defaultdict
 
 import pandas as pd
 
-from qrewrite.text import closeness, normalize_query, one_edit_apart, tokenize, trigrams
+from qrewrite.text import (
+    JOINING_WORDS,
+    closeness,
+    normalize_query,
+    one_edit_apart,
+    tokenize,
+    trigrams,
+)
 
 JUDGED_SOURCES = ("judged_title", "judged_shared_relevant")
 _WORD = re.compile(r"[0-9a-z]+")
-# words that join a title's parts; never the product or an attribute
-STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "as",
-        "at",
-        "by",
-        "for",
-        "from",
-        "in",
-        "into",
-        "of",
-        "on",
-        "or",
-        "the",
-        "to",
-        "with",
-        "w",
-        "x",
-        "your",
-        "our",
-        "new",
-        "set",
-        "pack",
-        "pc",
-        "pcs",
-        "inch",
-        "in",
-        "ft",
-        "oz",
-        "lb",
-    ]
+# never the product or an attribute: joining words, and units and pack words without their number
+STOPWORDS = JOINING_WORDS | frozenset(
+    ("w", "x", "your", "our", "new", "set", "pack", "pc", "pcs", "inch", "ft", "oz", "lb")
 )
 CLOSE_SPELLING = 0.5  # trigram Jaccard at which a title word is the query word's spelling
 

@@ -9,6 +9,8 @@ target vocabulary:
 - **query forms from the catalog**: each product named as a shopper would name it, its type plus
   a few of its attributes in catalog words ("mens green denim trousers size xl"), read from the
   attribute columns and the title (the title's leftover head words are the feature: "lace up");
+  a product without a type (an imported catalog has titles only) is named by one to three
+  words of its title's head, in order ("nike air max shoes" -> "nike shoes");
 - **queries from the logs** (eval-split queries left out), as typed;
 - each clean text corrupted as shoppers corrupt queries: typing errors, shopper words for catalog
   values (the synonyms the teacher's lexicon mines from the logs), words in another order, filler
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from qrewrite.text import normalize_query
+from qrewrite.text import JOINING_WORDS, normalize_query
 
 _ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 
@@ -148,14 +150,33 @@ def gender_words(value: object) -> str:
     return f"{gender}s" if gender in ("men", "women") else gender
 
 
+TITLE_FORM_WORDS = (1, 2, 3)
+TITLE_FORM_RATES = (0.2, 0.5, 0.3)
+
+
+def title_form(title: str, rng: np.random.Generator) -> str:
+    """One to three words of the title's head (before " - ", "," or "|"), in the title's order:
+    how a shopper names a product whose catalog row has a title only."""
+    head = re.split(r" - |,|\||\(", title, maxsplit=1)[0]
+    words = [w for w in _words(head).split() if w not in JOINING_WORDS]
+    if not words:
+        return ""
+    k = min(len(words), int(rng.choice(TITLE_FORM_WORDS, p=TITLE_FORM_RATES)))
+    return " ".join(words[i] for i in sorted(rng.choice(len(words), size=k, replace=False)))
+
+
 def query_forms(catalog: pd.DataFrame, n: int, rng: np.random.Generator) -> list[str]:
-    """``n`` query-length names of random catalog products: the type and a few attributes."""
+    """``n`` query-length names of random catalog products: the type and a few attributes, or,
+    for a product without a type, a few words of its title."""
     rows = catalog.to_dict("records")
     out: list[str] = []
     for i in rng.integers(len(rows), size=n):
         p = rows[int(i)]
         ptype = _words(p.get("product_type"))
         if not ptype:
+            form = title_form(str(p.get("title") or ""), rng)
+            if form:
+                out.append(form)
             continue
         parts = {a: _words(p.get(a)) for a in ("brand", "colour", "material")}
         parts["gender"] = gender_words(p.get("gender"))
