@@ -13,7 +13,7 @@ RUNTIME_BASE_IMAGE  ?= docker.io/library/python:3.12-slim-bookworm
 TRAINING_BASE_IMAGE ?= docker.io/nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 DOCKER_BUILD_ARGS   ?=
 
-.PHONY: setup demo test lint bench bench-quality bench-quality-training bench-rewrite bench-teacher bench-training images images-runtime images-training test-containers clean
+.PHONY: setup demo test lint bench bench-quality bench-quality-training bench-rewrite bench-teacher bench-judged bench-training images images-runtime images-training test-containers clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ bench-quality-training: setup
 JUDGED ?= ../shared/data/crowdflower/crowdflower_train.tsv
 bench-teacher: setup
 	$(BIN)/python benchmarks/bench_teacher.py --input $(JUDGED) --write docs/benchmarks.md
+
+# the whole pipeline on a human-judged set, measured on people's grades (about 10 min)
+JUDGED_SCALE ?= numeric:1:4
+bench-judged: setup
+	$(BIN)/python benchmarks/bench_judged.py --input $(JUDGED) --grade-scale $(JUDGED_SCALE) --write docs/benchmarks.md
 
 # batched vs one-at-a-time rewriting of the demo's model (run `make demo` first)
 bench-rewrite: setup

@@ -153,3 +153,28 @@ def test_cli_import(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "8 judgments of 3 queries" in out
     assert "set aside 2 of 10 rows (duplicate_judgment: 1, null_or_empty_query: 1)" in out
+
+
+def test_conflicting_duplicates_are_resolved_and_titles_unescaped(tmp_path: Path) -> None:
+    src = _write(
+        tmp_path,
+        "dup.tsv",
+        "query\tproduct_id\tproduct_title\tesci_label\n"
+        "mug\tP1\tTom &amp; Jerry &quot;Mug&quot;\tE\n"
+        "mug\tP1\tTom &amp; Jerry &quot;Mug&quot;\tI\n"
+        "mug\tP1\tTom &amp; Jerry &quot;Mug&quot;\tE\n"
+        "mug\tP2\tTravel Mug\tS\n"
+        "mug\tP2\tTravel Mug\tS\n"
+        "cup\tP2\tTravel Mug\tE\n",
+    )
+    manifest = import_judged(JudgedImportConfig(), src, tmp_path / "out")
+    c = manifest["counts"]
+    # people disagreed on (mug, P1): the median grade stands, and both kinds are counted
+    assert c["duplicates_with_conflicting_grades"] == 1
+    assert c["rows_rejected"] == {"duplicate_judgment": 3}
+    judgments = pd.read_parquet(tmp_path / "out" / "judgments.parquet")
+    grade = judgments.set_index(["query", "product_id"])["grade"]
+    assert grade[("mug", "P1")] == 2 and grade[("mug", "P2")] == 1 and grade[("cup", "P2")] == 2
+    catalog = pd.read_parquet(tmp_path / "out" / "catalog.parquet").set_index("product_id")
+    assert catalog.loc["P1", "title"] == 'Tom & Jerry "Mug"'
+    assert c["titles_with_html_entities"] == 1

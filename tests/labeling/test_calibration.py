@@ -126,3 +126,21 @@ def test_calibrated_teacher_agrees_with_people_on_a_real_set() -> None:
     assert m["quadratic_kappa"] >= 0.42
     # calibrated: the mean P(relevant) is the share of relevant pairs
     assert p[:, 2].mean() == pytest.approx((grade == 2).mean(), abs=0.03)
+
+
+def test_label_eval_reports_the_calibrated_grades_per_grader(tmp_path: Path) -> None:
+    from qrewrite.labeling.evaluate import evaluate_labels, metrics_markdown
+
+    data = _import(tmp_path)
+    mine(MiningConfig(), data, tmp_path / "mined")
+    out = tmp_path / "labels.parquet"
+    label(
+        LabelConfig(calibration_encoder=False),
+        data,
+        tmp_path / "mined" / "rewrite_candidates.parquet",
+        out,
+    )
+    result = evaluate_labels(data, out)
+    assert set(result["by_grader"]) == {"calibrated_cross_fitted"}
+    assert result["by_grader"]["calibrated_cross_fitted"]["n"] == result["judged"]
+    assert "grader=calibrated_cross_fitted" in metrics_markdown(result)

@@ -9,6 +9,7 @@ runs unchanged on imported data. The judgments themselves become ``truth/judgmen
 
 from __future__ import annotations
 
+import html
 import io
 import json
 from dataclasses import asdict, dataclass
@@ -205,12 +206,24 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
         .fillna("")
     )
 
+    # titles scraped from HTML keep their entities ("Tom &amp; Jerry"): read them as text
+    escaped = rows["title"].str.contains(r"&(?:#\d+|#x[0-9a-fA-F]+|[A-Za-z]+);", na=False)
+    rows.loc[escaped, "title"] = rows.loc[escaped, "title"].map(html.unescape)
+
     reason = pd.Series(pd.NA, index=rows.index, dtype="string")
     reason[rows["grade"].isna()] = "grade_not_on_scale"
     reason[rows["title"].isna() | (rows["title"] == "")] = "empty_title"
     reason[rows["product_id"].isna() | (rows["product_id"] == "")] = "empty_product_id"
     reason[rows["query"] == ""] = "null_or_empty_query"
-    dup = rows.duplicated(["query", "product_id"], keep="first") & reason.isna()
+    # A pair judged more than once: one row stays, with the (lower) median of its grades when
+    # people disagreed; the others are set aside and counted.
+    usable = reason.isna()
+    key = ["query", "product_id"]
+    grades = rows[usable].groupby(key)["grade"]
+    median = grades.transform(lambda g: int(np.floor(np.median(g.astype(int)))))
+    conflicting = int((grades.nunique() > 1).sum())
+    rows.loc[usable, "grade"] = median.astype("Int8")
+    dup = rows.duplicated(key, keep="first") & usable
     reason[dup] = "duplicate_judgment"
     rejected = rows[reason.notna()].assign(reject_reason=reason[reason.notna()])
     kept = rows[reason.isna()].reset_index(drop=True)
@@ -279,6 +292,10 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
             "queries": int(kept["query"].nunique()),
             "products": len(cat),
             "products_with_conflicting_titles": title_conflicts,
+            "duplicates_with_conflicting_grades": conflicting,
+            "titles_with_html_entities": int(
+                rows.loc[escaped & reason.isna(), "product_id"].nunique()
+            ),
             "grades": {
                 int(k): int(v) for k, v in kept["grade"].value_counts().sort_index().items()
             },

@@ -217,6 +217,9 @@ def evaluate_labels(data_dir: str | Path, labels_path: str | Path) -> dict:
         "overall": grade_metrics(truth[judged], labels["grade"].to_numpy()[judged]),
         "by_pair_kind": {},
         "by_source": {},
+        # who graded: the rules, or the teacher calibrated on judgments (cross-fitted: a model
+        # that never saw the query's judgments)
+        "by_grader": {},
     }
     for k in sorted(set(kind[judged])):
         m = judged & (kind == k)
@@ -225,7 +228,20 @@ def evaluate_labels(data_dir: str | Path, labels_path: str | Path) -> dict:
         for s in sorted(labels.loc[judged, "source"].dropna().unique()):
             m = judged & (labels["source"] == s).to_numpy()
             result["by_source"][s] = grade_metrics(truth[m], labels["grade"].to_numpy()[m])
+    if "signals" in labels:
+        grader = labels["signals"].map(_grader).to_numpy()
+        for g in sorted(set(grader[judged])):
+            m = judged & (grader == g)
+            result["by_grader"][g] = grade_metrics(truth[m], labels["grade"].to_numpy()[m])
     return result
+
+
+def _grader(signals: object) -> str:
+    """The ``grader`` a label's signals name (``rules`` when they name none)."""
+    try:
+        return str(json.loads(str(signals)).get("grader", "rules"))
+    except (ValueError, AttributeError):
+        return "rules"
 
 
 def metrics_markdown(result: dict) -> str:
@@ -253,6 +269,7 @@ def metrics_markdown(result: dict) -> str:
         "all": o,
         **result["by_pair_kind"],
         **{f"source={k}": v for k, v in result["by_source"].items()},
+        **{f"grader={k}": v for k, v in result.get("by_grader", {}).items()},
     }
     for name, m in groups.items():
         lines.append(

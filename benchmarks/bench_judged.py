@@ -1,0 +1,121 @@
+"""The whole pipeline on a human-judged set: import, then one ``qrewrite run --local`` on it, and
+the rewrites of held-out judged queries measured on people's grades.
+
+Run with ``make bench-judged`` (``../shared/data/crowdflower/`` by default, ``JUDGED=<file>``
+and ``SCALE=<grade scale>`` for another set). Prints a Markdown section and, with ``--write``,
+replaces this benchmark's section of ``docs/benchmarks.md``, with the commit and the CPU it ran
+on. A measurement, never a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from docs_section import markers, write_section
+
+from qrewrite.environment import current_environment
+
+DEFAULT_INPUT = (
+    Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "crowdflower"
+) / "crowdflower_train.tsv"
+SUBSETS = {
+    "all": "all",
+    "misspelled": "misspelled",
+    "original_finds_nothing_relevant": "original finds nothing relevant",
+}
+
+
+def run(qrewrite: str, source: Path, scale: str, work: Path) -> tuple[Path, float]:
+    shutil.rmtree(work, ignore_errors=True)
+    data = work / "data"
+    args = ["--input", str(source), "--out", str(data), "--grade-scale", scale]
+    subprocess.run([qrewrite, "import-judged", *args], check=True)
+    t0 = time.perf_counter()
+    subprocess.run(
+        [qrewrite, "run", "--local", "--data-source", str(data), "--out", str(work / "run")],
+        check=True,
+    )
+    return work / "run" / "latest", time.perf_counter() - t0
+
+
+def render(source: Path, latest: Path, seconds: float, commit: str) -> str:
+    env = current_environment()
+    metrics = json.loads((latest / "evaluate-rewriter" / "evaluation" / "metrics.json").read_text())
+    labels = json.loads(
+        (latest / "label-rewrite-pairs" / "labels" / "labeled_pairs.report.json").read_text()
+    )
+    datasets = json.loads(
+        next((latest / "build-training-datasets").rglob("dataset_report.json")).read_text()
+    )
+    cand = metrics["candidate"]
+    judged = metrics["judged"][cand]
+    cal = labels.get("calibration") or {}
+    a = datasets["task_a"]
+    begin, end = markers("judged")
+    lines = [
+        begin,
+        f"`make bench-judged` on `{source.name}`: import, then `qrewrite run --local` "
+        f"({seconds / 60:.1f} min). {datetime.now(UTC):%b %d %Y}, commit {commit}, "
+        f"{env.cpu_model} ({env.cpus} CPUs).",
+        "",
+        f"- teacher calibrated on {cal.get('judged_pairs', 0):,} judged pairs of "
+        f"{cal.get('judged_queries', 0):,} queries (cross-validated Spearman "
+        f"{cal.get('cross_validated_spearman', float('nan')):.3f});",
+        f"- rewrite supervision: {a['query_rewrite_pairs']:,} candidate pairs, "
+        f"{a['graded_relevant']:,} graded relevant, {a['kept_after_per_query_cap']:,} kept "
+        "(" + ", ".join(f"{k} {v['kept']:,}" for k, v in (a.get("by_source") or {}).items()) + ");",
+        f"- held-out queries: {metrics['held_out_queries']:,}; candidate `{cand}`.",
+        "",
+        "| rewrites | queries | rewritten | nDCG@10 original | nDCG@10 fused | uplift [95% CI] "
+        "| p | recall@100 original | recall@100 fused |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for arm, title in (("model_alone", "model alone"), ("with_serving_policy", "served")):
+        for r in judged.get(arm, []):
+            p = "-" if r["p_value"] is None else f"{r['p_value']:.3f}"
+            lines.append(
+                f"| {title}, {SUBSETS.get(r['subset'], r['subset'])} | {r['queries']} | "
+                f"{r['rewritten']} | {r['ndcg_at_10_original']:.3f} | {r['ndcg_at_10']:.3f} | "
+                f"{100 * r['ndcg_at_10_uplift']:+.1f}% [{100 * r['ndcg_at_10_uplift_ci_low']:+.1f},"
+                f" {100 * r['ndcg_at_10_uplift_ci_high']:+.1f}] | {p} | "
+                f"{r['recall_at_100_original']:.3f} | {r['recall_at_100']:.3f} |"
+            )
+    samples = metrics.get("samples") or []
+    if samples:
+        lines += ["", "Sample rewrites (model alone):", ""]
+        lines += [f"- {s['query']} -> {s['rewrite'] or '(none)'}" for s in samples[:10]]
+    lines.append(end)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT)
+    parser.add_argument("--grade-scale", default="numeric:1:4")
+    parser.add_argument("--work", type=Path, default=Path(".bench/judged"))
+    parser.add_argument("--write", type=Path, help="docs/benchmarks.md to update")
+    args = parser.parse_args(argv)
+    if not args.input.exists():
+        print(f"bench-judged: {args.input}: not found", file=sys.stderr)
+        return 2
+    qrewrite = str(Path(sys.executable).with_name("qrewrite"))
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    latest, seconds = run(qrewrite, args.input, args.grade_scale, args.work)
+    section = render(args.input, latest, seconds, commit)
+    print(section)
+    if args.write:
+        write_section(args.write, "judged", section, "The pipeline on a human-judged set")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
