@@ -18,18 +18,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from docs_section import markers, write_section
+from docs_section import current_commit, markers, write_section
 
 from qrewrite.environment import current_environment
+from qrewrite.evaluation.report import judged_table
 
 DEFAULT_INPUT = (
     Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "crowdflower"
 ) / "crowdflower_train.tsv"
-SUBSETS = {
-    "all": "all",
-    "misspelled": "misspelled",
-    "original_finds_nothing_relevant": "original finds nothing relevant",
-}
 
 
 def run(qrewrite: str, source: Path, scale: str, work: Path) -> tuple[Path, float]:
@@ -55,7 +51,6 @@ def render(source: Path, latest: Path, seconds: float, commit: str) -> str:
         next((latest / "build-training-datasets").rglob("dataset_report.json")).read_text()
     )
     cand = metrics["candidate"]
-    judged = metrics["judged"][cand]
     cal = labels.get("calibration") or {}
     a = datasets["task_a"]
     begin, end = markers("judged")
@@ -73,20 +68,9 @@ def render(source: Path, latest: Path, seconds: float, commit: str) -> str:
         "(" + ", ".join(f"{k} {v['kept']:,}" for k, v in (a.get("by_source") or {}).items()) + ");",
         f"- held-out queries: {metrics['held_out_queries']:,}; candidate `{cand}`.",
         "",
-        "| rewrites | queries | rewritten | nDCG@10 original | nDCG@10 fused | uplift [95% CI] "
-        "| p | recall@100 original | recall@100 fused |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for arm, title in (("model_alone", "model alone"), ("with_serving_policy", "served")):
-        for r in judged.get(arm, []):
-            p = "-" if r["p_value"] is None else f"{r['p_value']:.3f}"
-            lines.append(
-                f"| {title}, {SUBSETS.get(r['subset'], r['subset'])} | {r['queries']} | "
-                f"{r['rewritten']} | {r['ndcg_at_10_original']:.3f} | {r['ndcg_at_10']:.3f} | "
-                f"{100 * r['ndcg_at_10_uplift']:+.1f}% [{100 * r['ndcg_at_10_uplift_ci_low']:+.1f},"
-                f" {100 * r['ndcg_at_10_uplift_ci_high']:+.1f}] | {p} | "
-                f"{r['recall_at_100_original']:.3f} | {r['recall_at_100']:.3f} |"
-            )
+    # the report's own table, so that the docs and report.html say the same
+    lines += judged_table(metrics)[4:-1]
     samples = metrics.get("samples") or []
     if samples:
         lines += ["", "Sample rewrites (model alone):", ""]
@@ -106,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench-judged: {args.input}: not found", file=sys.stderr)
         return 2
     qrewrite = str(Path(sys.executable).with_name("qrewrite"))
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    commit = current_commit()
     latest, seconds = run(qrewrite, args.input, args.grade_scale, args.work)
     section = render(args.input, latest, seconds, commit)
     print(section)

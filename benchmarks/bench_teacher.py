@@ -13,7 +13,6 @@ test.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sklearn.linear_model  # noqa: F401  (imported before any timing, as torch is)
-from docs_section import markers, write_section
+from docs_section import current_commit, markers, write_section
 from scipy.stats import spearmanr
 
 from qrewrite.environment import current_environment
@@ -138,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.input.exists():
         print(f"bench-teacher: {args.input}: not found", file=sys.stderr)
         return 2
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    commit = current_commit()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         import_judged(JudgedImportConfig(grade_scale=args.grade_scale), args.input, data)

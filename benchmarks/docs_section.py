@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 
@@ -21,3 +22,10 @@ def write_section(doc: Path, name: str, section: str, heading: str) -> None:
     else:
         text = text.rstrip() + f"\n\n## {heading}\n\n" + section + "\n"
     doc.write_text(text)
+
+
+def current_commit() -> str:
+    """The short hash of HEAD, which a benchmark's figures are recorded against."""
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
