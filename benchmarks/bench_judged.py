@@ -18,6 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import yaml
 from docs_section import current_commit, markers, write_section
 
 from qrewrite.environment import current_environment
@@ -28,20 +29,33 @@ DEFAULT_INPUT = (
 ) / "crowdflower_train.tsv"
 
 
-def run(qrewrite: str, source: Path, scale: str, work: Path) -> tuple[Path, float]:
-    shutil.rmtree(work, ignore_errors=True)
+def derived_preset(base: Path, overrides: list[str], out: Path) -> Path:
+    """``base`` with ``section.key=value`` overrides and its own MLflow store under ``out``."""
+    doc = yaml.safe_load(base.read_text())
+    for item in overrides:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        doc.setdefault(section, {})[name] = yaml.safe_load(value)
+    for section in doc.values():
+        if isinstance(section, dict) and "tracking_uri" in section:
+            section["tracking_uri"] = f"sqlite:///{out.resolve() / 'mlflow' / 'mlflow.db'}"
+    path = out / "preset.yaml"
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def run(qrewrite: str, source: Path, scale: str, work: Path, preset: Path) -> tuple[Path, float]:
     data = work / "data"
     args = ["--input", str(source), "--out", str(data), "--grade-scale", scale]
     subprocess.run([qrewrite, "import-judged", *args], check=True)
     t0 = time.perf_counter()
-    subprocess.run(
-        [qrewrite, "run", "--local", "--data-source", str(data), "--out", str(work / "run")],
-        check=True,
-    )
+    where = ["--data-source", str(data), "--out", str(work / "run")]
+    subprocess.run([qrewrite, "run", "--local", "--config", str(preset), *where], check=True)
     return work / "run" / "latest", time.perf_counter() - t0
 
 
-def render(source: Path, latest: Path, seconds: float, commit: str) -> str:
+def render(source: Path, latest: Path, seconds: float, commit: str, overrides: list[str]) -> str:
     env = current_environment()
     metrics = json.loads((latest / "evaluate-rewriter" / "evaluation" / "metrics.json").read_text())
     labels = json.loads(
@@ -57,7 +71,8 @@ def render(source: Path, latest: Path, seconds: float, commit: str) -> str:
     lines = [
         begin,
         f"`make bench-judged` on `{source.name}`: import, then `qrewrite run --local` "
-        f"({seconds / 60:.1f} min). {datetime.now(UTC):%b %d %Y}, commit {commit}, "
+        + (f"with {', '.join(f'`{o}`' for o in overrides)} " if overrides else "")
+        + f"({seconds / 60:.1f} min). {datetime.now(UTC):%b %d %Y}, commit {commit}, "
         f"{env.cpu_model} ({env.cpus} CPUs).",
         "",
         f"- teacher calibrated on {cal.get('judged_pairs', 0):,} judged pairs of "
@@ -84,6 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT)
     parser.add_argument("--grade-scale", default="numeric:1:4")
     parser.add_argument("--work", type=Path, default=Path(".bench/judged"))
+    parser.add_argument("--preset", type=Path, default=Path("configs/local.yaml"))
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="change one key of the preset (repeatable), e.g. pretrain.epochs=2",
+    )
+    parser.add_argument(
+        "--name", default="judged", help="the docs section to write (one per variant)"
+    )
     parser.add_argument("--write", type=Path, help="docs/benchmarks.md to update")
     args = parser.parse_args(argv)
     if not args.input.exists():
@@ -91,11 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     qrewrite = str(Path(sys.executable).with_name("qrewrite"))
     commit = current_commit()
-    latest, seconds = run(qrewrite, args.input, args.grade_scale, args.work)
-    section = render(args.input, latest, seconds, commit)
-    print(section)
+    shutil.rmtree(args.work, ignore_errors=True)
+    preset = derived_preset(args.preset, args.overrides, args.work)
+    latest, seconds = run(qrewrite, args.input, args.grade_scale, args.work, preset)
+    section = render(args.input, latest, seconds, commit, args.overrides)
+    print(section.replace(markers("judged")[0], markers(args.name)[0]))
     if args.write:
-        write_section(args.write, "judged", section, "The pipeline on a human-judged set")
+        section = section.replace("bench:judged:", f"bench:{args.name}:")
+        write_section(args.write, args.name, section, "The pipeline on a human-judged set")
     return 0
 
 
