@@ -70,7 +70,8 @@ def render(source: Path, latest: Path, seconds: float, commit: str, overrides: l
     begin, end = markers("judged")
     lines = [
         begin,
-        f"`make bench-judged` on `{source.name}`: import, then `qrewrite run --local` "
+        ("`bench_judged.py`" if overrides else "`make bench-judged`")
+        + f" on `{source.name}`: import, then `qrewrite run --local` "
         + (f"with {', '.join(f'`{o}`' for o in overrides)} " if overrides else "")
         + f"({seconds / 60:.1f} min). {datetime.now(UTC):%b %d %Y}, commit {commit}, "
         f"{env.cpu_model} ({env.cpus} CPUs).",
