@@ -57,6 +57,17 @@ def test_a_judged_query_is_graded_by_a_model_that_never_saw_it(grader) -> None:
     assert not g.held_out("purple lamp")  # unjudged: the model fitted on every fold
 
 
+def test_judgments_too_uniform_to_cross_fit_are_refused(grader) -> None:
+    from qrewrite.errors import DataError
+
+    _, rows = grader
+    catalog = rows.drop_duplicates("product_id")[["product_id", "title"]].reset_index(drop=True)
+    # only one query has anything but "relevant": its fold's model would have to learn from it
+    uniform = rows.assign(grade=np.where(rows["query"] == "red lamp", rows["grade"], 2))
+    with pytest.raises(DataError, match="calibration fold"):
+        CalibratedGrader.fit(catalog, uniform, folds=4)
+
+
 def test_grades_follow_the_judgments(grader) -> None:
     g, rows = grader
     catalog = rows.drop_duplicates("product_id").reset_index(drop=True)

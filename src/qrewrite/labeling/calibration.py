@@ -18,7 +18,6 @@ BM25 titles under the query, as the simulator's truth grades a rewrite by the pr
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 import time
 from collections import Counter
@@ -31,8 +30,6 @@ import pandas as pd
 from qrewrite.errors import DataError
 from qrewrite.search_engine import LexicalSearchEngine
 from qrewrite.text import closeness, normalize_query, tokenize, trigrams
-
-log = logging.getLogger(__name__)
 
 LEXICAL_FEATURES = (
     "query_coverage",  # share of the query's words the title holds
@@ -267,19 +264,22 @@ class CalibratedGrader:
 
         if len(np.unique(y)) < 2:
             raise DataError("judgments need at least two different grades to calibrate on")
-        models: list[GradeModel | None] = []
+        fold_models: list[GradeModel] = []
         expected = np.full(len(y), np.nan)
         for f in range(folds):
             train, test = fold != f, fold == f
             if len(np.unique(y[train])) < 2:
-                models.append(None)  # too few judgments outside this fold: the full model
-                continue
+                # a model fitted with the fold's own queries would grade what it learned from
+                raise DataError(
+                    f"judgments: outside calibration fold {f} of {folds} every pair has the "
+                    "same grade; calibrate on more judged queries, or set "
+                    "label.calibrate_on_judgments: false"
+                )
             m = GradeModel(regularisation).fit(x[train], y[train])
-            models.append(m)
+            fold_models.append(m)
             if test.any():
                 expected[test] = m.probabilities(x[test]) @ np.arange(3)
         full = GradeModel(regularisation).fit(x, y)
-        fold_models = [m if m is not None else full for m in models]
         from scipy.stats import spearmanr
 
         known = ~np.isnan(expected)
