@@ -30,6 +30,7 @@ PACKAGES = (
     "scipy",
     "sentence-transformers",
     "bm25s",
+    "ranx",
     "mlflow",
     "kfp",
 )
