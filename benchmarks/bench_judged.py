@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
-from docs_section import current_commit, markers, write_section
+from docs_section import current_commit, markers, write_run_preset, write_section
 
 from qrewrite.environment import current_environment
 from qrewrite.evaluation.report import judged_table
@@ -36,13 +36,7 @@ def derived_preset(base: Path, overrides: list[str], out: Path) -> Path:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")
         doc.setdefault(section, {})[name] = yaml.safe_load(value)
-    for section in doc.values():
-        if isinstance(section, dict) and "tracking_uri" in section:
-            section["tracking_uri"] = f"sqlite:///{out.resolve() / 'mlflow' / 'mlflow.db'}"
-    path = out / "preset.yaml"
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+    return write_run_preset(doc, out)
 
 
 def run(qrewrite: str, source: Path, scale: str, work: Path, preset: Path) -> tuple[Path, float]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from docs_section import markers, write_section
+from docs_section import markers, write_run_preset, write_section
 
 # preset sections whose seed decides the marketplace and its train/eval split ...
 MARKET_SECTIONS = ("synth", "import_judged", "build_datasets")
@@ -39,13 +39,7 @@ def seeded_preset(base: Path, seed: int, vary: str, out: Path) -> Path:
     for name in sections:
         if name in doc or name in TRAINING_SECTIONS:
             doc.setdefault(name, {})["seed"] = seed
-    for section in doc.values():  # each run keeps its own MLflow store
-        if isinstance(section, dict) and "tracking_uri" in section:
-            section["tracking_uri"] = f"sqlite:///{out / 'mlflow' / 'mlflow.db'}"
-    path = out / "preset.yaml"
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+    return write_run_preset(doc, out)
 
 
 def run_seed(

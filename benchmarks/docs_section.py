@@ -29,3 +29,17 @@ def current_commit() -> str:
     return subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
+
+
+def write_run_preset(doc: dict, out: Path) -> Path:
+    """``doc`` (a parsed preset) as ``out/preset.yaml``, every step tracking into ``out``'s own
+    MLflow store: a benchmark run never joins another run's registry."""
+    import yaml
+
+    for section in doc.values():
+        if isinstance(section, dict) and "tracking_uri" in section:
+            section["tracking_uri"] = f"sqlite:///{out.resolve() / 'mlflow' / 'mlflow.db'}"
+    path = out / "preset.yaml"
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path

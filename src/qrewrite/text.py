@@ -6,6 +6,7 @@ place that defines it (documented in docs/data.md#query-normalisation).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -44,6 +45,7 @@ def tokenize(text: str) -> list[str]:
     return [_light_stem(t) for t in _TOKEN.findall(text)]
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def trigrams(word: str) -> frozenset[str]:
     """Character trigrams of ``word`` with boundary marks: what spelling closeness compares."""
     w = f"#{word}#"

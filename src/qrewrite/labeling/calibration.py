@@ -73,14 +73,7 @@ class PairFeatures:
         self._title_chars = self._chars.fit_transform(self.titles)
         self._words = TfidfVectorizer(analyzer=tokenize, sublinear_tf=True)
         self._title_wordvec = self._words.fit_transform(self.titles)
-        self._scores: dict[str, np.ndarray] = {}
         self._cache: dict[tuple[str, int], np.ndarray] = {}  # fitting and grading share pairs
-
-    def bm25_scores(self, query: str) -> np.ndarray:
-        """The BM25 score of every catalog title for ``query`` (cached per query)."""
-        if query not in self._scores:
-            self._scores[query] = self.engine.scores(query)
-        return self._scores[query]
 
     def __call__(self, queries: Sequence[str], products: np.ndarray) -> np.ndarray:
         """A (pairs, features) matrix for (queries[i], catalog title products[i])."""
@@ -97,6 +90,9 @@ class PairFeatures:
 
     def _compute(self, queries: Sequence[str], products: np.ndarray) -> np.ndarray:
         out = np.zeros((len(queries), len(self.names)), dtype=np.float64)
+        # a catalog-long score vector per query, for this call only: the pairs' features are
+        # what is kept, and a vector per query ever seen would grow with the log
+        scores_of: dict[str, np.ndarray] = {}
         for i, (q, p) in enumerate(zip(queries, products, strict=True)):
             qw = list(dict.fromkeys(tokenize(q)))
             tw = self._title_words[p]
@@ -113,7 +109,9 @@ class PairFeatures:
                 float(np.mean([closeness(w, q_grams) for w in t_unique])) if t_unique else 0.0
             )
             out[i, 4] = float(bool(qw) and qw[-1] in tset)
-            scores = self.bm25_scores(q)
+            if q not in scores_of:
+                scores_of[q] = self.engine.scores(q)
+            scores = scores_of[q]
             s = float(scores[p])
             best = float(scores.max())
             out[i, 7] = math.log1p(s)

@@ -58,9 +58,11 @@ def _open_catalog(con: duckdb.DuckDBPyConnection, path: Path) -> int:
 def _judged_rewrites(config: MiningConfig, data: Path) -> pd.DataFrame:
     """Candidates from the data's judgments (empty without them, or when switched off)."""
     judgments = read_judgments(data) if config.judged_rewrites else None
-    if judgments is None:
+    if judgments is None:  # a log without judgments: the catalog need not be read again
         judgments = pd.DataFrame({"query": [], "product_id": [], "grade": []})
-    catalog = pd.read_parquet(data / "catalog.parquet", columns=["product_id", "title"])
+        catalog = pd.DataFrame({"product_id": [], "title": []})
+    else:
+        catalog = pd.read_parquet(data / "catalog.parquet", columns=["product_id", "title"])
     out = judged_candidates(
         judgments,
         catalog,
