@@ -13,7 +13,7 @@ RUNTIME_BASE_IMAGE  ?= docker.io/library/python:3.12-slim-bookworm
 TRAINING_BASE_IMAGE ?= docker.io/nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 DOCKER_BUILD_ARGS   ?=
 
-.PHONY: setup demo test lint bench bench-quality bench-quality-training bench-rewrite bench-teacher bench-judged bench-training images images-runtime images-training test-containers clean
+.PHONY: setup demo test test-serving-env lint bench bench-quality bench-quality-training bench-rewrite bench-teacher bench-judged bench-training images images-runtime images-training test-containers clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# the registered model's requirements in a fresh virtual environment, as a serving image builds
+# it (2-3 min; CI runs it after `make test`)
+test-serving-env: setup
+	QREWRITE_TEST_SERVING_ENV=1 $(BIN)/python -m pytest -q tests/registry/test_served_model.py -k clean_environment
 
 lint: setup
 	$(BIN)/ruff check src components pipelines tests benchmarks

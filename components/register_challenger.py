@@ -12,6 +12,7 @@ def register_challenger(
     model: Input[Model],
     evaluation: Input[Artifact],
     market: Input[Dataset],
+    labels: Input[Dataset],
     datasets: Input[Dataset],
     market_contracts: Input[Artifact],
     mined_contracts: Input[Artifact],
@@ -21,12 +22,14 @@ def register_challenger(
     parent_run_id: str,
     margin: float,
 ) -> str:
-    """Log the model as an MLflow pyfunc with its lineage (data snapshot, config hash, contract
-    results, KFP run id) and metrics; register it once (by weights fingerprint) with alias
-    ``challenger``; decide the promotion gate. Returns the version when it passed the gate,
-    else an empty string: the next step promotes it under ``dsl.If`` (one output, because
-    ``kfp.local`` cannot resolve a named output in a condition). The reason is on the version's
-    ``gate`` tag either way. Library: ``qrewrite.registry.registry``."""
+    """Log the model as an MLflow pyfunc, with the serving policy its evaluation measured and
+    the teacher that policy vets with (built from ``market`` and ``labels``), its lineage (data
+    snapshot, config hash, contract results, KFP run id) and metrics; register it once (by
+    weights fingerprint) with alias ``challenger``; decide the promotion gate. Returns the
+    version when it passed the gate, else an empty string: the next step promotes it under
+    ``dsl.If`` (one output, because ``kfp.local`` cannot resolve a named output in a
+    condition). The reason is on the version's ``gate`` tag either way.
+    Library: ``qrewrite.registry.registry``."""
     import os
     import tempfile
     from pathlib import Path
@@ -52,7 +55,16 @@ def register_challenger(
             kfp_run_id,
         )
     out = Path(evaluation.path)
-    r = register(cfg, model.path, out / "metrics.json", tags, out / "report.md", auto_promote=False)
+    r = register(
+        cfg,
+        model.path,
+        out / "metrics.json",
+        tags,
+        out / "report.md",
+        auto_promote=False,
+        data_dir=market.path,
+        labels=Path(labels.path) / "labeled_pairs.parquet",
+    )
     verdict = "passed" if r.decision.promote else "held"
     print(f"register_challenger: {r.name} version {r.version}: gate {verdict}: {r.decision.reason}")
     return r.version if r.decision.promote else ""

@@ -204,6 +204,7 @@ def _evaluate_and_promote(
         model=models["model"],
         evaluation=evaluated.outputs["evaluation"],
         market=market,
+        labels=labels,
         datasets=datasets,
         kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         parent_run_id=parent_run_id,

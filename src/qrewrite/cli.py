@@ -370,7 +370,9 @@ def cmd_register(args: argparse.Namespace) -> int:
         Path(args.contracts) if args.contracts else None,
         args.pipeline_run_id,
     )
-    r = register(cfg, model, args.metrics, tags, args.report)
+    r = register(
+        cfg, model, args.metrics, tags, args.report, data_dir=args.data, labels=args.labels
+    )
     what = "registered" if r.created else "already registered"
     print(f"register: {what} {r.name} version {r.version} (alias challenger)")
     verdict = "promoted to champion" if r.decision.promote else "not promoted"
@@ -425,16 +427,26 @@ def cmd_rewrite(args: argparse.Namespace) -> int:
         load_config(RewriteConfig, args.config, "rewrite", args.overrides),
         tracking_uri=args.tracking_uri,
     )
-    path, ref = _model_dir(args.model, cfg.tracking_uri)
+    from qrewrite.registry.registry import resolve_model
+
+    model = resolve_model(args.model, cfg.tracking_uri)
     s = export_rewrites(
-        cfg, path, args.queries, args.out, ref, not args.no_progress, args.data, args.labels
+        cfg,
+        model.path,
+        args.queries,
+        args.out,
+        model_ref=model.pinned,
+        progress=not args.no_progress,
+        data_dir=args.data,
+        labels=args.labels,
+        policy_dir=model.policy_dir,
     )
     aside = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in s["set_aside"].items() if v)
     print(
         f"rewrite: {s['queries']:,} queries -> {s['rows']:,} rewrites "
         f"({s['queries_without_rewrite']} queries without one, {s['queries_served']} served "
-        f"by the policy vet={cfg.vet}) in {s['seconds']} s "
-        f"({s['queries_per_second']} queries/s) with {ref} -> {args.out}"
+        f"by the policy {s['policy_source']}: {s['policy']}) in {s['seconds']} s "
+        f"({s['queries_per_second']} queries/s) with {model.pinned} -> {args.out}"
         + (f"; set aside: {aside}" if aside else "")
     )
     return 0
@@ -446,11 +458,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             "run: only --local runs here; on a cluster use `qrewrite submit --host URL` "
             "(or upload pipelines/compiled/query_rewrite_pipeline.yaml in the Kubeflow UI)"
         )
-    from qrewrite.config import config_from_preset_text
     from qrewrite.evaluation.report import ablation_table
-    from qrewrite.serving.export import RewriteConfig
-    from qrewrite.serving.policy import needs_teacher
-    from qrewrite_pipelines.local import LocalRun, preset_text, run_local
+    from qrewrite_pipelines.local import LocalRun, run_local
 
     run = LocalRun(
         config=args.config,
@@ -478,19 +487,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         model += reg["challenger_gate"] or "not decided"
     print(f"run: registry   {model}")
     if reg["champion"] and "mined" in r.outputs:
-        # the serving policy of the preset: vetting with the teacher needs the catalog and labels
-        rewrite = config_from_preset_text(
-            RewriteConfig, preset_text(run.config, run.scale), "rewrite"
-        )
-        data = ""
-        if needs_teacher(rewrite.vet) and {"market", "labels"} <= set(r.outputs):
-            data = (
-                f" --data {r.outputs['market']}"
-                f" --labels {r.outputs['labels'] / 'labeled_pairs.parquet'}"
-            )
+        # the champion carries its serving policy and teacher: nothing else to pass
         print(
             "run: serve      qrewrite rewrite --model models:/query-rewriter@champion --queries "
-            f"{r.outputs['mined'] / 'query_stats.parquet'}{data} --out rewrites.parquet"
+            f"{r.outputs['mined'] / 'query_stats.parquet'} --out rewrites.parquet"
         )
     if "report" in r.outputs:
         print(f"run: report     {r.outputs['report']} (HTML; report.md beside the metrics)")
@@ -801,7 +801,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "register",
         help="log the model to MLflow, register it as challenger, and gate it against champion",
-        description="Log a pyfunc model (weights, tokenizer, signature) with lineage and metrics, "
+        description="Log a pyfunc model (weights, tokenizer, signature, the serving policy its "
+        "evaluation measured and the teacher that policy vets with) with lineage and metrics, "
         "register it (once per trained model) with alias challenger, and move alias champion to "
         "it when it beats the champion on the primary metric (registry.primary_metric) without "
         "losing more than registry.relevance_tolerance of relevance rate.",
@@ -809,7 +810,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="the trained model directory")
     p.add_argument("--metrics", required=True, help="metrics.json from evaluate")
     p.add_argument("--report", help="report.md from evaluate, logged with the model")
-    p.add_argument("--data", help="data directory (lineage: its manifest's hash)")
+    p.add_argument(
+        "--data",
+        help="data directory: its manifest's hash (lineage), and the catalog of the teacher "
+        "the serving policy vets with",
+    )
+    p.add_argument("--labels", help="labeled_pairs.parquet: the teacher's learned synonyms")
     p.add_argument("--datasets", help="build-datasets output (lineage)")
     p.add_argument("--contracts", help="directory of contract reports (lineage)")
     p.add_argument("--pipeline-run-id", help="the KFP run id, when run by the pipeline")
@@ -856,15 +862,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="batch rewrite export: query -> top-k rewrites table for an online cache",
         description="Rewrite every query of a text file (one per line) or a CSV/parquet file "
         "with a 'query' column, in batches, and write a parquet table (query, rank, rewrite, "
-        "score, grade, p_relevant) with a JSON summary next to it.",
+        "score, grade, p_relevant, served) with a JSON summary next to it. A registered model "
+        "(models:/...) serves with the policy and teacher it was registered with, the ones its "
+        "evaluation measured; --set vet=model|teacher|both overrides the policy.",
     )
     p.add_argument("--model", required=True, help="model directory or models:/NAME@ALIAS URI")
     p.add_argument("--queries", required=True, help="queries file (.txt, .csv or .parquet)")
     p.add_argument("--out", required=True, help="output parquet file")
     p.add_argument(
-        "--data", help="the synth or import-judged directory: its catalog, for rewrite.vet=teacher"
+        "--data",
+        help="with --set vet=teacher|both: the synth or import-judged directory whose catalog "
+        "the teacher reads (a registered model carries its own)",
     )
-    p.add_argument("--labels", help="labeled_pairs.parquet: the teacher's learned synonyms")
+    p.add_argument("--labels", help="with --data: labeled_pairs.parquet, the teacher's synonyms")
     p.add_argument(
         "--tracking-uri", help="MLflow tracking URI for models:/ URIs (default: env, then preset)"
     )

@@ -141,3 +141,46 @@ def postgres_cluster() -> Iterator[str]:
             timeout=60,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def model_server(model_uri: str, tracking_uri: str, workdir: Path) -> Iterator[str]:
+    """``mlflow models serve`` of ``model_uri`` in this environment (``--env-manager local``);
+    yields its http:// base URL."""
+    port = free_port()
+    log = workdir / "model-server.log"
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    # mlflow starts uvicorn by name: this environment's bin first
+    path = f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": path}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [
+                str(mlflow_bin),
+                "models",
+                "serve",
+                "-m",
+                model_uri,
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/ping", proc, log, seconds=180)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()

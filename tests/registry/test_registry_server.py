@@ -25,12 +25,19 @@ from tests.registry.servers import mlflow_server, postgres_binaries, postgres_cl
 pytestmark = pytest.mark.slow
 
 
-def write_metrics(path: Path, uplift: float, relevance: float) -> Path:
+def write_metrics(
+    path: Path, uplift: float, relevance: float, *, vet: str = "model", samples: int = 0
+) -> Path:
+    """An evaluate metrics.json whose candidate clears the gate's floors, measured under the
+    serving policy ``vet`` (P(relevant) >= 0 when the model vets: the tiny model grades little)."""
     candidate = {
         "ucvr_uplift": uplift,
         "ucvr_uplift_ci_low": uplift - 0.01,
         "ucvr_uplift_ci_high": uplift + 0.01,
+        "ucvr_uplift_unfiltered": uplift,
         "relevance_rate": relevance,
+        "served_relevance_rate": 1.0,
+        "served_rate": 0.5,
         "hit_rate": 0.9,
     }
     report = {
@@ -39,6 +46,7 @@ def write_metrics(path: Path, uplift: float, relevance: float) -> Path:
         "variants": {"no-rewrite": {"ucvr_uplift": 0.0, "hit_rate": 0.85}, "candidate": candidate},
         "metrics": candidate,
         "models": {"no-rewrite": "", "candidate": "x"},
+        "config": {"vet": vet, "min_p_relevant": 0.0, "samples": samples, "max_new_tokens": 8},
     }
     path.write_text(json.dumps(report))
     return path
@@ -120,7 +128,17 @@ def test_register_gate_promote_rollback_and_load_over_http(
     out = loaded.predict(
         pd.DataFrame({"query": ["red running shoes", "oak desk"]}), params={"k": 2}
     )
-    assert list(out.columns) == ["query", "rewrites", "grades", "scores"]
+    assert list(out.columns) == [
+        "query",
+        "rewrites",
+        "grades",
+        "p_relevant",
+        "scores",
+        "teacher_grade",
+        "served",
+    ]
+    # the policy it was registered with (the model vets, P(relevant) >= 0): every top rewrite
+    assert out["served"].tolist() == [r[0] if r else None for r in out["rewrites"]]
     assert len(out) == 2 and all(len(r) <= 2 for r in out["rewrites"])
     assert all(g in (0, 1, 2) for row in out["grades"] for g in row)
     schema = loaded.metadata.get_input_schema()

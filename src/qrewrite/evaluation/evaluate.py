@@ -25,7 +25,7 @@ from qrewrite.evaluation.ab_test import ABSettings, held_out_searches, simulate_
 from qrewrite.evaluation.judged import SpellingCheck, compare_on_judgments
 from qrewrite.evaluation.truth import GradedTruth
 from qrewrite.search_engine import ProductRetriever
-from qrewrite.serving.policy import check_policy, needs_teacher, served_mask
+from qrewrite.serving.policy import ServingPolicy
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter, generation_settings
 from qrewrite.tables import read_parquet_table
 from qrewrite.text import normalize_query
@@ -149,11 +149,14 @@ class EvaluateConfig:
             raise ConfigError(
                 f"evaluate.merge={self.merge!r}: expected one of {', '.join(m.MERGES)}"
             )
-        check_policy("evaluate", self.vet, self.min_p_relevant)
-        if needs_teacher(self.vet) and not self.teacher:
+        self.policy().check("evaluate")
+        if self.policy().needs_teacher and not self.teacher:
             raise ConfigError(
                 f"evaluate.vet={self.vet!r} needs the teacher; set evaluate.teacher: true"
             )
+
+    def policy(self) -> ServingPolicy:
+        return ServingPolicy.of(self)
 
     def fuse(self, original: list[int], rewrite: list[int]) -> list[int]:
         if self.merge == "rrf":
@@ -311,7 +314,7 @@ def evaluate_variant(
         first = np.cumsum([0] + [len(r) for r in ranked])[:-1]
         for i in top_idx:
             teacher_first[i] = int(tg[first[i]])
-    mask = served_mask(config.vet, config.min_p_relevant, ranked, teacher_first)
+    mask = config.policy().served_mask(ranked, teacher_first)
     served = [t if ok else "" for t, ok in zip(top, mask, strict=True)]
     greedy = [c[0] if c else "" for c in raw]
     res: dict[str, float] = {

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from qrewrite.serving.policy import describe
+from qrewrite.serving.policy import ServingPolicy
 
 GRADE_NAMES = ("irrelevant", "partial", "relevant")
 
@@ -249,7 +249,7 @@ def write_report(
     cand = report["metrics"]
     policy = report.get("config") or {}
     env = report.get("environment") or {}
-    serving = describe(policy.get("vet", "model"), policy.get("min_p_relevant", 0.5))
+    serving = ServingPolicy.of(policy).describe()
     lines = [
         "# Offline evaluation",
         "",

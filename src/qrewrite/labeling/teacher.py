@@ -18,12 +18,14 @@ A cascade, cheapest evidence first:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from qrewrite.errors import DataError
 from qrewrite.labeling.calibration import CalibratedGrader, CalibrationSummary
 from qrewrite.labeling.lexicon import (
     GENDER_COMPATIBLE,
@@ -36,6 +38,10 @@ from qrewrite.labeling.lexicon import (
 from qrewrite.tables import read_judgments
 
 GRADE_COLUMNS = ("p_irrelevant", "p_partial", "p_relevant")
+# the files of a saved teacher (Teacher.save)
+TEACHER_CATALOG = "catalog.parquet"
+TEACHER_JUDGMENTS = "judgments.parquet"
+TEACHER_STATE = "teacher.json"
 
 
 @dataclass
@@ -315,6 +321,7 @@ class Teacher:
         self.encoder_texts = 0
         self.learned: dict = {"synonyms": {}, "filler": []}
         self.calibration: CalibratedGrader | None = None
+        self.judgments: pd.DataFrame | None = None  # what the calibration was fitted on
 
     def calibrate(self, judgments: pd.DataFrame) -> CalibrationSummary:
         """Grade from now on with a model fitted on ``judgments`` (query, product_id, grade)."""
@@ -324,6 +331,7 @@ class Teacher:
             folds=self.config.calibration_folds,
             encoder=self.encoder if self.config.calibration_encoder else None,
         )
+        self.judgments = judgments[["query", "product_id", "grade"]].reset_index(drop=True)
         return self.calibration.summary
 
     @classmethod
@@ -343,6 +351,47 @@ class Teacher:
             teacher.calibrate(judgments)
         if labels is not None:
             teacher.learn_from(read_parquet_table(Path(labels), "labeled pairs").to_pandas())
+        return teacher
+
+    def save(self, directory: str | Path) -> Path:
+        """Everything this teacher grades with, in ``directory``: its catalog, the synonyms and
+        filler words it learned, the judgments it calibrated on and its thresholds. A few
+        hundred KB for the demo's catalog; :meth:`load` rebuilds a teacher that grades alike
+        (the registered model carries it to vet rewrites where it is served)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self.catalog.reset_index(drop=True).to_parquet(out / TEACHER_CATALOG, index=False)
+        if self.judgments is not None:
+            self.judgments.to_parquet(out / TEACHER_JUDGMENTS, index=False)
+        state = {"config": asdict(self.config), "learned": self.learned}
+        (out / TEACHER_STATE).write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Teacher:
+        """The teacher :meth:`save` wrote (the calibration is fitted again: it is
+        deterministic, and a pickle would tie the model to one scikit-learn release)."""
+        from qrewrite.tables import read_parquet_table
+
+        src = Path(directory)
+        state_file = src / TEACHER_STATE
+        if not state_file.is_file():
+            raise DataError(f"{state_file}: not found; not a saved teacher")
+        try:
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+            config = TeacherConfig(**state["config"])
+            learned = state["learned"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise DataError(f"{state_file}: not a saved teacher's state ({e})") from e
+        catalog = read_parquet_table(src / TEACHER_CATALOG, "teacher catalog").to_pandas()
+        teacher = cls(catalog, config)
+        judgments_file = src / TEACHER_JUDGMENTS
+        if judgments_file.exists() and config.calibrate_on_judgments:
+            teacher.calibrate(read_parquet_table(judgments_file, "judgments").to_pandas())
+        synonyms = {w: tuple(v) for w, v in learned.get("synonyms", {}).items()}
+        teacher.lexicon.add_synonyms(synonyms)
+        teacher.lexicon.filler |= set(learned.get("filler", []))
+        teacher.learned = {"synonyms": synonyms, "filler": sorted(teacher.lexicon.filler)}
         return teacher
 
     @property

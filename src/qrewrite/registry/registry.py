@@ -36,6 +36,10 @@ HISTORY_LIMIT = 50
 # metrics copied onto the version as tags ("metric.<key>"), read by later gates
 GATE_METRICS = (
     "relevance_rate",
+    "served_relevance_rate",
+    "served_rate",
+    "ucvr_uplift_unfiltered",
+    "ndcg_at_10_uplift_unfiltered",
     "hit_rate",
     "hit_rate_original",
     "increment",
@@ -65,8 +69,28 @@ class RegistryConfig:
     relevance_tolerance: float = 0.02
     # the first model must beat no-rewrite with the uplift's interval above 0 when it has one
     require_ci_above_zero: bool = True
+    # floors every challenger must clear, first or not (None: no floor). Relevance is the
+    # teacher's, of every top rewrite (the model alone) and of the served ones
+    min_relevance_rate: float | None = 0.3
+    min_served_relevance_rate: float | None = 0.5
+    min_served_rate: float | None = 0.05
+    # the primary (or fallback) uplift with every top rewrite served: the model alone must not
+    # make search worse, whatever vetting rescues
+    min_unfiltered_uplift: float | None = 0.0
+    # per metric, how far apart models trained on different seeds from the same data land
+    # (docs/benchmarks.md): a challenger must beat the champion by more to replace it
+    seed_spread: dict[str, float] = field(default_factory=dict)
     tracking_uri: str = DEFAULT_TRACKING_URI
     experiment: str = "qrewrite"
+
+
+@dataclass
+class GateCheck:
+    """One floor of the gate and how the challenger fared."""
+
+    name: str
+    passed: bool
+    detail: str
 
 
 @dataclass
@@ -76,6 +100,7 @@ class GateDecision:
     metric: str
     challenger_value: float | None = None
     champion_value: float | None = None
+    checks: list[GateCheck] = field(default_factory=list)
 
 
 @dataclass
@@ -184,13 +209,67 @@ def lineage(
     return out
 
 
+def _floor_checks(
+    config: RegistryConfig, metric: str, challenger: dict[str, Any]
+) -> list[GateCheck]:
+    """The floors every challenger must clear, champion or not: what the model does alone
+    counts, not only what vetting keeps of it."""
+    floors = [
+        ("relevance_rate", config.min_relevance_rate, "teacher relevance of every top rewrite"),
+        ("served_relevance_rate", config.min_served_relevance_rate, "...of the served ones"),
+        ("served_rate", config.min_served_rate, "share of queries served"),
+    ]
+    if metric.endswith("uplift"):
+        floors.append((f"{metric}_unfiltered", config.min_unfiltered_uplift, "the model alone"))
+    checks = []
+    for key, floor, what in floors:
+        if floor is None:
+            continue
+        value = _num(challenger.get(key))
+        if value is None:
+            checks.append(GateCheck(key, False, f"{key} not measured (floor {floor:g}; {what})"))
+        else:
+            checks.append(
+                GateCheck(key, value >= floor, f"{key} {value:.4f} >= {floor:g} ({what})")
+            )
+    return checks
+
+
+def _decision(
+    promote: bool,
+    reason: str,
+    metric: str,
+    checks: list[GateCheck],
+    value: float | None = None,
+    base: float | None = None,
+) -> GateDecision:
+    failed = [c for c in checks if not c.passed]
+    if promote and failed:
+        promote = False
+        reason = f"held by the floors ({', '.join(c.name for c in failed)}), though {reason}"
+    listed = "; ".join(f"{'ok' if c.passed else 'FAILED'}: {c.detail}" for c in checks)
+    return GateDecision(
+        promote,
+        reason + (f". Checks: {listed}" if listed else ""),
+        metric,
+        value,
+        base,
+        checks,
+    )
+
+
 def gate(
     config: RegistryConfig,
     challenger: dict[str, Any],
     champion: dict[str, Any] | None,
     no_rewrite: dict[str, Any] | None,
 ) -> GateDecision:
-    """Should the challenger become champion? Pure: metrics in, decision and reason out."""
+    """Should the challenger become champion? Pure: metrics in, decision and reason out.
+
+    It must clear every floor (:func:`_floor_checks`) and beat no-rewrite (the first champion,
+    with its interval above zero) or the champion by more than the margin and, where the preset
+    records it, by more than the spread training seeds alone produce. Every check and its value
+    is in the reason."""
     metric = config.primary_metric
     if _num(challenger.get(metric)) is None:
         metric = config.fallback_metric
@@ -201,64 +280,91 @@ def gate(
             f"the challenger has neither {config.primary_metric} nor {config.fallback_metric}",
             metric,
         )
+    checks = _floor_checks(config, metric, challenger)
     rel = _num(challenger.get("relevance_rate"))
     if champion is None:
         # against no-rewrite: an uplift is already relative to it; other metrics are compared
         base = 0.0 if metric.endswith("uplift") else _num((no_rewrite or {}).get(metric))
         if base is None:
-            return GateDecision(False, f"no no-rewrite baseline for {metric}", metric, value)
+            return _decision(False, f"no no-rewrite baseline for {metric}", metric, checks, value)
         if value <= base + config.margin:
-            return GateDecision(
+            return _decision(
                 False,
                 f"{metric} {value:.4f} does not beat no-rewrite ({base:.4f}) by more than the "
                 f"margin {config.margin}",
                 metric,
+                checks,
                 value,
                 base,
             )
         low = _num(challenger.get(f"{metric}_ci_low"))
         if config.require_ci_above_zero and low is not None and low <= 0:
-            return GateDecision(
+            return _decision(
                 False,
                 f"{metric} {value:.4f} beats no-rewrite but its 95% interval starts at {low:.4f} "
                 "(not above 0)",
                 metric,
+                checks,
                 value,
                 base,
             )
-        return GateDecision(
+        return _decision(
             True,
             f"first champion: {metric} {value:.4f} beats no-rewrite ({base:.4f})",
             metric,
+            checks,
             value,
             base,
         )
     champ = _num(champion.get(metric))
     if champ is None:
-        return GateDecision(
-            False, f"the champion has no {metric} to compare with; promote by hand", metric, value
+        return _decision(
+            False,
+            f"the champion has no {metric} to compare with; promote by hand",
+            metric,
+            checks,
+            value,
         )
     if value <= champ + config.margin:
-        return GateDecision(
+        return _decision(
             False,
             f"{metric} {value:.4f} does not beat the champion's {champ:.4f} by more than the "
             f"margin {config.margin}",
             metric,
+            checks,
+            value,
+            champ,
+        )
+    spread = config.seed_spread.get(metric)
+    if spread is not None and value - champ <= spread:
+        return _decision(
+            False,
+            f"{metric} {value:.4f} beats the champion's {champ:.4f} by {value - champ:.4f}, "
+            f"inside the spread that training seeds alone produce ({spread:g}, "
+            "registry.seed_spread): not a real difference, the champion stays",
+            metric,
+            checks,
             value,
             champ,
         )
     champ_rel = _num(champion.get("relevance_rate"))
     if rel is not None and champ_rel is not None and rel < champ_rel - config.relevance_tolerance:
-        return GateDecision(
+        return _decision(
             False,
             f"{metric} improves ({value:.4f} > {champ:.4f}) but relevance rate drops from "
             f"{champ_rel:.4f} to {rel:.4f}, more than the tolerance {config.relevance_tolerance}",
             metric,
+            checks,
             value,
             champ,
         )
-    return GateDecision(
-        True, f"{metric} {value:.4f} beats the champion's {champ:.4f}", metric, value, champ
+    return _decision(
+        True,
+        f"{metric} {value:.4f} beats the champion's {champ:.4f}",
+        metric,
+        checks,
+        value,
+        champ,
     )
 
 
@@ -316,31 +422,118 @@ def _read_metrics(path: Path) -> dict[str, Any]:
     return report
 
 
+def _log_model(
+    name: str,
+    model_dir: Path,
+    report: dict[str, Any],
+    policy: Any,
+    lin: dict[str, str],
+    *,
+    metrics_path: Path,
+    report_path: Path | None,
+    data_dir: str | Path | None,
+    labels: str | Path | None,
+) -> str:
+    """Log the pyfunc model (weights, serving policy and teacher, qrewrite's code) in the active
+    run and register it; returns the new version."""
+    import tempfile
+
+    import mlflow
+    import pandas as pd
+
+    import qrewrite
+    from qrewrite.registry import pyfunc as pyfunc_module
+    from qrewrite.registry.pyfunc import (
+        MAX_QUERIES_PER_REQUEST,
+        MAX_QUERY_CHARS,
+        MODEL_ARTIFACT,
+        POLICY_ARTIFACT,
+        pip_requirements,
+        signature,
+    )
+    from qrewrite.serving.rewriter import generation_settings
+    from qrewrite.serving.served import save_policy
+
+    metrics = report["metrics"]
+    numeric = {f"eval/{k}": v for k, v in metrics.items() if _num(v) is not None}
+    mlflow.log_metrics(numeric)
+    mlflow.log_artifact(str(metrics_path))
+    if report_path is not None and report_path.exists():
+        mlflow.log_artifact(str(report_path))
+    with tempfile.TemporaryDirectory() as tmp:
+        teacher = None
+        if policy.needs_teacher:
+            from qrewrite.labeling.teacher import Teacher
+
+            assert data_dir is not None
+            teacher = Teacher.from_data(data_dir, labels)  # as evaluation built it
+        policy_dir = save_policy(
+            Path(tmp) / POLICY_ARTIFACT,
+            policy,
+            teacher=teacher,
+            # generate as evaluation measured
+            generation=generation_settings(report.get("config") or {}),
+        )
+        with warnings.catch_warnings():
+            # MLflow asks for type hints on predict; the signature below is explicit instead
+            warnings.filterwarnings("ignore", message=".*[Tt]ype hint.*")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                # models from code: the registry holds code that imports qrewrite, no pickle
+                python_model=str(Path(pyfunc_module.__file__).with_name("pyfunc_entry.py")),
+                artifacts={MODEL_ARTIFACT: str(model_dir), POLICY_ARTIFACT: str(policy_dir)},
+                # qrewrite travels with the model: a serving environment installs only the
+                # pinned requirements, from any package index
+                code_paths=[str(Path(qrewrite.__file__).parent)],
+                signature=signature(),
+                # checked at logging time: the packaged model loads and answers this
+                input_example=pd.DataFrame({"query": ["wireless earbuds"]}),
+                pip_requirements=pip_requirements(),
+                metadata={"qrewrite": lin, "serving_policy": policy.describe()},
+                model_config={
+                    "limits": {
+                        "max_queries_per_request": MAX_QUERIES_PER_REQUEST,
+                        "max_query_chars": MAX_QUERY_CHARS,
+                    },
+                },
+                registered_model_name=name,
+            )
+    return str(info.registered_model_version)
+
+
 def register(
     config: RegistryConfig,
     model_dir: str | Path,
     metrics_path: str | Path,
     tags: dict[str, str] | None = None,
     report_path: str | Path | None = None,
+    *,
     auto_promote: bool = True,
+    data_dir: str | Path | None = None,
+    labels: str | Path | None = None,
 ) -> Registration:
     """Log and register ``model_dir`` as the ``challenger`` (once per trained model), then gate
     it against the champion and promote it when it wins.
 
+    The logged model carries the serving policy its evaluation measured under (from
+    ``metrics_path``'s config) and, when that policy vets with the teacher, the teacher built
+    from ``data_dir`` and ``labels``, as evaluation built it: it serves what was measured.
     With ``auto_promote=False`` the decision is recorded on the version but not applied: the
     pipeline promotes in a step of its own, under ``dsl.If`` on the decision.
     """
-    import mlflow
-    import pandas as pd
-
-    from qrewrite.registry import pyfunc as pyfunc_module
-    from qrewrite.registry.pyfunc import MODEL_ARTIFACT, pip_requirements, signature
-    from qrewrite.serving.rewriter import generation_settings
+    from qrewrite.serving.policy import ServingPolicy
     from qrewrite.training.models import check_model_dir
 
     model_dir = check_model_dir(model_dir, "model to register")
     report = _read_metrics(Path(metrics_path))
     metrics = report["metrics"]
+    policy = ServingPolicy.of(report.get("config") or {})
+    if policy.needs_teacher and data_dir is None:
+        raise ConfigError(
+            f"register: {metrics_path} was measured under the serving policy vet={policy.vet!r}, "
+            "which vets with the teacher: pass --data and --labels (the ones evaluate read) so "
+            "that the registered model carries it"
+        )
     lin = {**lineage(model_dir, None, None, None, None, None), **(tags or {})}
     name = config.registered_model
     client = _client(config.tracking_uri)
@@ -355,31 +548,17 @@ def register(
         )
     else:
         with mlflow_run(config.tracking_uri, config.experiment, "register") as run:
-            numeric = {f"eval/{k}": v for k, v in metrics.items() if _num(v) is not None}
-            mlflow.log_metrics(numeric)
-            mlflow.log_artifact(str(metrics_path))
-            if report_path and Path(report_path).exists():
-                mlflow.log_artifact(str(report_path))
-            with warnings.catch_warnings():
-                # MLflow asks for type hints on predict; the signature below is explicit instead
-                warnings.filterwarnings("ignore", message=".*[Tt]ype hint.*")
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    # models from code: the registry holds code that imports qrewrite, no pickle
-                    python_model=str(Path(pyfunc_module.__file__).with_name("pyfunc_entry.py")),
-                    artifacts={MODEL_ARTIFACT: str(model_dir)},
-                    signature=signature(),
-                    # checked at logging time: the packaged model loads and answers this
-                    input_example=pd.DataFrame({"query": ["wireless earbuds"]}),
-                    pip_requirements=pip_requirements(),
-                    metadata={"qrewrite": lin},
-                    # generate as evaluation measured
-                    model_config={
-                        "generation": asdict(generation_settings(report.get("config") or {}))
-                    },
-                    registered_model_name=name,
-                )
-            version = str(info.registered_model_version)
+            version = _log_model(
+                name,
+                model_dir,
+                report,
+                policy,
+                lin,
+                metrics_path=Path(metrics_path),
+                report_path=Path(report_path) if report_path else None,
+                data_dir=data_dir,
+                labels=labels,
+            )
             lin.setdefault("register_run_id", run.info.run_id)
         created = True
         for k, v in lin.items():
@@ -478,15 +657,33 @@ def resolve_champion(
         return None
 
 
+@dataclass
+class ResolvedModel:
+    """A model ready to load: its weights folder, a pinned description of what it is, and the
+    serving policy folder a registered model carries (None for a plain model directory)."""
+
+    path: Path
+    pinned: str
+    policy_dir: Path | None = None
+
+
 def resolve_model_dir(
     uri: str, tracking_uri: str = DEFAULT_TRACKING_URI, cache: str | Path | None = None
 ) -> tuple[Path, str]:
     """A local model directory for a path or a registry URI (``models:/name@alias``,
     ``models:/name/version``); returns (directory, a pinned description of what it is)."""
+    resolved = resolve_model(uri, tracking_uri, cache=cache)
+    return resolved.path, resolved.pinned
+
+
+def resolve_model(
+    uri: str, tracking_uri: str = DEFAULT_TRACKING_URI, *, cache: str | Path | None = None
+) -> ResolvedModel:
+    """:func:`resolve_model_dir`, with the registered model's serving policy folder."""
     from qrewrite.training.models import check_model_dir
 
     if not is_model_uri(uri):
-        return check_model_dir(uri, "model"), uri
+        return ResolvedModel(check_model_dir(uri, "model"), uri)
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -522,21 +719,25 @@ def resolve_model_dir(
             raise ConfigError(
                 f"{uri}: could not download the model ({str(e).splitlines()[0][:200]})"
             ) from e
-    return check_model_dir(_weights_dir(dst, uri), f"model {pinned}"), pinned
+    from qrewrite.registry.pyfunc import MODEL_ARTIFACT, POLICY_ARTIFACT
+
+    weights = _artifact_dir(dst, MODEL_ARTIFACT, uri)
+    policy = _artifact_dir(dst, POLICY_ARTIFACT, uri, required=False)
+    return ResolvedModel(check_model_dir(weights, f"model {pinned}"), pinned, policy)
 
 
-def _weights_dir(pyfunc_dir: Path, uri: str) -> Path:
-    """Where a downloaded pyfunc model keeps the weights artifact (its MLmodel file says)."""
+def _artifact_dir(pyfunc_dir: Path, key: str, uri: str, *, required: bool = True) -> Path | None:
+    """Where a downloaded pyfunc model keeps an artifact (its MLmodel file says)."""
     import yaml
-
-    from qrewrite.registry.pyfunc import MODEL_ARTIFACT
 
     spec = yaml.safe_load((pyfunc_dir / "MLmodel").read_text())
     try:
-        rel = spec["flavors"]["python_function"]["artifacts"][MODEL_ARTIFACT]["path"]
+        rel = spec["flavors"]["python_function"]["artifacts"][key]["path"]
     except (KeyError, TypeError) as e:
+        if not required:
+            return None
         raise ConfigError(
-            f"{uri}: not a query-rewriter model (its MLmodel has no '{MODEL_ARTIFACT}' artifact)"
+            f"{uri}: not a query-rewriter model (its MLmodel has no '{key}' artifact)"
         ) from e
     return pyfunc_dir / rel
 

@@ -21,8 +21,9 @@ import pyarrow.parquet as pq
 
 from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
-from qrewrite.serving.policy import check_policy, needs_teacher, served_mask
+from qrewrite.serving.policy import ServingPolicy
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter, generation_settings
+from qrewrite.serving.served import TEACHER_DIR, ServedRewriter, load_policy
 from qrewrite.text import normalize_query
 from qrewrite.training.tracking import DEFAULT_TRACKING_URI
 
@@ -42,6 +43,9 @@ REWRITES_SCHEMA = pa.schema(
 )
 
 
+REGISTERED = "registered"  # rewrite.vet: the policy the model was registered with
+
+
 @dataclass
 class RewriteConfig:
     """Options of ``qrewrite rewrite`` (section ``rewrite:``)."""
@@ -58,10 +62,10 @@ class RewriteConfig:
     # rewrite at most this many queries (0: all): the most searched when the file has a
     # ``searches`` column (mine's query_stats does), else the first ones
     max_queries: int = 0
-    # the serving policy (qrewrite.serving.policy): the same settings as evaluate's, so the table
-    # serves what the offline A/B test measured
+    # the serving policy (qrewrite.serving.policy). "registered": the one the model was
+    # registered with, which its evaluation measured; model | teacher | both override it
+    vet: str = REGISTERED
     min_p_relevant: float = 0.5
-    vet: str = "model"
     seed: int = 7
     tracking_uri: str = (
         DEFAULT_TRACKING_URI  # where models:/ URIs resolve ($MLFLOW_TRACKING_URI wins)
@@ -119,28 +123,89 @@ def read_queries(path: Path, config: RewriteConfig) -> tuple[list[str], dict[str
     return out, counts
 
 
+@dataclass
+class ExportSetup:
+    """What ``qrewrite rewrite`` serves with, and where that came from."""
+
+    policy: ServingPolicy
+    teacher: Any
+    generation: GenerationSettings
+    source: str
+
+
+def serving_setup(
+    config: RewriteConfig,
+    *,
+    policy_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    labels: str | Path | None = None,
+) -> ExportSetup:
+    """The policy ``qrewrite rewrite`` serves with, its teacher and the generation settings.
+
+    ``vet: registered`` (the default) serves a registered model (``policy_dir``: its serving
+    folder) with the policy, teacher and generation settings it was registered with, which its
+    evaluation measured (batch size included: sampling draws per batch, so the same queries get
+    the same rewrites as through the MLflow model); a model directory that carries none is served
+    by its own vetting and the config's settings. An explicit ``vet`` overrides the policy; its
+    teacher comes from ``data_dir`` and ``labels`` when given, else from the registered model."""
+    if config.vet == REGISTERED:
+        if policy_dir is not None:
+            if data_dir is not None:
+                log.warning(
+                    "rewrite: the model carries its serving policy and teacher; --data and "
+                    "--labels are not used (set rewrite.vet to vet with another teacher)"
+                )
+            setup = load_policy(policy_dir)
+            return ExportSetup(
+                setup.policy, setup.teacher, setup.generation, "registered with the model"
+            )
+        log.warning(
+            "rewrite: the model carries no serving policy (not a registered model); serving by "
+            "the model's own vetting, P(relevant) >= %s",
+            config.min_p_relevant,
+        )
+        policy = ServingPolicy("model", config.min_p_relevant)
+        return ExportSetup(policy, None, config.generation(), "the model's own vetting")
+    policy = ServingPolicy.of(config)
+    policy.check("rewrite")
+    teacher = None
+    if policy.needs_teacher:
+        from qrewrite.labeling.teacher import Teacher
+
+        if data_dir is not None:
+            teacher = Teacher.from_data(data_dir, labels)
+        elif policy_dir is not None and (Path(policy_dir) / TEACHER_DIR).exists():
+            teacher = Teacher.load(Path(policy_dir) / TEACHER_DIR)
+        else:
+            raise ConfigError(
+                f"rewrite.vet={config.vet!r} vets with the teacher, which reads the catalog: "
+                "pass --data (the synth or import-judged directory) and --labels "
+                "(labeled_pairs.parquet), or serve a registered model (models:/...), which "
+                "carries its teacher"
+            )
+    return ExportSetup(policy, teacher, config.generation(), "config")
+
+
 def export_rewrites(
     config: RewriteConfig,
     model_dir: str | Path,
     queries_file: str | Path,
     out_file: str | Path,
+    *,
     model_ref: str = "",
     progress: bool = True,
     data_dir: str | Path | None = None,
     labels: str | Path | None = None,
+    policy_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Rewrite every query of ``queries_file`` and write the serving table to ``out_file``
     (parquet; one row per (query, rank)) with a ``.json`` summary next to it. The rank-1
-    rewrite of each query is marked ``served`` when it passes the serving policy; vetting by the
-    teacher needs ``data_dir`` (its catalog) and, for the learned synonyms, ``labels``."""
+    rewrite of each query is marked ``served`` when it passes the serving policy
+    (:func:`serving_policy` says which)."""
     if config.k < 1:
         raise ConfigError("rewrite.k must be >= 1")
-    check_policy("rewrite", config.vet, config.min_p_relevant)
-    if needs_teacher(config.vet) and data_dir is None:
-        raise ConfigError(
-            f"rewrite.vet={config.vet!r} vets with the teacher, which reads the catalog: pass "
-            "--data (the synth or import-judged directory) and --labels (labeled_pairs.parquet)"
-        )
+    # before reading or generating: a wrong --data fails in seconds
+    setup = serving_setup(config, policy_dir=policy_dir, data_dir=data_dir, labels=labels)
     queries, counts = read_queries(Path(queries_file), config)
     for what in ("empty", "too_long", "duplicates", "beyond_max_queries"):
         if counts.get(what):
@@ -154,44 +219,27 @@ def export_rewrites(
         raise DataError(
             f"{queries_file}: no queries to rewrite ({counts['rows']} rows, all skipped)"
         )
-    teacher = None
-    if needs_teacher(config.vet):  # before generating: a wrong --data fails in seconds
-        from qrewrite.labeling.teacher import Teacher
-
-        assert data_dir is not None
-        teacher = Teacher.from_data(data_dir, labels)
-    rewriter = Rewriter.from_dir(model_dir, config.generation())
+    served_rewriter = ServedRewriter(
+        Rewriter.from_dir(model_dir, setup.generation), setup.policy, setup.teacher
+    )
     t0 = time.perf_counter()
-    ranked = rewriter.rewrite(queries, k=config.k, progress=progress)
+    ranked = served_rewriter.rewriter.rewrite(queries, k=config.k, progress=progress)
     seconds = time.perf_counter() - t0  # the model's work alone: what queries/s measures
-    teacher_grades: list[int | None] = [None] * len(queries)
     t1 = time.perf_counter()
-    if teacher is not None:
-        graded = [i for i, row in enumerate(ranked) if row]
-        if graded:
-            pairs = pd.DataFrame(
-                {
-                    "query": [queries[i] for i in graded],
-                    "rewrite": [ranked[i][0].text for i in graded],
-                }
-            )
-            grades = teacher.grade(pairs, learn=False)["grade"]
-            for i, g in zip(graded, grades, strict=True):
-                teacher_grades[i] = int(g)
-    served = served_mask(config.vet, config.min_p_relevant, ranked, teacher_grades)
+    served = served_rewriter.vet(queries, ranked)
     rows = [
         (
-            q,
+            s.query,
             rank,
             r.text,
             r.score,
             r.grade,
             r.p_relevant,
-            rank == 1 and ok,
-            tg if rank == 1 else None,
+            rank == 1 and s.served,
+            s.teacher_grade if rank == 1 else None,
         )
-        for q, row, tg, ok in zip(queries, ranked, teacher_grades, served, strict=True)
-        for rank, r in enumerate(row, start=1)
+        for s in served
+        for rank, r in enumerate(s.rewrites, start=1)
     ]
     table = pa.Table.from_pylist(
         [dict(zip(REWRITES_SCHEMA.names, r, strict=True)) for r in rows], schema=REWRITES_SCHEMA
@@ -205,7 +253,10 @@ def export_rewrites(
         "queries": len(queries),
         "rows": table.num_rows,
         "queries_without_rewrite": sum(1 for r in ranked if not r),
-        "queries_served": sum(served),
+        "queries_served": sum(s.served for s in served),
+        "policy": setup.policy.describe(),
+        "policy_source": setup.source,
+        "generation": asdict(setup.generation),
         "set_aside": {k: v for k, v in counts.items() if k != "rows"},
         "seconds": round(seconds, 2),
         "vetting_seconds": round(time.perf_counter() - t1, 2),
