@@ -13,15 +13,30 @@ RUNTIME_BASE_IMAGE  ?= docker.io/library/python:3.12-slim-bookworm
 TRAINING_BASE_IMAGE ?= docker.io/nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 DOCKER_BUILD_ARGS   ?=
 
-.PHONY: setup demo test test-serving-env lint bench bench-quality bench-quality-training bench-rewrite bench-teacher bench-judged bench-training images images-runtime images-training test-containers clean
+.PHONY: setup lock demo test test-serving-env lint bench bench-quality bench-quality-training bench-rewrite bench-serving bench-teacher bench-judged bench-training images images-runtime images-training test-containers clean
 
-$(STAMP): pyproject.toml
+# Exact versions of everything installed (pip-tools' compiled requirements of pyproject.toml):
+# `make setup`, CI and both images install under it, so two machines a week apart train with the
+# same packages. `make lock` refreshes it after pyproject.toml changes (tests check it covers
+# pyproject's dependencies).
+LOCK   := requirements.lock
+
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --constraint $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# torch is locked at TORCH_VERSION without a local build tag: the CPU wheel here, a CUDA build there
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "pip-tools>=7.4,<8"
+	echo "torch==$(TORCH_VERSION)" > $(VENV)/torch-constraint.txt
+	$(BIN)/pip-compile --quiet --extra dev --extra server --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --constraint $(VENV)/torch-constraint.txt -o $(LOCK) pyproject.toml
+	sed -i 's/^torch==\([^+]*\)+.*/torch==\1/' $(LOCK)
 
 # The Kubeflow pipeline through kfp.local: data -> train -> evaluate-and-promote (docs/operations.md).
 # MLflow: $(OUT)/mlflow/mlflow.db unless MLFLOW_TRACKING_URI is set.
@@ -65,6 +80,11 @@ bench-judged: setup
 bench-rewrite: setup
 	$(BIN)/python benchmarks/bench_rewrite.py --model $(OUT)/latest/grpo-align/model --data $(OUT)/latest/mine-search-logs --write docs/benchmarks.md
 
+# the champion behind `mlflow models serve`, over HTTP: latency p50/p99 and batch throughput
+# (run `make demo` first; about 2 min)
+bench-serving: setup
+	$(BIN)/python benchmarks/bench_serving.py --tracking-uri sqlite:///$(OUT)/mlflow/mlflow.db --queries $(OUT)/latest/mine-search-logs/mined/query_stats.parquet --write docs/benchmarks.md
+
 # GPU throughput through the library (SFT tokens/s, GRPO steps/s, rewriting); on a GPU node
 bench-training: setup
 	$(BIN)/python benchmarks/bench_training.py --write docs/benchmarks.md
@@ -81,7 +101,8 @@ images-runtime:
 images-training:
 	docker build -f containers/Dockerfile --build-arg BASE_IMAGE=$(TRAINING_BASE_IMAGE) \
 	  --build-arg TORCH_VERSION= --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 \
-	  --build-arg EXTRAS=vllm --build-arg IMAGE_TITLE=qrewrite-training --build-arg VERSION=$(VERSION) \
+	  --build-arg EXTRAS=vllm --build-arg LOCK_SKIP='torch|torchvision|torchaudio|triton|xformers' \
+	  --build-arg IMAGE_TITLE=qrewrite-training --build-arg VERSION=$(VERSION) \
 	  $(DOCKER_BUILD_ARGS) -t $(IMAGE_REGISTRY)/qrewrite-training:$(VERSION) .
 
 # Opt-in: build the runtime image offline and run the tiny pipeline in it (needs a Docker engine)

@@ -266,3 +266,35 @@ def test_the_gpu_node_setup_matches_what_training_steps_select_and_tolerate() ->
     assert f"kubectl label node NODE {key}={value}" in docs
     # the steps tolerate key GPU_RESOURCE with operator Exists, effect NoSchedule
     assert re.search(rf"kubectl taint node NODE {re.escape(GPU_RESOURCE)}=\S*:NoSchedule", docs)
+
+
+def test_the_serving_manifest_serves_the_champion_from_the_runtime_image() -> None:
+    """k8s/serving (KServe, outside the overlays): the champion through MLflow's scoring server
+    in the runtime image, non-root with limits, MLflow reached by the pipeline's names; its pod
+    spec validates strictly as a Kubernetes PodSpec."""
+    import kubernetes_validate
+
+    from qrewrite_components.images import RUNTIME_IMAGE
+
+    (service,) = _render(K8S / "serving")
+    assert service["apiVersion"] == "serving.kserve.io/v1beta1"
+    assert service["kind"] == "InferenceService"
+    predictor = service["spec"]["predictor"]
+    (container,) = predictor["containers"]
+    assert container["image"] == RUNTIME_IMAGE
+    command = container["command"] + container["args"]
+    assert command[:3] == ["mlflow", "models", "serve"]
+    assert command[command.index("-m") + 1] == "models:/query-rewriter@champion"
+    assert command[command.index("--env-manager") + 1] == "local"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ping"
+    env = {e["name"]: e.get("valueFrom", {}) for e in container["env"]}
+    for key, name in MLFLOW_CONFIG_ENV.items():
+        assert env[name]["configMapKeyRef"] == {"name": MLFLOW_CONFIG_MAP, "key": key}
+    for key, name in MLFLOW_SECRET_ENV.items():
+        assert env[name]["secretKeyRef"] == {"name": MLFLOW_SECRET, "key": key}
+    assert predictor["securityContext"]["runAsNonRoot"] is True
+    assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+    pod_spec = {k: v for k, v in predictor.items() if k not in ("minReplicas", "maxReplicas")}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": pod_spec}
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(pod, version, strict=True)

@@ -37,21 +37,20 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, seconds: float = 90)
 
 
 @contextmanager
-def mlflow_server(backend_store_uri: str, workdir: Path) -> Iterator[str]:
-    """``mlflow server`` with ``--serve-artifacts``; yields its http:// URI."""
+def _mlflow(
+    args: list[str], log: Path, ready: str, *, env: dict[str, str] | None = None, seconds=90
+) -> Iterator[str]:
+    """Run ``mlflow ARGS --host 127.0.0.1 --port P --workers 1`` until the context ends; yields
+    its http:// base URL once ``ready`` (a path) answers 200."""
     port = free_port()
-    log = workdir / "mlflow-server.log"
     mlflow_bin = Path(sys.executable).parent / "mlflow"
+    # mlflow starts uvicorn by name: this environment's bin first
+    path = f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}"
     with log.open("w") as out:
         proc = subprocess.Popen(
             [
                 str(mlflow_bin),
-                "server",
-                "--backend-store-uri",
-                backend_store_uri,
-                "--serve-artifacts",
-                "--artifacts-destination",
-                str(workdir / "artifacts"),
+                *args,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -61,10 +60,11 @@ def mlflow_server(backend_store_uri: str, workdir: Path) -> Iterator[str]:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {}), "PATH": path},
             start_new_session=True,
         )
     try:
-        _wait_http(f"http://127.0.0.1:{port}/health", proc, log)
+        _wait_http(f"http://127.0.0.1:{port}{ready}", proc, log, seconds)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -72,6 +72,25 @@ def mlflow_server(backend_store_uri: str, workdir: Path) -> Iterator[str]:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextmanager
+def mlflow_server(backend_store_uri: str, workdir: Path) -> Iterator[str]:
+    """``mlflow server`` with ``--serve-artifacts``; yields its http:// URI."""
+    args = ["server", "--backend-store-uri", backend_store_uri, "--serve-artifacts"]
+    args += ["--artifacts-destination", str(workdir / "artifacts")]
+    with _mlflow(args, workdir / "mlflow-server.log", "/health") as uri:
+        yield uri
+
+
+@contextmanager
+def model_server(model_uri: str, tracking_uri: str, workdir: Path) -> Iterator[str]:
+    """``mlflow models serve`` of ``model_uri`` in this environment (``--env-manager local``);
+    yields its http:// base URL."""
+    args = ["models", "serve", "-m", model_uri, "--env-manager", "local"]
+    env = {"MLFLOW_TRACKING_URI": tracking_uri}
+    with _mlflow(args, workdir / "model-server.log", "/ping", env=env, seconds=180) as uri:
+        yield uri
 
 
 def postgres_binaries() -> Path | None:
@@ -141,46 +160,3 @@ def postgres_cluster() -> Iterator[str]:
             timeout=60,
         )
         shutil.rmtree(root, ignore_errors=True)
-
-
-@contextmanager
-def model_server(model_uri: str, tracking_uri: str, workdir: Path) -> Iterator[str]:
-    """``mlflow models serve`` of ``model_uri`` in this environment (``--env-manager local``);
-    yields its http:// base URL."""
-    port = free_port()
-    log = workdir / "model-server.log"
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    # mlflow starts uvicorn by name: this environment's bin first
-    path = f"{mlflow_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": path}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                str(mlflow_bin),
-                "models",
-                "serve",
-                "-m",
-                model_uri,
-                "--env-manager",
-                "local",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/ping", proc, log, seconds=180)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()

@@ -47,6 +47,16 @@ def write_metrics(
         "metrics": candidate,
         "models": {"no-rewrite": "", "candidate": "x"},
         "config": {"vet": vet, "min_p_relevant": 0.0, "samples": samples, "max_new_tokens": 8},
+        "samples": [
+            {
+                "query": "red running shoes",
+                "searches": 40,
+                "rewrite": "red trainers",
+                "teacher_grade": 2,
+                "truth_grade": 2,
+                "served": True,
+            }
+        ],
     }
     path.write_text(json.dumps(report))
     return path

@@ -82,6 +82,25 @@ def test_pyfunc_and_rewrite_serve_the_same_rewrites(env, tmp_path, monkeypatch, 
         assert served == ([row.served] if row.served else [])
 
 
+def test_each_version_carries_its_card_and_report(env) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    version = client.get_model_version("query-rewriter", "1")
+    assert version.description.startswith(
+        "Serves: serve a top rewrite when the teacher grades the rewrite relevant (2)"
+    )
+    assert "Gate: promoted: first champion" in version.description
+    card = Path(client.download_artifacts(version.run_id, "model_card.md")).read_text()
+    assert card.startswith("# query-rewriter version 1")
+    assert "**the model alone**" in card and "**with the serving policy**" in card
+    assert "ok: served_rate 0.5000 >= 0.05" in card  # every gate check, with its value
+    assert "| red running shoes | 40 | red trainers | relevant | relevant | yes |" in card
+    assert "| fingerprint |" in card  # lineage
+    artifacts = {a.path for a in client.list_artifacts(version.run_id)}
+    assert {"metrics.json", "model_card.md"} <= artifacts
+
+
 def test_a_teacher_vetted_evaluation_needs_the_teacher_to_register(
     tiny_model: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:

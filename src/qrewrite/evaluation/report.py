@@ -225,6 +225,44 @@ def judged_table(report: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def headline(report: dict[str, Any]) -> list[str]:
+    """Markdown bullets: the held-out queries, the model alone first, then what the serving
+    policy serves (the report's and the model card's opening)."""
+    cand = report["metrics"]
+    serving = ServingPolicy.of(report.get("config") or {}).describe()
+    return [
+        f"- held-out queries: {report.get('held_out_queries', 0):,} (never seen in training"
+        + (
+            f"; {report['overlap_dropped']} overlapping queries left out"
+            if report.get("overlap_dropped")
+            else ""
+        )
+        + ")",
+        "- candidate, **the model alone** (every top rewrite served): "
+        f"**{report.get('candidate')}**: "
+        f"relevance {_fmt(cand.get('relevance_rate_truth'), 'pct')} (truth), "
+        f"{_fmt(cand.get('relevance_rate'), 'pct')} (teacher); simulated UCVR uplift "
+        f"{_fmt(cand.get('ucvr_uplift_unfiltered'), 'ci', cand, 'ucvr_uplift_unfiltered')}; "
+        f"copies {_fmt(cand.get('copy_rate'), 'pct')}, empty {_fmt(cand.get('empty_rate'), 'pct')}",
+        f"- **with the serving policy** ({serving}): "
+        f"{_fmt(cand.get('served_rate'), 'pct')} of queries served, UCVR uplift "
+        f"{_fmt(cand.get('ucvr_uplift'), 'ci', cand, 'ucvr_uplift')}; vetting adds "
+        f"{_fmt(cand.get('ucvr_uplift_from_vetting'), 'pp')}",
+    ]
+
+
+def model_card(report: dict[str, Any], *, title: str, gate: str, lineage: dict[str, str]) -> str:
+    """The registered version's card (Markdown): what the model does alone and served, the
+    gate's decision with every check, figures on people's grades, sample rewrites a person can
+    judge at a glance, and where the model came from."""
+    lines = [f"# {title}", "", *headline(report), f"- **gate**: {gate}", ""]
+    lines += judged_table(report)
+    lines += sample_table(report.get("samples") or [])
+    lines += ["## Lineage", "", "| tag | value |", "|---|---|"]
+    lines += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in sorted(lineage.items())]
+    return "\n".join(lines) + "\n"
+
+
 def write_report(
     report: dict[str, Any],
     grades: dict[str, dict[str, list[int]]],
@@ -246,29 +284,11 @@ def write_report(
             shutil.copyfile(curve, dst)
             plots.append((f"GRPO reward curves ({name})", dst))
 
-    cand = report["metrics"]
-    policy = report.get("config") or {}
     env = report.get("environment") or {}
-    serving = ServingPolicy.of(policy).describe()
     lines = [
         "# Offline evaluation",
         "",
-        f"- held-out queries: {report['held_out_queries']:,} (never seen in training"
-        + (
-            f"; {report['overlap_dropped']} overlapping queries left out"
-            if report["overlap_dropped"]
-            else ""
-        )
-        + ")",
-        f"- candidate, **the model alone** (every top rewrite served): **{report['candidate']}**: "
-        f"relevance {_fmt(cand.get('relevance_rate_truth'), 'pct')} (truth), "
-        f"{_fmt(cand.get('relevance_rate'), 'pct')} (teacher); simulated UCVR uplift "
-        f"{_fmt(cand.get('ucvr_uplift_unfiltered'), 'ci', cand, 'ucvr_uplift_unfiltered')}; "
-        f"copies {_fmt(cand.get('copy_rate'), 'pct')}, empty {_fmt(cand.get('empty_rate'), 'pct')}",
-        f"- **with the serving policy** ({serving}): "
-        f"{_fmt(cand.get('served_rate'), 'pct')} of queries served, UCVR uplift "
-        f"{_fmt(cand.get('ucvr_uplift'), 'ci', cand, 'ucvr_uplift')}; vetting adds "
-        f"{_fmt(cand.get('ucvr_uplift_from_vetting'), 'pp')}",
+        *headline(report),
         "",
         "## Ablation",
         "",

@@ -216,7 +216,7 @@ def _floor_checks(
     counts, not only what vetting keeps of it."""
     floors = [
         ("relevance_rate", config.min_relevance_rate, "teacher relevance of every top rewrite"),
-        ("served_relevance_rate", config.min_served_relevance_rate, "...of the served ones"),
+        ("served_relevance_rate", config.min_served_relevance_rate, "of the served ones"),
         ("served_rate", config.min_served_rate, "share of queries served"),
     ]
     if metric.endswith("uplift"):
@@ -458,8 +458,11 @@ def _log_model(
     numeric = {f"eval/{k}": v for k, v in metrics.items() if _num(v) is not None}
     mlflow.log_metrics(numeric)
     mlflow.log_artifact(str(metrics_path))
-    if report_path is not None and report_path.exists():
-        mlflow.log_artifact(str(report_path))
+    if report_path is not None:
+        # the report, Markdown and self-contained HTML, beside the model card
+        for path in (report_path, report_path.with_suffix(".html")):
+            if path.exists():
+                mlflow.log_artifact(str(path))
     with tempfile.TemporaryDirectory() as tmp:
         teacher = None
         if policy.needs_teacher:
@@ -499,6 +502,26 @@ def _log_model(
                 registered_model_name=name,
             )
     return str(info.registered_model_version)
+
+
+def _write_card(
+    client: Any, name: str, version: str, report: dict[str, Any], verdict: str, lin: dict
+) -> None:
+    """The version's model card (``model_card.md`` in its run, beside ``report.html``) and
+    its description: the serving policy in words, the gate's verdict, where the card is."""
+    from qrewrite.evaluation.report import model_card
+    from qrewrite.serving.policy import ServingPolicy
+
+    run_id = client.get_model_version(name, version).run_id
+    card = model_card(report, title=f"{name} version {version}", gate=verdict, lineage=lin)
+    if run_id:
+        client.log_text(run_id, card, "model_card.md")
+    policy = ServingPolicy.of(report.get("config") or {}).describe()
+    description = (
+        f"Serves: {policy}; predict returns the served rewrite (or none).\n\n"
+        f"Gate: {verdict}\n\nModel card: model_card.md and report.html in run {run_id}."
+    )
+    client.update_model_version(name, version, description=description[:5000])
 
 
 def register(
@@ -593,7 +616,7 @@ def register(
         verdict = "held: "
     verdict += decision.reason
     client.set_model_version_tag(name, version, "gate", verdict[:5000])
-    client.update_model_version(name, version, description=f"Gate: {verdict}")
+    _write_card(client, name, version, report, verdict, lin)
     if decision.promote and auto_promote:
         _set_champion(client, name, version, f"gate: {decision.reason}")
         champion_version = version
