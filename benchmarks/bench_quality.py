@@ -105,6 +105,11 @@ def table(results: list[dict]) -> list[str]:
     return lines
 
 
+def _range(values: list[float | None]) -> float:
+    known = [v for v in values if v is not None]
+    return max(known) - min(known) if known else 0.0
+
+
 def goals(results: list[dict]) -> list[str]:
     """The issue's goals, each with its figures: met or not."""
     sft = [r["metrics"]["variants"][SFT] for r in results]
@@ -141,6 +146,11 @@ def goals(results: list[dict]) -> list[str]:
         f"- copy rate at most {GOAL_COPY:.0%}: highest {_pct(max(copies))}: "
         f"{mark(max(copies) <= GOAL_COPY)}",
         "- minutes per run: " + ", ".join(f"{r['minutes']:.1f}" for r in results),
+        # what the gate's registry.seed_spread holds: a smaller win over the champion is noise
+        "- the candidate's served UCVR uplift across these seeds: "
+        + ", ".join(_pct(m.get("ucvr_uplift")) for m in cand)
+        + f"; spread {100 * _range([m.get('ucvr_uplift') for m in cand]):.1f} points "
+        "(`registry.seed_spread` of the preset, when the training seeds varied)",
     ] + (
         [
             f"- single-task SFT below multi-task (relevance, truth): {sum(ablation)} of "

@@ -102,3 +102,79 @@ def test_presets_load_the_evaluation_registry_and_export_sections() -> None:
         assert registry.registered_model == "query-rewriter"
         assert registry.primary_metric == "ucvr_uplift"
         assert load_config(RewriteConfig, preset, "rewrite").k >= 1
+
+
+def test_a_misspelt_section_is_an_error_that_suggests_the_right_one(tmp_path: Path) -> None:
+    preset = tmp_path / "p.yaml"
+    preset.write_text("mien:\n  max_candidates_per_query: 5\n")
+    with pytest.raises(ConfigError, match=r"unknown section 'mien' \(did you mean 'mine'\?\)"):
+        load_config(MiningConfig, preset, "mine")
+
+
+def test_every_section_a_step_reads_is_a_known_one() -> None:
+    import re
+
+    from qrewrite.config import SECTIONS
+
+    used = set()
+    for path in [*(ROOT / "src").rglob("*.py"), *(ROOT / "components").rglob("*.py")]:
+        text = path.read_text()
+        used |= set(re.findall(r"(?:load_config|config_from_preset_text)\([^()]*?\"(\w+)\"", text))
+        used |= set(re.findall(r"_add_config_flags\(p, \"(\w+)\"\)", text))
+    assert used and used <= set(SECTIONS), used - set(SECTIONS)
+    for preset in (ROOT / "configs").glob("*.yaml"):
+        import yaml
+
+        assert set(yaml.safe_load(preset.read_text())) <= set(SECTIONS), preset.name
+
+
+def test_a_file_holds_a_preset_and_a_name_finds_the_shipped_one(tmp_path, monkeypatch) -> None:
+    word = tmp_path / "p.yaml"
+    word.write_text("cluster\n")
+    with pytest.raises(ConfigError, match="expected a mapping of step sections, got str"):
+        load_config(MiningConfig, word, "mine")
+    monkeypatch.chdir(tmp_path)  # not the repository: the shipped presets are still found
+    assert load_config(SynthConfig, "local", "synth").scale == "demo"
+    with pytest.raises(ConfigError, match="no such preset; shipped presets: cluster, local"):
+        load_config(SynthConfig, "lokal", "synth")
+
+
+def test_out_of_range_values_are_refused_by_name(tmp_path: Path) -> None:
+    from qrewrite.importing.judged import JudgedImportConfig
+    from qrewrite.training.datasets import DatasetConfig
+
+    with pytest.raises(ConfigError, match=r"max_candidates_per_query=-3 must be at least 0"):
+        load_config(MiningConfig, None, None, ["max_candidates_per_query=-3"])
+    with pytest.raises(ConfigError, match=r"sessions_per_query=0 must be at least 1"):
+        load_config(JudgedImportConfig, None, None, ["sessions_per_query=0"])
+    with pytest.raises(ConfigError, match=r"eval_fraction=1.5 must be within 0..1"):
+        load_config(DatasetConfig, None, None, ["eval_fraction=1.5"])
+    with pytest.raises(ConfigError, match=r"co_click_weight=nan is not a finite number"):
+        load_config(MiningConfig, None, None, ["co_click_weight=.nan"])
+    preset = tmp_path / "p.yaml"
+    preset.write_text("build_datasets:\n  min_tag_confidence: 2\n")
+    with pytest.raises(ConfigError, match=r"p.yaml:build_datasets: min_tag_confidence=2.0 must"):
+        load_config(DatasetConfig, preset, "build_datasets")
+
+
+def test_hostile_yaml_and_values_give_short_one_line_errors(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"] + [
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)
+    ]
+    bomb.write_text("\n".join(levels) + "\nmine:\n  start: *a9\n")
+    with pytest.raises(ConfigError, match="expands to more than 100,000 values") as e:
+        load_config(MiningConfig, bomb, "mine")
+    assert "\n" not in str(e.value) and len(str(e.value)) < 300
+    with pytest.raises(ConfigError, match=r"--set max_titles_per_query: not valid YAML") as e:
+        load_config(MiningConfig, None, None, ["max_titles_per_query=[1,"])
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        load_config(MiningConfig, None, None, ["max_titles_per_query=" + "9x" * 5000])
+    assert len(str(e.value)) < 300 and "…" in str(e.value)
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(MiningConfig, tmp_path, "mine")
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("mine:\n  start: café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(MiningConfig, latin, "mine")

@@ -13,3 +13,13 @@ def test_tokenize_drops_apostrophes_and_plural_s() -> None:
     assert tokenize("mens shoe") == ["men", "shoe"]
     assert tokenize("Sugar-Free, 12 oz") == ["sugar", "free", "12", "oz"]
     assert tokenize("glass") == ["glass"]  # "ss" is not a plural
+
+
+def test_invisible_characters_do_not_make_another_query() -> None:
+    from qrewrite.text import normalize_query
+
+    assert normalize_query("running\u200b shoes") == normalize_query("running shoes")
+    assert normalize_query("blue\x00\x00 shoes") == "blue shoes"
+    assert normalize_query("\u202eoak\u202c desk\ufeff") == "oak desk"
+    assert normalize_query("\u200b\u200d\u2060") == ""  # nothing visible: an empty query
+    assert normalize_query("tab\tand\nnewline") == "tab and newline"  # whitespace stays a space

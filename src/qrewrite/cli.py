@@ -17,7 +17,13 @@ from typing import Any
 
 from qrewrite import __version__
 from qrewrite.config import load_config
-from qrewrite.errors import ConfigError, ContractViolation, QrewriteError
+from qrewrite.errors import (
+    ConfigError,
+    ContractViolation,
+    DataError,
+    EnvironmentProblem,
+    QrewriteError,
+)
 
 log = logging.getLogger("qrewrite")
 
@@ -1012,6 +1018,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"qrewrite {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a path that is not there is the input's fault; the rest the machine's
+        if args.debug:
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        if isinstance(e, FileNotFoundError | IsADirectoryError | NotADirectoryError):
+            print(f"qrewrite {args.command}: error: {e.strerror}{where}", file=sys.stderr)
+            return DataError.exit_code
+        print(
+            f"qrewrite {args.command}: environment error: {e.strerror or e}{where}",
+            file=sys.stderr,
+        )
+        return EnvironmentProblem.exit_code
     except Exception as e:  # a bug, not bad input: say so in one line, traceback on request
         if args.debug:
             raise

@@ -25,3 +25,10 @@ class ContractViolation(QrewriteError):
     """A dataset failed its data contract."""
 
     exit_code = 4
+
+
+class EnvironmentProblem(QrewriteError):
+    """Neither the data nor the config: the machine or a service (a full disk, a permission, a
+    tracking server that does not answer). The message names the path or the URL."""
+
+    exit_code = 5

@@ -24,10 +24,22 @@ def read_parquet_table(path: str | Path, what: str, hint: str = "") -> pa.Table:
         raise DataError(f"{p}: {what} file not found" + (f" ({hint})" if hint else ""))
     if p.is_file() and p.stat().st_size == 0:
         raise DataError(f"{p}: {what} file is empty (0 bytes)")
+    if p.is_dir() and not any(p.glob("*.parquet")):
+        raise DataError(f"{p}: is a directory, not a {what} parquet file")
+    try:
+        schema = pq.read_schema(p) if p.is_file() else None
+    except Exception as e:  # pyarrow raises several types for corrupt files
+        raise DataError(f"{p}: not a readable parquet file ({str(e).splitlines()[0][:200]})") from e
+    if schema is not None:
+        seen: set[str] = set()
+        for name in schema.names:
+            if name in seen:
+                raise DataError(f"{p}: column {name!r} appears twice; keep one")
+            seen.add(name)
     try:
         return pq.read_table(p)
     except Exception as e:  # pyarrow raises several types for corrupt files
-        raise DataError(f"{p}: not a readable parquet file ({e})") from e
+        raise DataError(f"{p}: not a readable parquet file ({str(e).splitlines()[0][:200]})") from e
 
 
 def table_fingerprint(table: pa.Table | pd.DataFrame) -> dict[str, str | int]:

@@ -11,6 +11,12 @@ import re
 import unicodedata
 
 _WHITESPACE = re.compile(r"\s+")
+# Characters a shopper cannot see: C0/C1 controls other than whitespace, NUL among them,
+# zero-width characters and joiners, bidi marks and embeddings, the byte-order mark. Removed, so
+# that "running\u200b shoes" and "running shoes" are one query and one made of them is empty.
+INVISIBLE = re.compile(
+    "[\x00-\x08\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
 _TOKEN = re.compile(r"[0-9a-z]+")
 # Apostrophes inside words ("men's") are dropped rather than split so "men's" == "mens".
 _APOSTROPHES = re.compile(r"['’`´]")
@@ -23,12 +29,14 @@ JOINING_WORDS = frozenset(
 
 
 def normalize_query(text: str) -> str:
-    """NFKC-normalise, case-fold, and collapse/strip whitespace.
+    """Remove invisible characters (:data:`INVISIBLE`), NFKC-normalise, case-fold, and
+    collapse/strip whitespace.
 
     NFKC folds compatibility forms (full-width letters, ligatures, non-breaking spaces) that
     shoppers' keyboards and copy-paste produce; case-folding is Unicode-aware lower-casing.
     """
-    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    visible = INVISIBLE.sub("", text)
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", visible).casefold()).strip()
 
 
 def _light_stem(token: str) -> str:

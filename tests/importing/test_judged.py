@@ -178,3 +178,42 @@ def test_conflicting_duplicates_are_resolved_and_titles_unescaped(tmp_path: Path
     catalog = pd.read_parquet(tmp_path / "out" / "catalog.parquet").set_index("product_id")
     assert catalog.loc["P1", "title"] == 'Tom & Jerry "Mug"'
     assert c["titles_with_html_entities"] == 1
+
+
+def test_invisible_characters_are_removed_and_counted(tmp_path: Path) -> None:
+    src = _write(
+        tmp_path,
+        "hostile.tsv",
+        "query\tproduct_id\tproduct_title\tesci_label\n"
+        "blue\x00\x00 shoes\tP1\tBlue Shoes\tE\n"
+        "running\u200b shoes\tP2\tRunning\u202e Shoes\tE\n"
+        "running shoes\tP3\tTrail Shoes\tS\n"
+        "\u200b\u200d\tP4\tInvisible\tE\n",
+    )
+    manifest = import_judged(JudgedImportConfig(), src, tmp_path / "out")
+    c = manifest["counts"]
+    assert c["lines_with_nul_bytes_removed"] == 1
+    assert c["rows_with_invisible_characters_removed"] == 2  # the NULs went before parsing
+    assert c["rows_rejected"] == {"null_or_empty_query": 1}  # a query of zero-width only
+    judgments = pd.read_parquet(tmp_path / "out" / "judgments.parquet")
+    assert sorted(judgments["query"].unique()) == ["blue shoes", "running shoes"]
+    titles = pd.read_parquet(tmp_path / "out" / "catalog.parquet").set_index("product_id")
+    assert titles.loc["P2", "title"] == "Running Shoes"
+
+
+def test_a_column_named_twice_is_refused_by_name(tmp_path: Path, capsys) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = _write(
+        tmp_path,
+        "twice.tsv",
+        "query\tproduct_id\tproduct_title\tesci_label\tesci_label\nmug\tP1\tMug\tE\tI\n",
+    )
+    assert main(["import-judged", "--input", str(src), "--out", str(tmp_path / "o")]) == 2
+    assert "column 'esci_label' appears twice in the header" in capsys.readouterr().err
+    table = pa.table([["mug"], ["P1"], ["Mug"], ["E"], ["I"]], names=["query", "product_id",
+                     "product_title", "esci_label", "esci_label"])  # fmt: skip
+    pq.write_table(table, tmp_path / "twice.parquet")
+    with pytest.raises(DataError, match="column 'esci_label' appears twice; keep one"):
+        import_judged(JudgedImportConfig(), tmp_path / "twice.parquet", tmp_path / "o")

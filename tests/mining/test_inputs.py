@@ -14,7 +14,10 @@ from qrewrite.mining.mine import mine
 from tests.mining.logs import CATALOG, reference_log, search, write_market
 
 
-def _write_raw(folder: Path, table: pa.Table) -> Path:
+def _write_raw(root: Path, table: pa.Table) -> Path:
+    """A data folder under ``root``, beside where the tests write their outputs (an output may
+    not be inside an input)."""
+    folder = root / "data"
     folder.mkdir(parents=True, exist_ok=True)
     CATALOG.to_parquet(folder / "catalog.parquet", index=False)
     pq.write_table(table, folder / "search_log.parquet")

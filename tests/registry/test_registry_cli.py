@@ -77,6 +77,11 @@ def test_bad_metrics_and_missing_models_are_one_line_errors(store, tiny_model, t
     assert main(["register", "--model", str(tiny_model), "--metrics", str(bad)]) == 2
     assert "not an evaluate metrics.json" in capsys.readouterr().err
     assert main(["register", "--model", str(tmp_path / "nope"), "--metrics", str(bad)]) == 3
+    assert main(["rollback"]) == 3  # nothing registered yet: no store, and none is created
+    assert "no MLflow registry at sqlite:///" in capsys.readouterr().err
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=store).search_registered_models()  # an empty store
     assert main(["rollback"]) == 3
     assert "has no champion to roll back" in capsys.readouterr().err
     assert main(["models", "--require-alias", "champion"]) == 3

@@ -9,6 +9,7 @@ runs unchanged on imported data. The judgments themselves become ``truth/judgmen
 
 from __future__ import annotations
 
+import csv
 import html
 import io
 import json
@@ -25,9 +26,10 @@ from qrewrite import __version__, schemas
 from qrewrite.errors import DataError
 from qrewrite.market import behaviour
 from qrewrite.market.behaviour import simulate_engagement
+from qrewrite.outputs import staged_output
 from qrewrite.schemas import epoch_ms
 from qrewrite.tables import read_parquet_table
-from qrewrite.text import normalize_query
+from qrewrite.text import INVISIBLE, normalize_query
 
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "query": ("query", "search_term", "query_text", "keyword", "search_query"),
@@ -96,6 +98,14 @@ def read_judged_file(path: Path) -> pd.DataFrame:
             "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
         ) from e
     sep = "\t" if ".tsv" in suffixes or (".txt" in suffixes and "\t" in text[:4096]) else ","
+    header = next(csv.reader(io.StringIO(text.split("\n", 1)[0]), delimiter=sep), [])
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise DataError(f"{path}: column {repeated[0]!r} appears twice in the header; keep one")
+    # NUL bytes would end a field early in the parser ("blue\0\0 shoes" read as "blue"):
+    # removed, and the lines that held them counted in the manifest
+    nul_lines = sum(1 for line in text.splitlines() if "\x00" in line)
+    text = text.replace("\x00", "")
     try:
         df = pd.read_csv(
             io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""]
@@ -106,6 +116,7 @@ def read_judged_file(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: no header and no rows") from e
     if df.empty:
         raise DataError(f"{path}: has a header but no rows")
+    df.attrs["lines_with_nul_bytes"] = nul_lines
     return df
 
 
@@ -157,7 +168,12 @@ def map_grades(values: pd.Series, scale: str, path: Path) -> tuple[pd.Series, st
             raise DataError(f"--grade-scale {scale!r}: expected numeric:MIN:MAX") from e
         if hi <= lo:
             raise DataError(f"--grade-scale {scale!r}: MAX must be greater than MIN")
-        v = pd.to_numeric(text, errors="coerce")
+        # blank, "n/a" and NaN grades become NaN (quarantined below), not nullable NA, which
+        # no comparison can decide
+        v = pd.Series(
+            pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64", na_value=np.nan),
+            index=text.index,
+        )
         frac = (v - lo) / (hi - lo)
         # Thirds of the declared range: top third relevant, middle partial, bottom irrelevant.
         grade = pd.Series(
@@ -166,6 +182,17 @@ def map_grades(values: pd.Series, scale: str, path: Path) -> tuple[pd.Series, st
         grade[(v < lo) | (v > hi) | v.isna()] = pd.NA
         return grade, scale
     raise DataError(f"--grade-scale {scale!r}: expected esci, wands, numeric:MIN:MAX or auto")
+
+
+# what import-judged writes into its output folder, and replaces as a whole on every run
+IMPORTED_OUTPUTS = (
+    "catalog.parquet",
+    "search_log.parquet",
+    "judgments.parquet",
+    "truth",
+    "quarantine",
+    "manifest.json",
+)
 
 
 def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: str | Path) -> dict:
@@ -206,6 +233,13 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
         .fillna("")
     )
 
+    # characters nobody can see (controls, zero-width, bidi marks): removed from titles (queries
+    # lose them in normalisation), and the rows that held them counted
+    invisible = rows["raw_query"].str.contains(INVISIBLE, na=False) | rows["title"].str.contains(
+        INVISIBLE, na=False
+    )
+    rows["title"] = rows["title"].str.replace(INVISIBLE, "", regex=True).str.strip()
+
     # titles scraped from HTML keep their entities ("Tom &amp; Jerry"): read them as text
     escaped = rows["title"].str.contains(r"&(?:#\d+|#x[0-9a-fA-F]+|[A-Za-z]+);", na=False)
     rows.loc[escaped, "title"] = rows.loc[escaped, "title"].map(html.unescape)
@@ -229,86 +263,93 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
     kept = rows[reason.isna()].reset_index(drop=True)
     if kept.empty:
         raise DataError(f"{path}: no usable judgments ({len(rejected)} rows rejected)")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "truth").mkdir(exist_ok=True)
-    if len(rejected):
-        (out / "quarantine").mkdir(exist_ok=True)
-        rejected.astype({"grade": "Int8"}).to_parquet(
-            out / "quarantine" / "judged_rejected.parquet", index=False
+    # everything at once when the import succeeds: a failure (a full disk) leaves a previous
+    # import in out_dir whole, and a previous quarantine goes when this run has none
+    with staged_output(out, IMPORTED_OUTPUTS, step="import-judged", inputs=[path]) as stage:
+        (stage / "truth").mkdir()
+        if len(rejected):
+            (stage / "quarantine").mkdir()
+            rejected.astype({"grade": "Int8"}).to_parquet(
+                stage / "quarantine" / "judged_rejected.parquet", index=False
+            )
+
+        catalog = kept.drop_duplicates("product_id", keep="first")
+        title_conflicts = int(kept.groupby("product_id")["title"].nunique().gt(1).sum())
+        cat = pd.DataFrame(
+            {
+                "product_id": catalog["product_id"].astype(object),
+                "title": catalog["title"].astype(object),
+                "category": catalog["category"].astype(object),
+                "product_type": None,
+                "brand": catalog["brand"].astype(object),
+                "colour": catalog["colour"].astype(object),
+                "material": None,
+                "size": None,
+                "gender": None,
+                "price": np.nan,
+                "feature": None,
+                "has_feature": None,
+            }
+        ).replace({pd.NA: None})
+        pq.write_table(
+            pa.Table.from_pandas(cat, schema=schemas.CATALOG, preserve_index=False),
+            stage / "catalog.parquet",
+            compression="zstd",
+        )
+        judgments = kept[["query", "raw_query", "product_id", "grade", "label"]].astype(
+            {"query": object, "raw_query": object, "product_id": object, "label": object}
+        )
+        judgments.to_parquet(stage / "truth" / "judgments.parquet", index=False)
+        # The same judgments as an input a shop has (what the teacher calibrates on); truth/ stays
+        # evaluation's, so that the rule "only evaluation reads truth" holds on imported data too.
+        judgments[["query", "product_id", "grade"]].to_parquet(
+            stage / "judgments.parquet", index=False
         )
 
-    catalog = kept.drop_duplicates("product_id", keep="first")
-    title_conflicts = int(kept.groupby("product_id")["title"].nunique().gt(1).sum())
-    cat = pd.DataFrame(
-        {
-            "product_id": catalog["product_id"].astype(object),
-            "title": catalog["title"].astype(object),
-            "category": catalog["category"].astype(object),
-            "product_type": None,
-            "brand": catalog["brand"].astype(object),
-            "colour": catalog["colour"].astype(object),
-            "material": None,
-            "size": None,
-            "gender": None,
-            "price": np.nan,
-            "feature": None,
-            "has_feature": None,
+        log_table = _replay(config, kept)
+        pq.write_table(log_table, stage / "search_log.parquet", compression="zstd")
+
+        start = datetime.fromisoformat(config.start_date)
+        manifest = {
+            "kind": "judged",
+            "qrewrite_version": __version__,
+            "source": str(path),
+            "config": asdict(config),
+            "grade_scale": scale,
+            "columns": {**cols, **{k: v for k, v in extras.items() if v}},
+            "window": {
+                "start": start.isoformat(),
+                "end": (start + timedelta(days=config.days)).isoformat(),
+            },
+            "counts": {
+                "rows_read": len(rows),
+                "rows_rejected": {
+                    k: int(v)
+                    for k, v in rejected["reject_reason"].value_counts().sort_index().items()
+                },
+                "judgments": len(kept),
+                "queries": int(kept["query"].nunique()),
+                "products": len(cat),
+                "products_with_conflicting_titles": title_conflicts,
+                "duplicates_with_conflicting_grades": conflicting,
+                "rows_with_invisible_characters_removed": int(invisible.sum()),
+                "lines_with_nul_bytes_removed": int(df.attrs.get("lines_with_nul_bytes", 0)),
+                "titles_with_html_entities": int(
+                    rows.loc[escaped & reason.isna(), "product_id"].nunique()
+                ),
+                "grades": {
+                    int(k): int(v) for k, v in kept["grade"].value_counts().sort_index().items()
+                },
+                "impressions": log_table.num_rows,
+            },
+            "tables": {
+                "catalog": "catalog.parquet",
+                "search_log": "search_log.parquet",
+                "judgments": "judgments.parquet",
+                "truth": ["truth/judgments.parquet"],
+            },
         }
-    ).replace({pd.NA: None})
-    pq.write_table(
-        pa.Table.from_pandas(cat, schema=schemas.CATALOG, preserve_index=False),
-        out / "catalog.parquet",
-        compression="zstd",
-    )
-    judgments = kept[["query", "raw_query", "product_id", "grade", "label"]].astype(
-        {"query": object, "raw_query": object, "product_id": object, "label": object}
-    )
-    judgments.to_parquet(out / "truth" / "judgments.parquet", index=False)
-    # The same judgments as an input a shop has (what the teacher calibrates on); truth/ stays
-    # evaluation's, so that the rule "only evaluation reads truth" holds on imported data too.
-    judgments[["query", "product_id", "grade"]].to_parquet(out / "judgments.parquet", index=False)
-
-    log_table = _replay(config, kept)
-    pq.write_table(log_table, out / "search_log.parquet", compression="zstd")
-
-    start = datetime.fromisoformat(config.start_date)
-    manifest = {
-        "kind": "judged",
-        "qrewrite_version": __version__,
-        "source": str(path),
-        "config": asdict(config),
-        "grade_scale": scale,
-        "columns": {**cols, **{k: v for k, v in extras.items() if v}},
-        "window": {
-            "start": start.isoformat(),
-            "end": (start + timedelta(days=config.days)).isoformat(),
-        },
-        "counts": {
-            "rows_read": len(rows),
-            "rows_rejected": {
-                k: int(v) for k, v in rejected["reject_reason"].value_counts().sort_index().items()
-            },
-            "judgments": len(kept),
-            "queries": int(kept["query"].nunique()),
-            "products": len(cat),
-            "products_with_conflicting_titles": title_conflicts,
-            "duplicates_with_conflicting_grades": conflicting,
-            "titles_with_html_entities": int(
-                rows.loc[escaped & reason.isna(), "product_id"].nunique()
-            ),
-            "grades": {
-                int(k): int(v) for k, v in kept["grade"].value_counts().sort_index().items()
-            },
-            "impressions": log_table.num_rows,
-        },
-        "tables": {
-            "catalog": "catalog.parquet",
-            "search_log": "search_log.parquet",
-            "judgments": "judgments.parquet",
-            "truth": ["truth/judgments.parquet"],
-        },
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        (stage / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
 

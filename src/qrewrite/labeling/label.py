@@ -17,6 +17,7 @@ from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.labeling.llm import LLMClient, LLMSettings, ResultCache, grade_with_llm
 from qrewrite.labeling.teacher import GRADE_COLUMNS, Teacher, TeacherConfig
+from qrewrite.outputs import check_not_an_input, staged_output
 from qrewrite.tables import read_judgments, read_parquet_table, table_fingerprint
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,13 @@ def label(
             f"label: unknown backend {config.backend!r}; available: {', '.join(BACKENDS)}"
         )
     data, out = Path(data_dir), Path(out_path)
+    # the outputs a run owns: written together at the end, a stale set-aside file removed
+    owned = [
+        out.name,
+        out.with_suffix(".rejected.parquet").name,
+        out.with_suffix(".report.json").name,
+    ]
+    check_not_an_input("label", [out.parent / name for name in owned], [data, candidates_path])
     catalog_path = data / "catalog.parquet"
     if not catalog_path.exists():
         raise DataError(
@@ -197,15 +205,7 @@ def label(
             "signals": [json.dumps(s, sort_keys=True, default=str) for s in graded["signals"]],
         }
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(
-        pa.Table.from_pandas(result, schema=LABELED_PAIRS, preserve_index=False),
-        out,
-        compression="zstd",
-    )
     rejected_path = out.with_suffix(".rejected.parquet")
-    if len(rejected):
-        rejected.to_parquet(rejected_path, index=False)
 
     report = {
         "qrewrite_version": __version__,
@@ -238,7 +238,15 @@ def label(
         "seconds": round(seconds, 2),
         "pairs_per_second": round(len(result) / seconds) if seconds else None,
     }
-    report_path = out.with_suffix(".report.json")
-    report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    with staged_output(out.parent, owned, step="label") as stage:
+        pq.write_table(
+            pa.Table.from_pandas(result, schema=LABELED_PAIRS, preserve_index=False),
+            stage / out.name,
+            compression="zstd",
+        )
+        if len(rejected):
+            rejected.to_parquet(stage / rejected_path.name, index=False)
+        report_json = json.dumps(report, indent=2, default=str) + "\n"
+        (stage / out.with_suffix(".report.json").name).write_text(report_json)
     log.info("label: %d pairs in %.1fs", len(result), seconds)
     return report

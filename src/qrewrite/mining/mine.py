@@ -26,11 +26,21 @@ from qrewrite.mining.miners import (
     mine_session_reformulations,
 )
 from qrewrite.mining.report import write_mining_report
+from qrewrite.outputs import staged_output
 from qrewrite.tables import read_judgments, table_fingerprint
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("session_reformulation", "co_engagement", "engaged_title", *JUDGED_SOURCES)
+# what mine writes into its output folder, and replaces as a whole on every run
+MINED_OUTPUTS = (
+    "rewrite_candidates.parquet",
+    "query_stats.parquet",
+    "mining_report.json",
+    "mining_report.md",
+    "query_frequency.png",
+    "quarantine",
+)
 
 
 def _open_catalog(con: duckdb.DuckDBPyConnection, path: Path) -> int:
@@ -138,12 +148,18 @@ def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dic
 
     Writes ``rewrite_candidates.parquet``, ``query_stats.parquet``, ``mining_report.json``,
     ``mining_report.md`` (with ``query_frequency.png``) and, when rows were set aside,
-    ``quarantine/search_log_rejected.parquet``. Returns the report.
+    ``quarantine/search_log_rejected.parquet``, all at once when mining succeeds
+    (:func:`qrewrite.outputs.staged_output`). Returns the report.
     """
-    t0 = time.perf_counter()
     data, out = Path(data_dir), Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="qrewrite-duckdb-", dir=out) as spill:
+    with staged_output(out, MINED_OUTPUTS, step="mine", inputs=[data]) as stage:
+        return _mine(config, data, stage, out)
+
+
+def _mine(config: MiningConfig, data: Path, stage: Path, out: Path) -> dict:
+    """:func:`mine`, writing into ``stage``; the report names the final paths in ``out``."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="qrewrite-duckdb-", dir=stage) as spill:
         con = duckdb.connect()
         try:
             con.execute(f"SET memory_limit = {sql_literal(config.duckdb_memory_limit)}")
@@ -153,7 +169,7 @@ def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dic
             n_products = _open_catalog(con, data / "catalog.parquet")
             log.info("mine: reading %s", data / "search_log.parquet")
             inputs = open_search_log(
-                con, data / "search_log.parquet", out / "quarantine", config.start, config.end
+                con, data / "search_log.parquet", stage / "quarantine", config.start, config.end
             )
             log.info("mine: %d searches; running the miners", inputs.searches)
             build_query_products(con)
@@ -176,16 +192,16 @@ def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dic
             )
             con.execute(
                 f"COPY (SELECT * FROM query_stats ORDER BY query) TO "
-                f"{sql_literal(str(out / 'query_stats.parquet'))} (FORMAT parquet)"
+                f"{sql_literal(str(stage / 'query_stats.parquet'))} (FORMAT parquet)"
             )
             con.execute(
                 f"COPY ({_candidates_sql(config)}) TO "
-                f"{sql_literal(str(out / 'rewrite_candidates.parquet'))} (FORMAT parquet)"
+                f"{sql_literal(str(stage / 'rewrite_candidates.parquet'))} (FORMAT parquet)"
             )
             per_source = dict(
                 con.execute(
                     f"""SELECT source, count(*) FROM read_parquet(
-                        {sql_literal(str(out / "rewrite_candidates.parquet"))}) GROUP BY 1"""
+                        {sql_literal(str(stage / "rewrite_candidates.parquet"))}) GROUP BY 1"""
                 ).fetchall()
             )
             n_queries = fetch_row(con, "SELECT count(*) FROM query_stats")
@@ -208,14 +224,14 @@ def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dic
             "query_stats": str(out / "query_stats.parquet"),
         },
         "fingerprints": {
-            name: table_fingerprint(pq.read_table(out / f"{name}.parquet"))
+            name: table_fingerprint(pq.read_table(stage / f"{name}.parquet"))
             for name in ("rewrite_candidates", "query_stats")
         },
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    (out / "mining_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (stage / "mining_report.json").write_text(json.dumps(report, indent=2) + "\n")
     stats = pd.read_parquet(
-        out / "query_stats.parquet", columns=["searches", "cvr", "ctr", "zero_result_searches"]
+        stage / "query_stats.parquet", columns=["searches", "cvr", "ctr", "zero_result_searches"]
     )
-    write_mining_report(report, stats, out)
+    write_mining_report(report, stats, stage)
     return report

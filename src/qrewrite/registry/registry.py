@@ -22,6 +22,7 @@ from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.training.tracking import (
     DEFAULT_TRACKING_URI,
+    check_tracking_store,
     mlflow_run,
     resolve_tracking_uri,
     use_tracking_uri,
@@ -113,11 +114,14 @@ class Registration:
     lineage: dict[str, str] = field(default_factory=dict)
 
 
-def _client(tracking_uri: str) -> Any:
+def _client(tracking_uri: str, *, must_exist: bool = True) -> Any:
+    """An MLflow client of the registry at ``tracking_uri`` (``$MLFLOW_TRACKING_URI`` first),
+    after checking that it is there and answers (only ``register`` may create a store)."""
     from mlflow import MlflowClient
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     uri = resolve_tracking_uri(tracking_uri)
+    check_tracking_store(uri, must_exist=must_exist)
     use_tracking_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
@@ -559,7 +563,7 @@ def register(
         )
     lin = {**lineage(model_dir, None, None, None, None, None), **(tags or {})}
     name = config.registered_model
-    client = _client(config.tracking_uri)
+    client = _client(config.tracking_uri, must_exist=False)
     existing = client.search_model_versions(
         f"name='{name}' and tags.fingerprint='{lin['fingerprint']}'"
     )

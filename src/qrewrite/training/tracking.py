@@ -38,6 +38,31 @@ def resolve_tracking_uri(configured: str) -> str:
     return uri
 
 
+def check_tracking_store(uri: str, *, must_exist: bool, timeout: float = 5.0) -> None:
+    """Fail fast, naming ``uri``: a tracking server that does not answer within ``timeout``
+    seconds (MLflow's own client retries for minutes, then blames the request), or, with
+    ``must_exist``, a SQLite store that is not there (opening it would create an empty one)."""
+    from qrewrite.errors import ConfigError, EnvironmentProblem
+
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if must_exist and not path.exists():
+            raise ConfigError(
+                f"no MLflow registry at {uri} (no such file); run the pipeline first, or point "
+                "$MLFLOW_TRACKING_URI or the preset's tracking_uri at the registry"
+            )
+    elif uri.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+        except requests.RequestException as e:
+            raise EnvironmentProblem(
+                f"the MLflow tracking server at {uri} does not answer within {timeout:g} s "
+                f"({type(e).__name__})"
+            ) from e
+
+
 def use_tracking_uri(uri: str) -> None:
     """Point this process's MLflow client at ``uri`` without touching ``$MLFLOW_TRACKING_URI``.
 

@@ -1,0 +1,72 @@
+"""Nothing lost: a step writes its outputs into a fresh sibling folder and moves them into place
+only when it has finished, so a failure (a full disk, a bad row, a bug) leaves the previous output
+whole, and files the step owns that this run did not write (an earlier run's quarantine) are
+removed rather than left beside a report that no longer counts them.
+
+Each file or folder moves with one ``os.replace`` (same filesystem: the stage is a sibling), so the
+window in which a reader can see a mix of old and new outputs is a few renames, not the minutes
+the step took to write them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from qrewrite.errors import ConfigError
+
+
+def _overlaps(out: Path, source: Path) -> bool:
+    out, source = out.resolve(), source.resolve()
+    return out == source or source in out.parents
+
+
+def check_not_an_input(
+    step: str, outputs: Sequence[Path], inputs: Sequence[str | Path | None]
+) -> None:
+    """Refuse, before any work, an output that is an input or lies inside an input folder."""
+    for out in outputs:
+        for source in inputs:
+            if source is not None and _overlaps(Path(out), Path(source)):
+                raise ConfigError(
+                    f"{step}: the output {out} is (or is inside) the input {source}; "
+                    "write the output somewhere else"
+                )
+
+
+@contextmanager
+def staged_output(
+    directory: str | Path,
+    owned: Sequence[str],
+    *,
+    step: str,
+    inputs: Sequence[str | Path | None] = (),
+) -> Iterator[Path]:
+    """Yield a stage folder to write ``owned`` (names of files or folders) into; when the block
+    ends without an error, move them into ``directory`` (replacing, or removing, the previous
+    ones); on an error, drop the stage and leave ``directory`` as it was."""
+    target = Path(directory)
+    check_not_an_input(step, [target / name for name in owned], inputs)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.{step}-", dir=target.parent))
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        replaced = stage / ".replaced"
+        replaced.mkdir()
+        for name in owned:
+            new, old = stage / name, target / name
+            if old.exists() or old.is_symlink():
+                os.replace(old, replaced / name)
+            if new.exists():
+                os.replace(new, old)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

@@ -1,0 +1,121 @@
+"""Nothing lost: a step that fails (a full disk) leaves its previous output whole, a re-run leaves
+no stale file beside its new report, an output that is an input is refused before any work; and
+the exit code says whose fault it was (a full disk, a dead tracking server: 5)."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from qrewrite.cli import main
+from qrewrite.errors import ConfigError
+from qrewrite.outputs import staged_output
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device", "/data/out/search_log.parquet")
+
+
+def test_a_failed_stage_leaves_the_previous_output_and_no_stage(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with staged_output(out, ["a.txt", "q"], step="t") as stage:
+        (stage / "a.txt").write_text("first")
+        (stage / "q").mkdir()
+        (stage / "q" / "rejected.txt").write_text("2 rows")
+    with pytest.raises(OSError), staged_output(out, ["a.txt", "q"], step="t") as stage:
+        (stage / "a.txt").write_text("half")
+        _disk_full()
+    assert _snapshot(out) == {"a.txt": b"first", "q/rejected.txt": b"2 rows"}
+    with staged_output(out, ["a.txt", "q"], step="t") as stage:
+        (stage / "a.txt").write_text("second")  # no rejected rows this time
+    assert _snapshot(out) == {"a.txt": b"second"}  # the old quarantine went with its run
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no stage left behind
+    refused = pytest.raises(ConfigError, match="is \\(or is inside\\) the input")
+    with refused, staged_output(out, ["a.txt"], step="t", inputs=[out / "a.txt"]):
+        pass
+
+
+def test_import_judged_on_a_full_disk_keeps_the_previous_import(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from qrewrite.importing import judged
+
+    src = tmp_path / "judged.csv"
+    pd.DataFrame(
+        {
+            "query": ["red shoes", "red shoes", "oak desk", "oak desk"],
+            "product_id": ["p1", "p2", "p3", "p1"],
+            "product_title": ["Red Shoe", "Blue Shoe", "Oak Desk", "Red Shoe"],
+            "grade": [3, 1, 3, "n/a"],
+        }
+    ).to_csv(src, index=False)
+    out = tmp_path / "imported"
+    args = ["import-judged", "--input", str(src), "--out", str(out)]
+    assert main([*args, "--grade-scale", "numeric:1:3"]) == 0
+    before = _snapshot(out)
+    assert "quarantine/judged_rejected.parquet" in before
+    monkeypatch.setattr(judged, "_replay", _disk_full)
+    assert main([*args, "--grade-scale", "numeric:1:3"]) == 5
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "environment error: No space left on device" in err
+    assert _snapshot(out) == before  # the previous import is whole
+    monkeypatch.undo()
+    pd.read_csv(src).iloc[:3].to_csv(src, index=False)  # the bad row fixed: nothing rejected
+    assert main([*args, "--grade-scale", "numeric:1:3"]) == 0
+    assert not (out / "quarantine").exists()  # no stale quarantine beside a 0-rejected manifest
+
+
+def test_mine_on_a_full_disk_keeps_the_previous_candidates(
+    tiny_market: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from qrewrite.mining import mine as mine_module
+
+    out = tmp_path / "mined"
+    assert main(["mine", "--data", str(tiny_market), "--out", str(out)]) == 0
+    before = _snapshot(out)
+    monkeypatch.setattr(mine_module, "write_mining_report", _disk_full)
+    assert main(["mine", "--data", str(tiny_market), "--out", str(out)]) == 5
+    assert _snapshot(out) == before
+    assert main(["mine", "--data", str(tiny_market), "--out", str(tiny_market)]) == 3
+
+
+def test_label_refuses_to_write_over_its_candidates(tiny_market, tiny_mined, tmp_path, capsys):
+    candidates = tmp_path / "candidates.parquet"
+    candidates.write_bytes((tiny_mined / "rewrite_candidates.parquet").read_bytes())
+    before = candidates.read_bytes()
+    args = ["label", "--data", str(tiny_market), "--candidates", str(candidates)]
+    assert main([*args, "--out", str(candidates)]) == 3
+    assert "is (or is inside) the input" in capsys.readouterr().err
+    assert candidates.read_bytes() == before
+
+
+def test_a_dead_tracking_server_fails_fast_with_its_url(monkeypatch, capsys) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    t0 = time.monotonic()
+    assert main(["rollback"]) == 5
+    assert time.monotonic() - t0 < 60  # not MLflow's minutes of retries
+    err = capsys.readouterr().err
+    assert f"tracking server at http://127.0.0.1:{port} does not answer" in err
+    assert "no champion" not in err
+
+
+def test_a_registry_that_is_not_there_is_named_and_not_created(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///nowhere/mlflow.db")
+    assert main(["promote", "--version", "1"]) == 3
+    assert "no MLflow registry at sqlite:///" in capsys.readouterr().err
+    assert list(tmp_path.rglob("*.db")) == []
