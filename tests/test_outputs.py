@@ -119,3 +119,11 @@ def test_a_registry_that_is_not_there_is_named_and_not_created(tmp_path, monkeyp
     assert main(["promote", "--version", "1"]) == 3
     assert "no MLflow registry at sqlite:///" in capsys.readouterr().err
     assert list(tmp_path.rglob("*.db")) == []
+
+
+def test_a_bad_duckdb_setting_blames_the_setting_not_the_data(tiny_market, tmp_path, capsys):
+    args = ["mine", "--data", str(tiny_market), "--out", str(tmp_path / "m")]
+    assert main([*args, "--set", "duckdb_memory_limit=lots"]) == 3
+    err = capsys.readouterr().err
+    assert "mine.duckdb_memory_limit='lots': DuckDB cannot use it" in err
+    assert not (tmp_path / "m").exists()

@@ -897,7 +897,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the MLflow store and the registered model are.",
     )
     p.add_argument("--local", action="store_true", help="run with kfp.local (required here)")
-    p.add_argument("--config", default="configs/local.yaml", metavar="PRESET", help="preset YAML")
+    p.add_argument(
+        "--config",
+        default="local",
+        metavar="PRESET",
+        help="preset YAML file, or the name of a shipped one (local, cluster); default local",
+    )
     p.add_argument("--out", default="out/demo", help="run directory (artifacts, MLflow store)")
     p.add_argument(
         "--scale", choices=["tiny", "demo", "large", "huge"], help="synthetic marketplace size"

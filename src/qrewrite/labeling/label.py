@@ -130,7 +130,7 @@ def label(
             f"{catalog_path}: catalog not found; --data must be a synth or "
             "import-judged output directory"
         )
-    catalog = pd.read_parquet(catalog_path)
+    catalog = read_parquet_table(catalog_path, "catalog").to_pandas()
     pairs = read_candidates(Path(candidates_path))
 
     query = pairs["query"].fillna("").astype(str)

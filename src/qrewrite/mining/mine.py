@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from qrewrite import __version__
-from qrewrite.errors import DataError
+from qrewrite.errors import ConfigError, DataError
 from qrewrite.mining.config import MiningConfig
 from qrewrite.mining.inputs import fetch_row, open_search_log, parquet_schema, sql_literal
 from qrewrite.mining.judged import JUDGED_SOURCES, judged_candidates
@@ -162,7 +162,13 @@ def _mine(config: MiningConfig, data: Path, stage: Path, out: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="qrewrite-duckdb-", dir=stage) as spill:
         con = duckdb.connect()
         try:
-            con.execute(f"SET memory_limit = {sql_literal(config.duckdb_memory_limit)}")
+            try:
+                con.execute(f"SET memory_limit = {sql_literal(config.duckdb_memory_limit)}")
+            except duckdb.Error as e:  # the setting's fault, not the data's
+                raise ConfigError(
+                    f"mine.duckdb_memory_limit={config.duckdb_memory_limit!r}: DuckDB cannot use "
+                    f"it ({str(e).splitlines()[0][:120]}); expected a size such as 3GB"
+                ) from e
             con.execute(f"SET temp_directory = {sql_literal(spill)}")
             if config.duckdb_threads:
                 con.execute(f"SET threads = {int(config.duckdb_threads)}")

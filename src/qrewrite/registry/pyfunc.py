@@ -103,6 +103,11 @@ class QueryRewriterModel(mlflow.pyfunc.PythonModel):
             policy, teacher = ServingPolicy(), None
         rewriter = Rewriter.from_dir(context.artifacts[MODEL_ARTIFACT], settings)
         self.served = ServedRewriter(rewriter, policy, teacher)
+        # load what the first requests would otherwise wait for (the tagging head, the teacher's
+        # sentence encoder: about a second on 2 cores) before the server reports ready
+        if teacher is not None:
+            _ = teacher.encoder
+        self.served.rewrite(["wireless earbuds"], k=1)
 
     # no type hints on predict: MLflow would read them as a schema; the signature is explicit
     def predict(self, context, model_input, params=None):
