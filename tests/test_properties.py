@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 # text as shops and hostile users produce it: letters, spaces, controls, zero-width, bidi, NUL
 HOSTILE = st.text(
-    alphabet=st.sampled_from(list("abcxyz ABC-'&;#\t") + ["\x00", "\u200b", "\u202e", "\ufeff"]),
+    alphabet=st.sampled_from([*"abcxyz ABC-'&;#\t", "\x00", "\u200b", "\u202e", "\ufeff"]),
     max_size=12,
 )
 GRADES = st.sampled_from(["E", "S", "C", "I", "e ", "", "n/a", "exact", "2", "NaN"])
@@ -35,7 +35,7 @@ def test_normalised_queries_are_visible_stable_and_trimmed(text: str) -> None:
 
 
 @settings(
-    max_examples=30,
+    max_examples=15,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -50,11 +50,10 @@ def test_import_judged_either_refuses_or_accounts_for_every_row(rows) -> None:
     from qrewrite.contracts import validate_path
     from qrewrite.importing.judged import JudgedImportConfig, import_judged
 
+    columns = ["query", "product_id", "product_title", "esci_label"]
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "judged.parquet"
-        pd.DataFrame(
-            rows, columns=["query", "product_id", "product_title", "esci_label"]
-        ).to_parquet(src)
+        pd.DataFrame(rows, columns=columns).to_parquet(src)
         out = Path(tmp) / "out"
         try:
             manifest = import_judged(JudgedImportConfig(grade_scale="esci"), src, out)
@@ -67,11 +66,12 @@ def test_import_judged_either_refuses_or_accounts_for_every_row(rows) -> None:
         assert counts["judgments"] + sum(counts["rows_rejected"].values()) == len(rows)
         judged = pd.read_parquet(out / "judgments.parquet")
         assert judged["query"].map(lambda q: q == normalize_query(q) and q != "").all()
-        for contract, table in (
-            ("catalog", "catalog.parquet"),
-            ("search_log", "search_log.parquet"),
-        ):
-            assert validate_path(contract, out / table).success, contract
+        assert validate_path("catalog", out / "catalog.parquet").success
+        # the search log's row rules (its statistical ones need more than a dozen rows)
+        log = pd.read_parquet(out / "search_log.parquet")
+        assert log["query"].str.len().between(1, 300).all()
+        assert log["position"].between(1, 1000).all()
+        assert not log.duplicated(["search_id", "position"]).any()
 
 
 @settings(max_examples=60, deadline=None)

@@ -184,6 +184,11 @@ def map_grades(values: pd.Series, scale: str, path: Path) -> tuple[pd.Series, st
     raise DataError(f"--grade-scale {scale!r}: expected esci, wands, numeric:MIN:MAX or auto")
 
 
+# the bounds of the catalog and search_log contracts (data_contracts/), enforced row by row here
+MIN_TITLE_CHARS, MAX_TITLE_CHARS = 3, 400
+MAX_QUERY_CHARS = 300
+MIN_UNIQUE_TITLES = 0.5
+
 # what import-judged writes into its output folder, and replaces as a whole on every run
 IMPORTED_OUTPUTS = (
     "catalog.parquet",
@@ -247,6 +252,14 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
     reason = pd.Series(pd.NA, index=rows.index, dtype="string")
     reason[rows["grade"].isna()] = "grade_not_on_scale"
     reason[rows["title"].isna() | (rows["title"] == "")] = "empty_title"
+    # the catalog contract's bounds: a title of one or two characters names no product; a
+    # longer one than a line is cut to it (and counted)
+    reason[rows["title"].str.len().lt(MIN_TITLE_CHARS).fillna(False) & rows["title"].ne("")] = (
+        "title_too_short"
+    )
+    long_titles = rows["title"].str.len().gt(MAX_TITLE_CHARS).fillna(False)
+    rows.loc[long_titles, "title"] = rows.loc[long_titles, "title"].str.slice(0, MAX_TITLE_CHARS)
+    reason[rows["query"].str.len() > MAX_QUERY_CHARS] = "query_too_long"
     reason[rows["product_id"].isna() | (rows["product_id"] == "")] = "empty_product_id"
     reason[rows["query"] == ""] = "null_or_empty_query"
     # A pair judged more than once: one row stays, with the (lower) median of its grades when
@@ -263,6 +276,12 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
     kept = rows[reason.isna()].reset_index(drop=True)
     if kept.empty:
         raise DataError(f"{path}: no usable judgments ({len(rejected)} rows rejected)")
+    catalog = kept.drop_duplicates("product_id", keep="first")
+    if catalog["title"].nunique() / len(catalog) < MIN_UNIQUE_TITLES:
+        raise DataError(
+            f"{path}: {catalog['title'].nunique()} distinct titles for {len(catalog)} products; "
+            f"a catalog needs at least {MIN_UNIQUE_TITLES:.0%} distinct titles to search in"
+        )
     # everything at once when the import succeeds: a failure (a full disk) leaves a previous
     # import in out_dir whole, and a previous quarantine goes when this run has none
     with staged_output(out, IMPORTED_OUTPUTS, step="import-judged", inputs=[path]) as stage:
@@ -273,7 +292,6 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
                 stage / "quarantine" / "judged_rejected.parquet", index=False
             )
 
-        catalog = kept.drop_duplicates("product_id", keep="first")
         title_conflicts = int(kept.groupby("product_id")["title"].nunique().gt(1).sum())
         cat = pd.DataFrame(
             {
@@ -334,6 +352,7 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
                 "duplicates_with_conflicting_grades": conflicting,
                 "rows_with_invisible_characters_removed": int(invisible.sum()),
                 "lines_with_nul_bytes_removed": int(df.attrs.get("lines_with_nul_bytes", 0)),
+                "titles_truncated": int((long_titles & reason.isna()).sum()),
                 "titles_with_html_entities": int(
                     rows.loc[escaped & reason.isna(), "product_id"].nunique()
                 ),
