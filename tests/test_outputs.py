@@ -127,3 +127,22 @@ def test_a_bad_duckdb_setting_blames_the_setting_not_the_data(tiny_market, tmp_p
     err = capsys.readouterr().err
     assert "mine.duckdb_memory_limit='lots': DuckDB cannot use it" in err
     assert not (tmp_path / "m").exists()
+
+
+def test_synth_and_rewrite_keep_their_previous_output(tmp_path, tiny_model, monkeypatch) -> None:
+    from qrewrite.market import simulate
+
+    out = tmp_path / "market"
+    args = ["synth", "--out", str(out), "--scale", "tiny", "--seed", "3"]
+    assert main(args) == 0
+    before = _snapshot(out)
+    monkeypatch.setattr(simulate, "table_fingerprint", _disk_full)  # fails after every table
+    assert main(args) == 5
+    assert _snapshot(out) == before
+    monkeypatch.undo()
+
+    queries = tmp_path / "queries.txt"
+    queries.write_text("red running shoes\noak desk\n")
+    rewrite = ["rewrite", "--model", str(tiny_model), "--queries", str(queries), "--no-progress"]
+    assert main([*rewrite, "--out", str(queries)]) == 3  # the table would replace its input
+    assert queries.read_text() == "red running shoes\noak desk\n"

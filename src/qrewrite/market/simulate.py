@@ -27,6 +27,7 @@ from qrewrite.market.behaviour import simulate_engagement
 from qrewrite.market.catalog import generate_catalog
 from qrewrite.market.intents import generate_intents, phrase_intents
 from qrewrite.market.truth import grade_pairs
+from qrewrite.outputs import staged_output
 from qrewrite.schemas import epoch_ms
 from qrewrite.search_engine import NO_RESULT, LexicalSearchEngine
 from qrewrite.tables import table_fingerprint
@@ -273,6 +274,10 @@ def _write_table(df: pd.DataFrame, path: Path, schema: pa.Schema | None = None) 
     pq.write_table(table, path, compression="zstd")
 
 
+# what synth writes into its output folder, and replaces as a whole on every run
+SYNTH_OUTPUTS = ("catalog.parquet", "search_log.parquet", "truth", "manifest.json")
+
+
 def synthesize(config: SynthConfig, out_dir: str | Path, progress: bool = True) -> dict:
     """Write ``catalog``, ``search_log``, ``truth/`` and ``manifest.json`` under ``out_dir``.
 
@@ -280,22 +285,31 @@ def synthesize(config: SynthConfig, out_dir: str | Path, progress: bool = True) 
     """
     cfg = config.resolved()
     out = Path(out_dir)
-    (out / "truth").mkdir(parents=True, exist_ok=True)
+    # every table at once when the whole marketplace is written: a failure keeps a previous one
+    with staged_output(out, SYNTH_OUTPUTS, step="synth") as stage:
+        manifest, n_rows, n_searches = _synthesize(cfg, stage, progress)
+    log.info("synth: wrote %d impressions of %d searches to %s", n_rows, n_searches, out)
+    return manifest
+
+
+def _synthesize(cfg: SynthConfig, stage: Path, progress: bool) -> tuple[dict, int, int]:
+    """:func:`synthesize` into ``stage``; returns the manifest and the rows and searches written."""
+    (stage / "truth").mkdir()
     seeds = np.random.SeedSequence(cfg.seed)
     world_seed, sessions_seed = seeds.spawn(2)
     world = _build_world(cfg, np.random.default_rng(world_seed))
 
-    _write_table(world.catalog, out / "catalog.parquet", schemas.CATALOG)
-    _write_table(world.intents, out / "truth" / "intents.parquet")
+    _write_table(world.catalog, stage / "catalog.parquet", schemas.CATALOG)
+    _write_table(world.intents, stage / "truth" / "intents.parquet")
     queries = world.universe.rename(columns={"query": "raw_query", "normalized": "query"})
     queries = queries[["query", "raw_query", "intent_id", "tags", "canonical", "weight"]]
-    _write_table(queries, out / "truth" / "queries.parquet")
+    _write_table(queries, stage / "truth" / "queries.parquet")
 
     n_users = max(1, int(cfg.n_sessions / cfg.sessions_per_user))
     n_chunks = -(-cfg.n_sessions // cfg.chunk_sessions)
     chunk_seeds = sessions_seed.spawn(n_chunks)
     n_searches = n_rows = 0
-    log_path, truth_path = out / "search_log.parquet", out / "truth" / "searches.parquet"
+    log_path, truth_path = stage / "search_log.parquet", stage / "truth" / "searches.parquet"
     truth_schema = pa.schema([("search_id", pa.int64()), ("intent_id", pa.int64())])
     with (
         pq.ParquetWriter(log_path, schemas.SEARCH_LOG, compression="zstd") as log_writer,
@@ -339,10 +353,9 @@ def synthesize(config: SynthConfig, out_dir: str | Path, progress: bool = True) 
         },
         # what this machine made of the seed: compare across machines to find where they part
         "fingerprints": {
-            name: table_fingerprint(pq.read_table(out / f"{name}.parquet"))
+            name: table_fingerprint(pq.read_table(stage / f"{name}.parquet"))
             for name in ("catalog", "search_log")
         },
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    log.info("synth: wrote %d impressions of %d searches to %s", n_rows, n_searches, out)
-    return manifest
+    (stage / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest, n_rows, n_searches

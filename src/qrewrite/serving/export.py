@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
+from qrewrite.outputs import check_not_an_input, staged_output
 from qrewrite.serving.policy import ServingPolicy
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter, generation_settings
 from qrewrite.serving.served import TEACHER_DIR, ServedRewriter, load_policy
@@ -204,6 +205,8 @@ def export_rewrites(
     (:func:`serving_policy` says which)."""
     if config.k < 1:
         raise ConfigError("rewrite.k must be >= 1")
+    out = Path(out_file)
+    check_not_an_input("rewrite", [out, out.with_suffix(".json")], [queries_file, model_dir])
     # before reading or generating: a wrong --data fails in seconds
     setup = serving_setup(config, policy_dir=policy_dir, data_dir=data_dir, labels=labels)
     queries, counts = read_queries(Path(queries_file), config)
@@ -245,8 +248,6 @@ def export_rewrites(
         [dict(zip(REWRITES_SCHEMA.names, r, strict=True)) for r in rows], schema=REWRITES_SCHEMA
     )
     out = Path(out_file)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out, compression="zstd")
     summary = {
         "qrewrite_version": __version__,
         "model": model_ref or str(model_dir),
@@ -263,5 +264,11 @@ def export_rewrites(
         "queries_per_second": round(len(queries) / seconds, 1) if seconds else None,
         "config": asdict(config),
     }
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    # the table and its summary together, once both are written (a cache loader never reads a
+    # half-written table, and a failure keeps the previous one)
+    with staged_output(
+        out.parent, [out.name, out.with_suffix(".json").name], step="rewrite"
+    ) as stage:
+        pq.write_table(table, stage / out.name, compression="zstd")
+        (stage / out.with_suffix(".json").name).write_text(json.dumps(summary, indent=2) + "\n")
     return summary

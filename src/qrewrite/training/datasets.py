@@ -24,6 +24,7 @@ from qrewrite import __version__
 from qrewrite.errors import ContractViolation, DataError
 from qrewrite.labeling.teacher import GRADE_COLUMNS
 from qrewrite.mining.judged import JUDGED_SOURCES
+from qrewrite.outputs import staged_output
 from qrewrite.search_engine import ProductRetriever
 from qrewrite.tables import read_parquet_table, table_fingerprint
 from qrewrite.text import normalize_query
@@ -103,6 +104,11 @@ def _balanced(df: pd.DataFrame, max_ratio: float, seed: int) -> pd.DataFrame:
     cap = max(1, math.ceil(counts.min() * max_ratio)) if len(counts) == 3 else int(counts.min())
     parts = [g.sample(n=min(len(g), cap), random_state=seed) for _, g in df.groupby("grade")]
     return pd.concat(parts).sample(frac=1.0, random_state=seed)
+
+
+# what build-datasets writes into its output folder, and replaces as a whole on every run (its
+# contract reports, written before the datasets, stay: they explain a refused build)
+DATASET_OUTPUTS = (SFT_DIR, GRPO_DIR, "dataset_report.json", "dataset_report.md")
 
 
 def build_datasets(
@@ -284,18 +290,6 @@ def build_datasets(
         if not result.success:
             raise ContractViolation(result.summary_line())
 
-    out.mkdir(parents=True, exist_ok=True)
-    for name, df in ((SFT_DIR, sft_df), (GRPO_DIR, grpo_df)):
-        DatasetDict(
-            {
-                s: Dataset.from_pandas(
-                    df[df["split"] == s].drop(columns="split").reset_index(drop=True),
-                    preserve_index=False,
-                )
-                for s in SPLITS
-            }
-        ).save_to_disk(str(out / name))
-
     def counts(df: pd.DataFrame, by: str) -> dict:
         return {
             s: {str(k): int(v) for k, v in df[df["split"] == s][by].value_counts().items()}
@@ -344,8 +338,23 @@ def build_datasets(
             "grpo_prompts": table_fingerprint(grpo_frame(grpo_df)),
         },
     }
-    (out / "dataset_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    (out / "dataset_report.md").write_text(report_markdown(report), encoding="utf-8")
+    # the datasets and their report together, when all are written: a failure keeps the
+    # previous build whole
+    inputs = [data_dir, mined_dir, labels_path]
+    with staged_output(out, DATASET_OUTPUTS, step="build-datasets", inputs=inputs) as stage:
+        for name, df in ((SFT_DIR, sft_df), (GRPO_DIR, grpo_df)):
+            DatasetDict(
+                {
+                    s: Dataset.from_pandas(
+                        df[df["split"] == s].drop(columns="split").reset_index(drop=True),
+                        preserve_index=False,
+                    )
+                    for s in SPLITS
+                }
+            ).save_to_disk(str(stage / name))
+        report_json = json.dumps(report, indent=2) + "\n"
+        (stage / "dataset_report.json").write_text(report_json, encoding="utf-8")
+        (stage / "dataset_report.md").write_text(report_markdown(report), encoding="utf-8")
     return report
 
 
