@@ -146,3 +146,26 @@ def test_synth_and_rewrite_keep_their_previous_output(tmp_path, tiny_model, monk
     rewrite = ["rewrite", "--model", str(tiny_model), "--queries", str(queries), "--no-progress"]
     assert main([*rewrite, "--out", str(queries)]) == 3  # the table would replace its input
     assert queries.read_text() == "red running shoes\noak desk\n"
+
+
+def test_label_eval_on_a_broken_data_folder_is_a_one_line_data_error(
+    tiny_market, tiny_labels, tmp_path, capsys
+) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_market, data)
+    args = ["label-eval", "--data", str(data), "--labels", str(tiny_labels)]
+    for manifest, expected in (
+        ("{not json", "not valid JSON"),
+        ('{"counts": {}}', "no 'kind'"),
+        ("[1, 2]", "no 'kind'"),
+    ):
+        (data / "manifest.json").write_text(manifest)
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expected in err
+    (data / "manifest.json").write_text('{"kind": "synthetic"}')
+    (data / "truth" / "intents.parquet").write_bytes(b"PAR1 not really")
+    assert main(args) == 2
+    assert "intents.parquet: not a readable parquet file" in capsys.readouterr().err

@@ -217,3 +217,21 @@ def test_a_column_named_twice_is_refused_by_name(tmp_path: Path, capsys) -> None
     pq.write_table(table, tmp_path / "twice.parquet")
     with pytest.raises(DataError, match="column 'esci_label' appears twice; keep one"):
         import_judged(JudgedImportConfig(), tmp_path / "twice.parquet", tmp_path / "o")
+
+
+def test_quarantine_rows_are_file_lines_even_when_a_field_spans_lines(tmp_path: Path) -> None:
+    src = _write(
+        tmp_path,
+        "multiline.csv",
+        "query,product_id,product_title,esci_label\n"
+        'mug,P1,"Travel Mug\nwith a lid",E\n'
+        "\n"
+        ",P2,Blank Query,E\n"
+        "cup,P3,Cup,Q\n",
+    )
+    import_judged(JudgedImportConfig(grade_scale="esci"), src, tmp_path / "out")
+    rejected = pd.read_parquet(tmp_path / "out" / "quarantine" / "judged_rejected.parquet")
+    assert dict(zip(rejected["row"], rejected["reject_reason"], strict=True)) == {
+        5: "null_or_empty_query",
+        6: "grade_not_on_scale",
+    }

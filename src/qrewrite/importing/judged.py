@@ -117,6 +117,15 @@ def read_judged_file(path: Path) -> pd.DataFrame:
     if df.empty:
         raise DataError(f"{path}: has a header but no rows")
     df.attrs["lines_with_nul_bytes"] = nul_lines
+    # the file line each record starts on (a quoted field may span lines), for the quarantine
+    starts, end = [], 0
+    reader = csv.reader(io.StringIO(text), delimiter=sep)
+    for record in reader:
+        if record:  # the parser skips blank lines too
+            starts.append(end + 1)
+        end = reader.line_num
+    if len(starts) == len(df) + 1:
+        df.attrs["file_lines"] = starts[1:]
     return df
 
 
@@ -220,9 +229,10 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
 
     rows = pd.DataFrame(
         {
-            "row": np.arange(len(df)) + 2
-            if ".parquet" not in path.suffixes
-            else np.arange(len(df)),
+            # the file line of a text file's record; a parquet file's row number from 0
+            "row": df.attrs["file_lines"]
+            if "file_lines" in df.attrs
+            else np.arange(len(df)) + (0 if ".parquet" in path.suffixes else 2),
             "raw_query": df[cols["query"]].astype("string"),
             "product_id": df[cols["product_id"]].astype("string").str.strip(),
             "title": df[cols["title"]].astype("string").str.strip(),

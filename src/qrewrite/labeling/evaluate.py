@@ -51,11 +51,20 @@ class TruthLookup:
                 f"{manifest_path}: not found; --data must be a synth or import-judged "
                 "output directory"
             )
-        kind = json.loads(manifest_path.read_text())["kind"]
-        catalog = pd.read_parquet(data / "catalog.parquet")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            kind = manifest["kind"]
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(f"{manifest_path}: not valid JSON ({e})") from e
+        except (KeyError, TypeError) as e:
+            raise DataError(
+                f"{manifest_path}: no 'kind' (synthetic or judged); not a synth or import-judged "
+                "manifest"
+            ) from e
+        catalog = read_parquet_table(data / "catalog.parquet", "catalog").to_pandas()
         if kind == "synthetic":
-            intents = pd.read_parquet(data / "truth" / "intents.parquet")
-            queries = pd.read_parquet(data / "truth" / "queries.parquet")
+            intents = read_parquet_table(data / "truth" / "intents.parquet", "truth").to_pandas()
+            queries = read_parquet_table(data / "truth" / "queries.parquet", "truth").to_pandas()
             # A text phrased for several intents belongs to the one that produces most of it.
             share = queries["weight"] * intents["popularity"].to_numpy()[queries["intent_id"]]
             dominant = (
@@ -65,7 +74,7 @@ class TruthLookup:
             )
             return cls(kind, catalog, intents, dominant.set_index("query")["intent_id"])
         if kind == "judged":
-            j = pd.read_parquet(data / "truth" / "judgments.parquet")
+            j = read_parquet_table(data / "truth" / "judgments.parquet", "truth").to_pandas()
             return cls(kind, catalog, judgments=j.set_index(["query", "product_id"])["grade"])
         raise DataError(f"{manifest_path}: unknown data kind {kind!r}")
 
