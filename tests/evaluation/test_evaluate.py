@@ -173,6 +173,15 @@ def test_cli_errors_for_missing_models(tiny_market, tiny_datasets, tmp_path, cap
     code = main(
         [*args, "--model", "models:/query-rewriter@champion", "--set", f"tracking_uri={db}"]
     )
+    assert code == 3  # no store there: named, and not created
+    assert f"no MLflow registry at {db}" in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists()
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=db).search_registered_models()  # an empty store
+    code = main(
+        [*args, "--model", "models:/query-rewriter@champion", "--set", f"tracking_uri={db}"]
+    )
     assert code == 3
     assert "not in the registry" in capsys.readouterr().err
 
