@@ -46,9 +46,10 @@ def staged_output(
     step: str,
     inputs: Sequence[str | Path | None] = (),
 ) -> Iterator[Path]:
-    """Yield a stage folder to write ``owned`` (names of files or folders) into; when the block
-    ends without an error, move them into ``directory`` (replacing, or removing, the previous
-    ones); on an error, drop the stage and leave ``directory`` as it was."""
+    """Yield a stage folder to write the step's outputs into; when the block ends without an
+    error, move what it holds into ``directory``, replacing the previous ones, and remove the
+    ``owned`` names (files or folders the step writes) that this run did not write; on an
+    error, drop the stage and leave ``directory`` as it was."""
     target = Path(directory)
     check_not_an_input(step, [target / name for name in owned], inputs)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +63,8 @@ def staged_output(
         target.mkdir(parents=True, exist_ok=True)
         replaced = stage / ".replaced"
         replaced.mkdir()
-        for name in owned:
+        written = [p.name for p in stage.iterdir() if p.name != replaced.name]
+        for name in dict.fromkeys([*owned, *written]):
             new, old = stage / name, target / name
             if old.exists() or old.is_symlink():
                 os.replace(old, replaced / name)

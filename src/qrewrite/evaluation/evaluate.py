@@ -24,6 +24,7 @@ from qrewrite.evaluation import metrics as m
 from qrewrite.evaluation.ab_test import ABSettings, held_out_searches, simulate_ab
 from qrewrite.evaluation.judged import SpellingCheck, compare_on_judgments
 from qrewrite.evaluation.truth import GradedTruth
+from qrewrite.outputs import staged_output
 from qrewrite.search_engine import ProductRetriever
 from qrewrite.serving.policy import ServingPolicy
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter, generation_settings
@@ -112,6 +113,15 @@ SERVING_POLICY_KEYS = (
     "ndcg_at_10_uplift_ci_high",
 )
 SAMPLE_ROWS = 25  # sample rewrites in the report
+# what evaluate writes into its output folder (and rewards_<variant>.png per trained variant)
+EVALUATION_OUTPUTS = (
+    "rewrites.parquet",
+    "metrics.json",
+    "report.md",
+    "report.html",
+    "metrics.png",
+    "grades.png",
+)
 
 
 @dataclass
@@ -552,9 +562,13 @@ def evaluate(
             rewrites_table["query"].map(normalize_query).map(searches_per_query).fillna(0)
         ).astype("int64")
     report["samples"] = sample_rewrites(rewrites_table, chosen, SAMPLE_ROWS)
-    rewrites_table.to_parquet(out / "rewrites.parquet", index=False)
-    (out / "metrics.json").write_text(json.dumps(_finite(report), indent=2) + "\n")
-    write_report(report, grades, variants, out)
+    # every file at once when all are written: a failure keeps a previous evaluation whole, and
+    # an earlier run's reward curves of other variants go
+    owned = [*EVALUATION_OUTPUTS, *(p.name for p in out.glob("rewards_*.png"))]
+    with staged_output(out, owned, step="evaluate") as stage:
+        rewrites_table.to_parquet(stage / "rewrites.parquet", index=False)
+        (stage / "metrics.json").write_text(json.dumps(_finite(report), indent=2) + "\n")
+        write_report(report, grades, variants, stage)
     with mlflow_run(config.tracking_uri, config.experiment, "evaluate", config) as run:
         import mlflow
 
