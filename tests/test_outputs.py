@@ -169,3 +169,13 @@ def test_label_eval_on_a_broken_data_folder_is_a_one_line_data_error(
     (data / "truth" / "intents.parquet").write_bytes(b"PAR1 not really")
     assert main(args) == 2
     assert "intents.parquet: not a readable parquet file" in capsys.readouterr().err
+
+
+def test_a_link_that_leads_nowhere_is_not_called_missing(tmp_path: Path, capsys) -> None:
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(tmp_path / "loop.csv")
+    dangling = tmp_path / "gone.parquet"
+    dangling.symlink_to(tmp_path / "elsewhere.parquet")
+    for path, expected in ((loop, "a symbolic link in a loop"), (dangling, "which does not exist")):
+        assert main(["import-judged", "--input", str(path), "--out", str(tmp_path / "o")]) == 2
+        assert expected in capsys.readouterr().err

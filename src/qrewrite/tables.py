@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,18 @@ import pyarrow.parquet as pq
 from qrewrite.errors import DataError
 
 
+def not_found(path: Path) -> str:
+    """Why ``path`` cannot be opened though it exists as a name: a link that leads nowhere."""
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop so
+        return "a symbolic link in a loop"
+    except OSError as e:
+        if "loop" in str(e).lower() or getattr(e, "errno", None) == 40:  # ELOOP
+            return "a symbolic link in a loop"
+    return f"a symbolic link to {os.readlink(path)}, which does not exist"
+
+
 def read_parquet_table(path: str | Path, what: str, hint: str = "") -> pa.Table:
     """The table at ``path``, or a DataError naming the file and what is wrong with it.
 
@@ -21,7 +34,11 @@ def read_parquet_table(path: str | Path, what: str, hint: str = "") -> pa.Table:
     """
     p = Path(path)
     if not p.exists():
-        raise DataError(f"{p}: {what} file not found" + (f" ({hint})" if hint else ""))
+        raise DataError(
+            f"{p}: {not_found(p)}"
+            if p.is_symlink()
+            else f"{p}: {what} file not found" + (f" ({hint})" if hint else "")
+        )
     if p.is_file() and p.stat().st_size == 0:
         raise DataError(f"{p}: {what} file is empty (0 bytes)")
     if p.is_dir() and not any(p.glob("*.parquet")):

@@ -28,7 +28,7 @@ from qrewrite.market import behaviour
 from qrewrite.market.behaviour import simulate_engagement
 from qrewrite.outputs import staged_output
 from qrewrite.schemas import epoch_ms
-from qrewrite.tables import read_parquet_table
+from qrewrite.tables import not_found, read_parquet_table
 from qrewrite.text import INVISIBLE, normalize_query
 
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -80,7 +80,7 @@ class JudgedImportConfig:
 def read_judged_file(path: Path) -> pd.DataFrame:
     """Read TSV/CSV (strict UTF-8) or parquet, with one-line errors for what goes wrong."""
     if not path.exists():
-        raise DataError(f"{path}: file not found")
+        raise DataError(f"{path}: {not_found(path) if path.is_symlink() else 'file not found'}")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty (0 bytes)")
     suffixes = [s.lower() for s in path.suffixes]
