@@ -88,6 +88,10 @@ def test_mine_on_a_full_disk_keeps_the_previous_candidates(
     assert main(["mine", "--data", str(tiny_market), "--out", str(out)]) == 5
     assert _snapshot(out) == before
     assert main(["mine", "--data", str(tiny_market), "--out", str(tiny_market)]) == 3
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    assert main(["mine", "--data", str(tiny_market), "--out", str(a_file)]) == 3
+    assert a_file.read_text() == "keep me"
 
 
 def test_label_refuses_to_write_over_its_candidates(tiny_market, tiny_mined, tmp_path, capsys):

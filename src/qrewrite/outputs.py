@@ -51,6 +51,8 @@ def staged_output(
     ``owned`` names (files or folders the step writes) that this run did not write; on an
     error, drop the stage and leave ``directory`` as it was."""
     target = Path(directory)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{step}: the output folder {target} is a file; name a folder")
     check_not_an_input(step, [target / name for name in owned], inputs)
     target.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.{step}-", dir=target.parent))
