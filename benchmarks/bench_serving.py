@@ -59,6 +59,12 @@ def main() -> None:
     )
     ap.add_argument("--requests", type=int, default=300, help="single-query requests")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64, 256])
+    ap.add_argument(
+        "--server-threads",
+        type=int,
+        default=1,
+        help="OMP_NUM_THREADS of the server (0: torch's default, one per core)",
+    )
     ap.add_argument("--work", type=Path, default=Path(".bench/serving"))
     ap.add_argument("--write", type=Path, help="docs/benchmarks.md to update")
     args = ap.parse_args()
@@ -72,7 +78,8 @@ def main() -> None:
         sys.exit(f"{args.queries}: not found; run `make demo` first")
     queries = _queries(args.queries, max(args.requests, *args.batch_sizes))
     args.work.mkdir(parents=True, exist_ok=True)
-    with model_server(args.model, args.tracking_uri, args.work) as base:
+    threads = {"OMP_NUM_THREADS": str(args.server_threads)} if args.server_threads else {}
+    with model_server(args.model, args.tracking_uri, args.work, env=threads) as base:
         for q in queries[:5]:  # warm-up: first-call allocations, the teacher's encoder
             _post(base, [q])
         single = []
@@ -91,7 +98,8 @@ def main() -> None:
         BEGIN,
         "",
         f"`make bench-serving` on {datetime.now(UTC):%b %d %Y}, commit {current_commit()}, "
-        f"{env.cpu_model} ({env.cpus} CPUs), one uvicorn worker: `mlflow models serve` of "
+        f"{env.cpu_model} ({env.cpus} CPUs), one uvicorn worker with "
+        f"`OMP_NUM_THREADS={args.server_threads or 'unset'}`: `mlflow models serve` of "
         f"`{args.model}` (the demo's champion, with the serving policy and teacher it carries), "
         "called over HTTP on 127.0.0.1 with `dataframe_split` JSON.",
         "",

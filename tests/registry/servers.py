@@ -84,11 +84,13 @@ def mlflow_server(backend_store_uri: str, workdir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def model_server(model_uri: str, tracking_uri: str, workdir: Path) -> Iterator[str]:
-    """``mlflow models serve`` of ``model_uri`` in this environment (``--env-manager local``);
-    yields its http:// base URL."""
+def model_server(
+    model_uri: str, tracking_uri: str, workdir: Path, *, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """``mlflow models serve`` of ``model_uri`` in this environment (``--env-manager local``),
+    with ``env`` added to its environment; yields its http:// base URL."""
     args = ["models", "serve", "-m", model_uri, "--env-manager", "local"]
-    env = {"MLFLOW_TRACKING_URI": tracking_uri}
+    env = {**(env or {}), "MLFLOW_TRACKING_URI": tracking_uri}
     with _mlflow(args, workdir / "model-server.log", "/ping", env=env, seconds=180) as uri:
         yield uri
 
