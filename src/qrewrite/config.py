@@ -131,10 +131,18 @@ def _expanded_nodes(node: yaml.Node, counted: dict[int, int], open_: set[int]) -
     return total
 
 
+def _not_yaml(source: str, error: yaml.YAMLError) -> ConfigError:
+    return ConfigError(f"{source}: not valid YAML ({str(error).splitlines()[0][:200]})")
+
+
 def _load_yaml(text: str, source: str) -> Any:
     """``yaml.safe_load`` with alias expansion bounded (:data:`MAX_EXPANDED_NODES`)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = yaml.SafeLoader(text)  # reading the text can fail already (control characters)
+    except yaml.YAMLError as e:
+        raise _not_yaml(source, e) from e
+    try:
+        node = loader.get_single_node()
         if node is None:
             return None
         try:
@@ -146,9 +154,11 @@ def _load_yaml(text: str, source: str) -> Any:
                 f"{source}: the YAML expands to more than {MAX_EXPANDED_NODES:,} values through "
                 "its aliases; write the values out"
             )
-        return yaml.safe_load(text)
+        return loader.construct_document(node)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0][:200]})") from e
+        raise _not_yaml(source, e) from e
+    finally:
+        loader.dispose()
 
 
 PRESET_NAME = re.compile(r"[A-Za-z0-9_-]+")

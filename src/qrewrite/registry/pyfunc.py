@@ -18,6 +18,8 @@ import pandas as pd
 MODEL_ARTIFACT = "model"  # the key of the weights folder in the pyfunc's artifacts
 POLICY_ARTIFACT = "policy"  # ... and of the serving policy folder (qrewrite.serving.served)
 DEFAULT_K = 3
+# predict's output columns, in the signature's order
+OUTPUT_COLUMNS = ("query", "rewrites", "grades", "p_relevant", "scores", "teacher_grade", "served")
 MAX_K = 10
 # bounds of one request (model_config "limits"; docs/operations.md#serving): a request with more
 # queries is answered 400; a longer query gets no rewrite, as an empty one
@@ -149,7 +151,7 @@ class QueryRewriterModel(mlflow.pyfunc.PythonModel):
                     "served": s.served_rewrite if s else None,
                 }
             )
-        return pd.DataFrame(out, columns=[c.name for c in signature().outputs.inputs])
+        return pd.DataFrame(out, columns=list(OUTPUT_COLUMNS))
 
 
 def pip_requirements() -> list[str]:

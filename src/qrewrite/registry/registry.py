@@ -20,6 +20,7 @@ from typing import Any
 
 from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
+from qrewrite.serving.policy import ServingPolicy
 from qrewrite.training.tracking import (
     DEFAULT_TRACKING_URI,
     check_tracking_store,
@@ -430,7 +431,7 @@ def _log_model(
     name: str,
     model_dir: Path,
     report: dict[str, Any],
-    policy: Any,
+    policy: ServingPolicy,
     lin: dict[str, str],
     *,
     metrics_path: Path,
@@ -509,20 +510,24 @@ def _log_model(
 
 
 def _write_card(
-    client: Any, name: str, version: str, report: dict[str, Any], verdict: str, lin: dict
+    client: Any,
+    name: str,
+    version: str,
+    report: dict[str, Any],
+    verdict: str,
+    lin: dict,
+    policy: ServingPolicy,
 ) -> None:
     """The version's model card (``model_card.md`` in its run, beside ``report.html``) and
     its description: the serving policy in words, the gate's verdict, where the card is."""
     from qrewrite.evaluation.report import model_card
-    from qrewrite.serving.policy import ServingPolicy
 
     run_id = client.get_model_version(name, version).run_id
     card = model_card(report, title=f"{name} version {version}", gate=verdict, lineage=lin)
     if run_id:
         client.log_text(run_id, card, "model_card.md")
-    policy = ServingPolicy.of(report.get("config") or {}).describe()
     description = (
-        f"Serves: {policy}; predict returns the served rewrite (or none).\n\n"
+        f"Serves: {policy.describe()}; predict returns the served rewrite (or none).\n\n"
         f"Gate: {verdict}\n\nModel card: model_card.md and report.html in run {run_id}."
     )
     client.update_model_version(name, version, description=description[:5000])
@@ -548,7 +553,6 @@ def register(
     With ``auto_promote=False`` the decision is recorded on the version but not applied: the
     pipeline promotes in a step of its own, under ``dsl.If`` on the decision.
     """
-    from qrewrite.serving.policy import ServingPolicy
     from qrewrite.training.models import check_model_dir
 
     model_dir = check_model_dir(model_dir, "model to register")
@@ -620,7 +624,7 @@ def register(
         verdict = "held: "
     verdict += decision.reason
     client.set_model_version_tag(name, version, "gate", verdict[:5000])
-    _write_card(client, name, version, report, verdict, lin)
+    _write_card(client, name, version, report, verdict, lin, policy)
     if decision.promote and auto_promote:
         _set_champion(client, name, version, f"gate: {decision.reason}")
         champion_version = version

@@ -247,7 +247,6 @@ def export_rewrites(
     table = pa.Table.from_pylist(
         [dict(zip(REWRITES_SCHEMA.names, r, strict=True)) for r in rows], schema=REWRITES_SCHEMA
     )
-    out = Path(out_file)
     summary = {
         "qrewrite_version": __version__,
         "model": model_ref or str(model_dir),
