@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 from docs_section import current_commit, markers, write_run_preset, write_section
 
+from qrewrite.config import preset_document
 from qrewrite.environment import current_environment
 from qrewrite.evaluation.report import judged_table
 
@@ -31,7 +32,7 @@ DEFAULT_INPUT = (
 
 def derived_preset(base: Path, overrides: list[str], out: Path) -> Path:
     """``base`` with ``section.key=value`` overrides and its own MLflow store under ``out``."""
-    doc = yaml.safe_load(base.read_text())
+    doc = preset_document(base)  # with whatever it extends merged in
     for item in overrides:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")

@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from docs_section import markers, write_run_preset, write_section
+
+from qrewrite.config import preset_document
 
 # preset sections whose seed decides the marketplace and its train/eval split ...
 MARKET_SECTIONS = ("synth", "import_judged", "build_datasets")
@@ -34,7 +35,7 @@ GOAL_RELEVANCE, GOAL_SPREAD, GOAL_COPY = 0.50, 0.10, 0.20
 def seeded_preset(base: Path, seed: int, vary: str, out: Path) -> Path:
     """``base`` with the seeds of ``vary`` (market: every section; training: the training
     steps only, the marketplace at its preset seed) set to ``seed``."""
-    doc = yaml.safe_load(base.read_text())
+    doc = preset_document(base)  # with whatever it extends merged in
     sections = TRAINING_SECTIONS if vary == "training" else MARKET_SECTIONS + TRAINING_SECTIONS
     for name in sections:
         if name in doc or name in TRAINING_SECTIONS:

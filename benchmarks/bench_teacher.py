@@ -27,9 +27,9 @@ from docs_section import current_commit, markers, write_section
 from scipy.stats import spearmanr
 
 from qrewrite.environment import current_environment
+from qrewrite.evaluation.labels import grade_metrics
 from qrewrite.importing.judged import JudgedImportConfig, import_judged
 from qrewrite.labeling.encoder import SentenceEncoder
-from qrewrite.labeling.evaluate import grade_metrics
 from qrewrite.labeling.teacher import Teacher, TeacherConfig
 from qrewrite.tables import read_judgments
 from qrewrite.text import tokenize

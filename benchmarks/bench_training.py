@@ -109,9 +109,9 @@ def run_shape(shape: str, args: argparse.Namespace, queries: list[str]) -> dict[
             f"tracking_uri={tracking}",
         ],
     )
-    report = sft(sft_config, args.datasets, work / "sft", progress=False)
-    row["sft"] = {k: report[k] for k in ("steps", "train_seconds", "tokens_seen")}
-    row["sft"]["tokens_per_second"] = report["tokens_per_second"]
+    sft_result = sft(sft_config, datasets_dir=args.datasets, out_dir=work / "sft", progress=False)
+    row["sft"] = {k: getattr(sft_result, k) for k in ("steps", "train_seconds", "tokens_seen")}
+    row["sft"]["tokens_per_second"] = sft_result.tokens_per_second
     row["sft"]["batch_size"] = args.batch_size
     grpo_config = load_config(
         GRPOStepConfig,
@@ -125,11 +125,17 @@ def run_shape(shape: str, args: argparse.Namespace, queries: list[str]) -> dict[
             f"tracking_uri={tracking}",
         ],
     )
-    report = grpo(grpo_config, args.datasets, args.data, work / "grpo", progress=False)
+    grpo_result = grpo(
+        grpo_config,
+        datasets_dir=args.datasets,
+        data_dir=args.data,
+        out_dir=work / "grpo",
+        progress=False,
+    )
     row["grpo"] = {
-        "steps": report["steps"],
-        "train_seconds": report["train_seconds"],
-        "steps_per_second": report["steps_per_second"],
+        "steps": grpo_result.steps,
+        "train_seconds": grpo_result.train_seconds,
+        "steps_per_second": grpo_result.steps_per_second,
         "completions_per_step": grpo_config.batch_size,
     }
     row["rewrite_queries_per_second"] = _rewrite_rates(work / "grpo", queries, args.batch_sizes)

@@ -25,8 +25,8 @@ def build_training_datasets(
     from pathlib import Path
 
     from qrewrite.config import config_from_preset_text
-    from qrewrite.training.datasets import DatasetConfig, build_datasets
-    from qrewrite.training.tracking import PARENT_RUN_ENV, log_step
+    from qrewrite.tracking import PARENT_RUN_ENV, log_step
+    from qrewrite.training.datasets import DatasetConfig, build_datasets, summary_lines
 
     os.environ[PARENT_RUN_ENV] = parent_run_id
     cfg = config_from_preset_text(DatasetConfig, config, "build_datasets")
@@ -44,4 +44,4 @@ def build_training_datasets(
         result,
         [Path(datasets.path) / "dataset_report.md", Path(datasets.path) / "dataset_report.json"],
     )
-    print(f"build_training_datasets: GRPO prompts {result['grpo_prompts']}")
+    print("\n".join(summary_lines(result, datasets.path)))

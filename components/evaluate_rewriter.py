@@ -30,9 +30,10 @@ def evaluate_rewriter(
 
     from qrewrite.config import config_from_preset_text
     from qrewrite.evaluation.evaluate import EvaluateConfig, evaluate
-    from qrewrite.evaluation.report import ablation_table
-    from qrewrite.registry.registry import CHAMPION, RegistryConfig, resolve_champion
-    from qrewrite.training.tracking import PARENT_RUN_ENV, flatten_numbers
+    from qrewrite.evaluation.report import summary_lines
+    from qrewrite.registry.config import CHAMPION, RegistryConfig
+    from qrewrite.registry.resolve import resolve_champion
+    from qrewrite.tracking import PARENT_RUN_ENV, flatten_numbers
 
     os.environ[PARENT_RUN_ENV] = parent_run_id
     cfg = config_from_preset_text(EvaluateConfig, config, "evaluate")
@@ -42,7 +43,7 @@ def evaluate_rewriter(
     if single_task_model is not None:
         variants = {"single-task-sft": single_task_model.path, **variants}
     refs = dict(variants)
-    champion = resolve_champion(registry.registered_model, registry.tracking_uri)
+    champion = resolve_champion(registry.registered_model, tracking_uri=registry.tracking_uri)
     if champion is not None:
         variants[CHAMPION], refs[CHAMPION] = str(champion[0]), champion[1]
     result = evaluate(
@@ -61,4 +62,4 @@ def evaluate_rewriter(
     shutil.copyfile(out / "report.md", report_md.path)
     for key, value in flatten_numbers(result["metrics"]).items():
         metrics.log_metric(key, value)
-    print(ablation_table(result))
+    print("\n".join(summary_lines(result, evaluation.path)))

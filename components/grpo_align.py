@@ -25,24 +25,23 @@ def grpo_align(
     from pathlib import Path
 
     from qrewrite.config import config_from_preset_text
+    from qrewrite.tracking import PARENT_RUN_ENV, flatten_numbers, log_model_files
     from qrewrite.training.grpo import GRPOStepConfig, grpo
-    from qrewrite.training.tracking import PARENT_RUN_ENV, flatten_numbers, log_model_files
 
     os.environ[PARENT_RUN_ENV] = parent_run_id
     cfg = config_from_preset_text(GRPOStepConfig, config, "grpo")
     cfg.model = sft_model.path
     result = grpo(
         cfg,
-        datasets.path,
-        market.path,
-        model.path,
-        Path(labels.path) / "labeled_pairs.parquet",
-        False,
+        datasets_dir=datasets.path,
+        data_dir=market.path,
+        out_dir=model.path,
+        labels=Path(labels.path) / "labeled_pairs.parquet",
+        progress=False,
     )
     shutil.copyfile(Path(model.path) / "grpo_report.md", report.path)
     keys = ("steps", "train_seconds", "reward_first_20pct", "reward_last_20pct", "rewards")
-    for key, value in flatten_numbers({k: result[k] for k in keys}).items():
+    for key, value in flatten_numbers({k: getattr(result, k) for k in keys}).items():
         metrics.log_metric(key, value)
-    log_model_files(result["mlflow_run_id"], model.path, cfg.tracking_uri)
-    first, last = result["reward_first_20pct"], result["reward_last_20pct"]
-    print(f"grpo_align: mean total reward {first:.3f} -> {last:.3f}")
+    log_model_files(result.mlflow_run_id, model.path, cfg.tracking_uri)
+    print("\n".join(result.summary_lines(model.path)))

@@ -1,16 +1,18 @@
 """The images the components run in, named in one place.
 
 One image per role, tagged with the package version, so a release's compiled pipeline runs the
-code of that release (``make images`` builds them with these names). Override at compile time
-with ``QREWRITE_IMAGE_REGISTRY`` / ``QREWRITE_IMAGE_TAG`` (``qrewrite compile --image-registry
---image-tag`` sets them); they are read when this module is first imported.
+code of that release (``make images`` builds them with these names). The defaults can be
+overridden with ``QREWRITE_IMAGE_REGISTRY`` / ``QREWRITE_IMAGE_TAG``, read when this module is
+first imported. A build of the pipeline can also pick another registry, tag or image per step
+(``qrewrite compile --image-registry --image-tag``, a kind cluster's CPU-only images):
+``image_for`` names that image, and the pipeline sets it on each task (``platform.on_cluster``)
+so the components themselves keep the image they were defined with.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping
 
 from qrewrite import __version__
 
@@ -22,45 +24,20 @@ RUNTIME_IMAGE = f"{REGISTRY}/qrewrite-runtime:{TAG}"
 TRAINING_IMAGE = f"{REGISTRY}/qrewrite-training:{TAG}"
 
 
-def use_images(
-    registry: str | None = None, tag: str | None = None, rename: dict[str, str] | None = None
-) -> dict[str, str]:
-    """Point every component at ``registry``/``tag`` (compile time); returns image -> new image.
-    ``rename`` swaps image names, e.g. the CPU runtime image for the CUDA training image on a
-    cluster without GPUs.
+def image_for(
+    defined: str,
+    *,
+    registry: str | None = None,
+    tag: str | None = None,
+    rename: Mapping[str, str] | None = None,
+) -> str:
+    """The image a step whose component was defined with image ``defined`` runs in.
 
-    Components fix their image when they are defined; this rewrites it on the already-defined
-    components, so it works however the package was imported.
+    ``registry`` replaces the defined one (default: ``REGISTRY``), ``tag`` the defined tag
+    (default: keep it), and ``rename`` swaps image names, e.g. the CPU runtime image for the
+    CUDA training image on a cluster without GPUs.
     """
-    import qrewrite_components as package
-
-    changed: dict[str, str] = {}
-    for name in package.__all__:
-        spec = getattr(package, name).component_spec
-        container = spec.implementation.container
-        repo_tag = container.image.rsplit("/", 1)[-1]
-        image_name, _, old_tag = repo_tag.partition(":")
-        image_name = (rename or {}).get(image_name, image_name)
-        new = f"{registry or REGISTRY}/{image_name}:{tag or old_tag}"
-        changed[container.image] = new
-        container.image = new
-    return changed
-
-
-@contextmanager
-def component_images(
-    registry: str | None = None, tag: str | None = None, rename: dict[str, str] | None = None
-) -> Iterator[dict[str, str]]:
-    """``use_images`` for the pipeline built inside the block; the components' images are put
-    back after it (tasks copy their component's image when the pipeline is built)."""
-    import qrewrite_components as package
-
-    containers = [
-        getattr(package, name).component_spec.implementation.container for name in package.__all__
-    ]
-    before = [c.image for c in containers]
-    try:
-        yield use_images(registry, tag, rename)
-    finally:
-        for container, image in zip(containers, before, strict=True):
-            container.image = image
+    repo_tag = defined.rsplit("/", 1)[-1]
+    name, _, defined_tag = repo_tag.partition(":")
+    name = (rename or {}).get(name, name)
+    return f"{registry or REGISTRY}/{name}:{tag or defined_tag}"

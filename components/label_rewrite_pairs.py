@@ -20,8 +20,8 @@ def label_rewrite_pairs(
     from pathlib import Path
 
     from qrewrite.config import config_from_preset_text
-    from qrewrite.labeling.label import LabelConfig, label
-    from qrewrite.training.tracking import PARENT_RUN_ENV, log_step
+    from qrewrite.labeling.label import LabelConfig, label, summary_lines
+    from qrewrite.tracking import PARENT_RUN_ENV, log_step
 
     os.environ[PARENT_RUN_ENV] = parent_run_id
     cfg = config_from_preset_text(LabelConfig, config, "label")
@@ -40,4 +40,4 @@ def label_rewrite_pairs(
         [out.with_suffix(".report.json")],
         {"backend": result["backend"]},
     )
-    print(f"label_rewrite_pairs: {result['pairs_labeled']:,} pairs, grades {result['grades']}")
+    print("\n".join(summary_lines(result, out)))

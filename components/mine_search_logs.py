@@ -26,8 +26,8 @@ def mine_search_logs(
 
     from qrewrite.config import config_from_preset_text
     from qrewrite.mining.config import MiningConfig, mining_window
-    from qrewrite.mining.mine import mine
-    from qrewrite.training.tracking import PARENT_RUN_ENV, log_step
+    from qrewrite.mining.mine import mine, summary_lines
+    from qrewrite.tracking import PARENT_RUN_ENV, log_step
 
     os.environ[PARENT_RUN_ENV] = parent_run_id
     cfg = config_from_preset_text(MiningConfig, config, "mine")
@@ -47,4 +47,4 @@ def mine_search_logs(
         [Path(mined.path) / "mining_report.md", Path(mined.path) / "mining_report.json"],
         {"window_start": cfg.start or "log start", "window_end": cfg.end or "log end"},
     )
-    print(f"mine_search_logs: window {cfg.start} .. {cfg.end}: {result['candidates']}")
+    print("\n".join(summary_lines(result, mined.path)))

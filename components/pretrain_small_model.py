@@ -22,15 +22,22 @@ def pretrain_small_model(
     import os
 
     from qrewrite.config import config_from_preset_text
+    from qrewrite.tracking import PARENT_RUN_ENV, flatten_numbers, log_model_files
     from qrewrite.training.pretrain import PretrainConfig, pretrain
-    from qrewrite.training.tracking import PARENT_RUN_ENV, flatten_numbers, log_model_files
 
     os.environ[PARENT_RUN_ENV] = parent_run_id
     cfg = config_from_preset_text(PretrainConfig, config, "pretrain")
-    result = pretrain(cfg, market.path, mined.path, model.path, datasets.path, False)
+    result = pretrain(
+        cfg,
+        data_dir=market.path,
+        mined_dir=mined.path,
+        out_dir=model.path,
+        datasets_dir=datasets.path,
+        progress=False,
+    )
     keys = ("parameters", "steps", "train_seconds", "loss_first_20pct", "loss_last_20pct")
-    for key, value in flatten_numbers({k: result[k] for k in keys}).items():
+    for key, value in flatten_numbers({k: getattr(result, k) for k in keys}).items():
         metrics.log_metric(key, value)
-    if result.get("mlflow_run_id"):
-        log_model_files(result["mlflow_run_id"], model.path, cfg.tracking_uri)
-    print(f"pretrain_small_model: {result['parameters']:,} parameters, {result['steps']} steps")
+    if result.mlflow_run_id:
+        log_model_files(result.mlflow_run_id, model.path, cfg.tracking_uri)
+    print("\n".join(result.summary_lines(model.path)))

@@ -13,11 +13,14 @@ def promote_champion(config: str, version: str, parent_run_id: str) -> str:
     import os
 
     from qrewrite.config import config_from_preset_text
-    from qrewrite.registry.registry import RegistryConfig, promote
-    from qrewrite.training.tracking import PARENT_RUN_ENV
+    from qrewrite.registry.config import RegistryConfig
+    from qrewrite.registry.registry import promote
+    from qrewrite.tracking import PARENT_RUN_ENV
 
     os.environ[PARENT_RUN_ENV] = parent_run_id
     cfg = config_from_preset_text(RegistryConfig, config, "registry")
-    previous = promote(cfg, version, "gate passed in the pipeline (see the version's gate tag)")
+    previous = promote(
+        cfg, version, reason="gate passed in the pipeline (see the version's gate tag)"
+    )
     print(f"promote_champion: {cfg.registered_model}@champion = {version} (was {previous})")
     return previous or ""

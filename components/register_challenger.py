@@ -35,36 +35,37 @@ def register_challenger(
     from pathlib import Path
 
     from qrewrite.config import config_from_preset_text
-    from qrewrite.registry.registry import RegistryConfig, lineage, register
-    from qrewrite.training.tracking import PARENT_RUN_ENV
+    from qrewrite.registry.config import RegistryConfig
+    from qrewrite.registry.lineage import lineage
+    from qrewrite.registry.registry import register
+    from qrewrite.tracking import PARENT_RUN_ENV
 
     os.environ[PARENT_RUN_ENV] = parent_run_id
     cfg = config_from_preset_text(RegistryConfig, config, "registry", [f"margin={margin}"])
     with tempfile.TemporaryDirectory() as tmp:
         preset = Path(tmp) / "config.yaml"
         preset.write_text(config)
-        tags = lineage(
+        origin = lineage(
             Path(model.path),
-            Path(market.path),
-            Path(datasets.path),
-            preset,
-            [
+            data_dir=Path(market.path),
+            datasets_dir=Path(datasets.path),
+            config_file=preset,
+            contract_dirs=[
                 Path(a.path)
                 for a in (market_contracts, mined_contracts, labels_contracts, dataset_contracts)
             ],
-            kfp_run_id,
+            pipeline_run_id=kfp_run_id,
         )
     out = Path(evaluation.path)
     r = register(
         cfg,
         model.path,
         out / "metrics.json",
-        tags,
-        out / "report.md",
+        lineage=origin,
+        report_path=out / "report.md",
         auto_promote=False,
         data_dir=market.path,
         labels=Path(labels.path) / "labeled_pairs.parquet",
     )
-    verdict = "passed" if r.decision.promote else "held"
-    print(f"register_challenger: {r.name} version {r.version}: gate {verdict}: {r.decision.reason}")
+    print("\n".join(r.summary_lines()))
     return r.version if r.decision.promote else ""

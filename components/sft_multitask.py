@@ -26,8 +26,8 @@ def sft_multitask(
     from pathlib import Path
 
     from qrewrite.config import config_from_preset_text
+    from qrewrite.tracking import PARENT_RUN_ENV, flatten_numbers, log_model_files
     from qrewrite.training.sft import SFTStepConfig, sft
-    from qrewrite.training.tracking import PARENT_RUN_ENV, flatten_numbers, log_model_files
 
     os.environ[PARENT_RUN_ENV] = parent_run_id
     cfg = config_from_preset_text(SFTStepConfig, config, "sft", [f"tasks={tasks}"])
@@ -35,11 +35,11 @@ def sft_multitask(
         cfg.base_model = pretrained.path
     elif base_model_path:
         cfg.base_model = base_model_path
-    result = sft(cfg, datasets.path, model.path, False)
+    result = sft(cfg, datasets_dir=datasets.path, out_dir=model.path, progress=False)
     shutil.copyfile(Path(model.path) / "sft_report.md", report.path)
     keys = ("steps", "train_seconds", "loss_first_20pct", "loss_last_20pct", "eval_loss")
-    numbers = {**{k: result[k] for k in keys}, **(result.get("tagging") or {})}
+    numbers = {**{k: getattr(result, k) for k in keys}, **result.tagging}
     for key, value in flatten_numbers(numbers).items():
         metrics.log_metric(key, value)
-    log_model_files(result["mlflow_run_id"], model.path, cfg.tracking_uri)
-    print(f"sft_multitask: {result['steps']} steps, held-out loss {result['eval_loss']:.3f}")
+    log_model_files(result.mlflow_run_id, model.path, cfg.tracking_uri)
+    print("\n".join(result.summary_lines(model.path)))

@@ -15,11 +15,12 @@ def stage_marketplace(config: str, data_source: str, parent_run_id: str, market:
     from qrewrite.config import config_from_preset_text
     from qrewrite.market.simulate import SynthConfig
     from qrewrite.market.stage import stage_marketplace as stage
-    from qrewrite.training.tracking import PARENT_RUN_ENV, log_step
+    from qrewrite.market.stage import summary_lines
+    from qrewrite.tracking import PARENT_RUN_ENV, log_step
 
     os.environ[PARENT_RUN_ENV] = parent_run_id
     synth = config_from_preset_text(SynthConfig, config, "synth")
     staged = stage(data_source, market.path, synth)
     market.metadata.update(staged)
     log_step("stage_marketplace", staged["rows"], [], {"data_source": staged["source"]})
-    print(f"stage_marketplace: {staged}")
+    print("\n".join(summary_lines(staged, market.path)))

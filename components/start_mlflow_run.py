@@ -10,10 +10,10 @@ def start_mlflow_run(
     config: str, kfp_run_id: str, kfp_run_name: str, data_source: str, base_model: str
 ) -> str:
     """Open (or find, on a retry) the pipeline run's MLflow run, tagged with the KFP run id;
-    returns its id. Library: ``qrewrite.training.tracking.start_pipeline_run``."""
+    returns its id. Library: ``qrewrite.tracking.start_pipeline_run``."""
     from qrewrite.config import config_from_preset_text
-    from qrewrite.registry.registry import RegistryConfig
-    from qrewrite.training.tracking import start_pipeline_run
+    from qrewrite.registry.config import RegistryConfig
+    from qrewrite.tracking import start_pipeline_run
 
     registry = config_from_preset_text(RegistryConfig, config, "registry")
     run_id = start_pipeline_run(

@@ -21,7 +21,7 @@ def validate_contracts(
 
     from qrewrite.contracts import validate_path
     from qrewrite.errors import ContractViolation
-    from qrewrite.training.tracking import PARENT_RUN_ENV, log_step
+    from qrewrite.tracking import PARENT_RUN_ENV, log_step
 
     os.environ[PARENT_RUN_ENV] = parent_run_id
     out = Path(results.path)

@@ -10,38 +10,36 @@ from pathlib import Path
 from typing import Any
 
 from qrewrite.errors import ConfigError, QrewriteError
-from qrewrite_pipelines.platform import RUNNER_SERVICE_ACCOUNT
+from qrewrite_pipelines.platform import DEFAULT_BUILD, RUNNER_SERVICE_ACCOUNT, BuildOptions
 from qrewrite_pipelines.query_rewrite import COMPILED
 
 
 def compile_pipeline(
     out: str | Path = COMPILED,
-    image_registry: str | None = None,
-    image_tag: str | None = None,
+    *,
     ablation: bool = False,
     preset: str = "cluster",
-    profile: str = "gpu",
+    options: BuildOptions = DEFAULT_BUILD,
 ) -> Path:
-    """Write the cluster pipeline package; ``config`` defaults to the shipped ``preset``;
-    ``profile`` (``platform.PROFILES``) sizes the steps and says whether they get GPUs."""
+    """Write the cluster pipeline package; ``config`` defaults to the shipped ``preset``.
+
+    ``options`` (``platform.BuildOptions``) says the cluster profile, which sizes the steps and
+    says whether they get GPUs, and the images."""
     from kfp import compiler
 
     from qrewrite.config import named_preset
-    from qrewrite_components.images import component_images
-    from qrewrite_pipelines.platform import PROFILES, cluster_profile
     from qrewrite_pipelines.query_rewrite import build_pipeline
 
     named_preset(preset)  # fail here, not in the cluster, on a preset the images do not ship
-    if profile not in PROFILES:
-        raise ConfigError(f"--profile {profile!r}: expected one of {', '.join(PROFILES)}")
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rename = dict(PROFILES[profile].images)
-    with component_images(image_registry, image_tag, rename), cluster_profile(profile):
-        pipeline = build_pipeline(
-            pretrain=PROFILES[profile].pretrain, ablation=ablation, default_config=preset
-        )
-        compiler.Compiler().compile(pipeline, str(path))
+    pipeline = build_pipeline(
+        pretrain=options.cluster.pretrain,
+        ablation=ablation,
+        default_config=preset,
+        options=options,
+    )
+    compiler.Compiler().compile(pipeline, str(path))
     return path
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from qrewrite.errors import ConfigError, QrewriteError
+from qrewrite.registry.registry import RegistrySummary
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,12 @@ class LocalResult:
     run_dir: Path
     tracking_uri: str
     outputs: dict[str, Path] = field(default_factory=dict)
-    registry: dict[str, Any] = field(default_factory=dict)
+    registry: RegistrySummary | None = None  # the registered model after the run
 
 
 def preset_text(path: str | Path, scale: str = "") -> str:
     """The preset as the pipeline's ``config`` parameter, with ``synth.scale`` set if asked."""
-    from qrewrite.config import PRESET_NAME, named_preset
+    from qrewrite.config import EXTENDS, PRESET_NAME, named_preset, resolved_preset_text
 
     p = Path(path)
     if p.is_file():
@@ -59,6 +60,10 @@ def preset_text(path: str | Path, scale: str = "") -> str:
         text = named_preset(str(path))  # a shipped preset by name: local, cluster
     else:
         raise ConfigError(f"{p}: config preset not found")
+    doc = yaml.safe_load(text)
+    if isinstance(doc, dict) and EXTENDS in doc:
+        # the steps see only this text: resolve what it extends here, where its files are
+        text = resolved_preset_text(p if p.is_file() else str(path))
     if not scale:
         return text
     doc = yaml.safe_load(text) or {}
@@ -128,10 +133,10 @@ def run_local(run: LocalRun) -> LocalResult:
     from kfp import local
 
     from qrewrite.config import config_from_preset_text
-    from qrewrite.registry.registry import RegistryConfig, registry_summary
-    from qrewrite.training.tracking import resolve_tracking_uri
-    from qrewrite_components.images import component_images
-    from qrewrite_pipelines.platform import PROFILES
+    from qrewrite.registry.config import RegistryConfig
+    from qrewrite.registry.registry import registry_summary
+    from qrewrite.tracking import resolve_tracking_uri
+    from qrewrite_pipelines.platform import PROFILES, BuildOptions
     from qrewrite_pipelines.query_rewrite import build_pipeline
 
     text = preset_text(run.config, run.scale)
@@ -152,14 +157,17 @@ def run_local(run: LocalRun) -> LocalResult:
         raise ConfigError(
             f"{run.config}: no pretrain: section and no sft.base_model; pass --base-model DIR"
         )
-    with component_images(rename=dict(PROFILES["kind"].images)):  # no CUDA image locally
-        pipeline = build_pipeline(
-            pretrain=pretrain,
-            ablation=run.ablation,
-            default_config="local",
-            scheduled=False,
-            retries=False,  # kfp.local honours retries; here a failed step would only fail again
-        )
+    options = BuildOptions(
+        retries=False,  # kfp.local honours retries; here a failed step would only fail again
+        image_rename=PROFILES["kind"].images,  # no CUDA image locally
+    )
+    pipeline = build_pipeline(
+        pretrain=pretrain,
+        ablation=run.ablation,
+        default_config="local",
+        scheduled=False,
+        options=options,
+    )
     root.mkdir(parents=True, exist_ok=True)
     local.init(
         runner=_runner(run.runner, root, tracking), pipeline_root=str(root), raise_on_error=True

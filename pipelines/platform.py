@@ -4,16 +4,20 @@ KFP's local runner ignores all of these (with a warning); on a cluster they beco
 resources, GPU scheduling, shared memory, volumes and the MLflow credentials. The names here
 are the ones ``k8s/`` creates (docs/operations.md); nothing secret is written into the pipeline,
 only the names of the ConfigMap and Secret that hold it.
+
+What one build chooses (the cluster profile, retries, the images) is a ``BuildOptions`` passed
+to the helpers, never module state switched for the duration of a build.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
+
+from qrewrite.errors import ConfigError
+from qrewrite_components.images import image_for
 
 # ConfigMap key -> env: where MLflow and its artifact store are (not secret)
 MLFLOW_CONFIG_MAP = "qrewrite-mlflow"
@@ -73,25 +77,51 @@ PROFILES = {
         pretrain=True,
     ),
 }
-_profile = PROFILES["gpu"]
 
 
-@contextmanager
-def cluster_profile(name: str) -> Iterator[None]:
-    """Build the pipeline for one of ``PROFILES`` (the compiled package is for ``gpu``)."""
-    global _profile
-    if name not in PROFILES:
-        raise ValueError(f"cluster profile {name!r}: expected one of {', '.join(PROFILES)}")
-    before, _profile = _profile, PROFILES[name]
-    try:
-        yield
-    finally:
-        _profile = before
+@dataclass(frozen=True)
+class BuildOptions:
+    """How one build of the pipeline is made: the cluster it is for, retries, the images.
+
+    Passed explicitly to every step's helper (``on_cluster``, ``retry``) rather than kept in
+    module state, so a build neither depends on nor leaves behind what an earlier build chose.
+    """
+
+    profile: str = "gpu"  # a key of PROFILES
+    # False: no retry policies. kfp.local honours them, and on one machine a failed step fails
+    # again (a bad path, a broken contract) after minutes of backoff.
+    retries: bool = True
+    image_registry: str | None = None  # None: images.REGISTRY
+    image_tag: str | None = None  # None: the tag the component was defined with
+    # image name -> the image it runs in instead; None: the profile's (ClusterProfile.images)
+    image_rename: tuple[tuple[str, str], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ConfigError(
+                f"cluster profile {self.profile!r}: expected one of {', '.join(PROFILES)}"
+            )
+
+    @property
+    def cluster(self) -> ClusterProfile:
+        return PROFILES[self.profile]
+
+    def image(self, defined: str) -> str:
+        """The image a step runs in, given the one its component was defined with."""
+        rename = self.cluster.images if self.image_rename is None else self.image_rename
+        return image_for(
+            defined, registry=self.image_registry, tag=self.image_tag, rename=dict(rename)
+        )
+
+
+# the checked-in package: a GPU cluster, retries, the images of this version
+DEFAULT_BUILD = BuildOptions()
 
 
 def on_cluster(
     task: PipelineTask,
     *,
+    options: BuildOptions,
     mlflow: bool = True,
     gpus: object = None,
     resources: Resources = CPU_STEP,
@@ -104,19 +134,23 @@ def on_cluster(
     - ``gpus`` (a count or a pipeline parameter): accelerator type and limit, the GPU toleration,
       the GPU node selector, and a memory-backed ``/dev/shm`` for the data loaders and NCCL;
     - ``workspace``: the workspace volume (base model weights, shop exports) at ``/workspace``;
-    - always: CPU and memory requests/limits and a non-root security context.
+    - always: the step's image, CPU and memory requests/limits and a non-root security context.
 
-    The cluster profile (``cluster_profile``) sizes the step and can turn the GPU settings off.
+    ``options`` says the cluster profile, which sizes the step and can turn the GPU settings off,
+    and the images.
     """
+    profile = options.cluster
+    # set on the task, not the component: the component keeps its image for the next build
+    task.set_container_image(options.image(task.component_spec.implementation.container.image))
     # the profile sizes the two standard kinds of step; any other size is taken as given
-    resources = {CPU_STEP: _profile.cpu_step, GPU_STEP: _profile.gpu_step}.get(resources, resources)
+    resources = {CPU_STEP: profile.cpu_step, GPU_STEP: profile.gpu_step}.get(resources, resources)
     task.set_cpu_request(resources.cpu).set_cpu_limit(resources.cpu)
     task.set_memory_request(resources.memory).set_memory_limit(resources.memory)
     kubernetes.set_security_context(task, run_as_user=RUN_AS_USER, run_as_non_root=True)
     if mlflow:
         kubernetes.use_config_map_as_env(task, MLFLOW_CONFIG_MAP, MLFLOW_CONFIG_ENV)
         kubernetes.use_secret_as_env(task, MLFLOW_SECRET, MLFLOW_SECRET_ENV)
-    if gpus is not None and _profile.gpus:
+    if gpus is not None and profile.gpus:
         task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
         kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
         kubernetes.add_node_selector(task, *GPU_NODE_LABEL)
@@ -128,23 +162,9 @@ def on_cluster(
     return task
 
 
-_retries = True
-
-
-@contextmanager
-def without_retries() -> Iterator[None]:
-    """Build a pipeline whose steps never retry: kfp.local honours retry policies, and on one
-    machine a failed step fails again (a bad path, a broken contract) after minutes of backoff."""
-    global _retries
-    before, _retries = _retries, False
-    try:
-        yield
-    finally:
-        _retries = before
-
-
-def retry(task: PipelineTask, times: int = 2) -> PipelineTask:
-    """Retry a step that can fail transiently (storage, the MLflow server, a preempted node)."""
-    if not _retries:
+def retry(task: PipelineTask, times: int = 2, *, options: BuildOptions) -> PipelineTask:
+    """Retry a step that can fail transiently (storage, the MLflow server, a preempted node),
+    unless the build has retries off (``BuildOptions.retries``)."""
+    if not options.retries:
         return task
     return task.set_retry(num_retries=times, backoff_duration="30s", backoff_factor=2.0)

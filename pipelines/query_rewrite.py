@@ -10,6 +10,9 @@ when the pipeline is built, because they change its graph, not its inputs:
 Everything else is a run parameter, few and named for what people change: the preset
 (``config``: a shipped preset's name, or a whole YAML preset), the data location, the mining
 window, the base model, the GPU count and the promotion margin.
+
+How the pipeline is built for a cluster (the cluster profile, retries, the images) is a
+``platform.BuildOptions``, passed down to every step's settings.
 """
 
 from pathlib import Path
@@ -17,6 +20,7 @@ from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Model
+from kfp.dsl.graph_component import GraphComponent
 
 from qrewrite_components import (
     build_training_datasets,
@@ -33,7 +37,13 @@ from qrewrite_components import (
     start_mlflow_run,
     validate_contracts,
 )
-from qrewrite_pipelines.platform import GPU_STEP, on_cluster, retry, without_retries
+from qrewrite_pipelines.platform import (
+    DEFAULT_BUILD,
+    GPU_STEP,
+    BuildOptions,
+    on_cluster,
+    retry,
+)
 
 PIPELINE_NAME = "query-rewrite"
 COMPILED = Path(__file__).resolve().parent / "compiled" / "query_rewrite_pipeline.yaml"
@@ -50,7 +60,7 @@ class DataOutputs(NamedTuple):
     dataset_contracts: Artifact
 
 
-def _data_pipeline(scheduled: bool):
+def _data_pipeline(scheduled: bool, options: BuildOptions) -> GraphComponent:
     # kfp.local cannot resolve the schedule-time placeholder; a local run has no schedule anyway
     scheduled_time = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER if scheduled else ""
 
@@ -66,13 +76,14 @@ def _data_pipeline(scheduled: bool):
         staged = stage_marketplace(
             config=config, data_source=data_source, parent_run_id=parent_run_id
         )
-        retry(on_cluster(staged, workspace=True)).set_caching_options(False)
+        retry(on_cluster(staged, workspace=True, options=options), options=options)
+        staged.set_caching_options(False)
         market_ok = validate_contracts(
             data=staged.outputs["market"],
             contracts=["catalog", "search_log"],
             parent_run_id=parent_run_id,
         ).set_display_name("validate-market")
-        on_cluster(market_ok)
+        on_cluster(market_ok, options=options)
         mined = mine_search_logs(
             config=config,
             market=staged.outputs["market"],
@@ -81,24 +92,24 @@ def _data_pipeline(scheduled: bool):
             scheduled_time=scheduled_time,
             parent_run_id=parent_run_id,
         ).after(market_ok)
-        on_cluster(mined).set_caching_options(False)
+        on_cluster(mined, options=options).set_caching_options(False)
         mined_ok = validate_contracts(
             data=mined.outputs["mined"],
             contracts=["rewrite_candidates", "query_stats"],
             parent_run_id=parent_run_id,
         ).set_display_name("validate-mined")
-        on_cluster(mined_ok)
+        on_cluster(mined_ok, options=options)
         labeled = label_rewrite_pairs(
             config=config,
             market=staged.outputs["market"],
             mined=mined.outputs["mined"],
             parent_run_id=parent_run_id,
         ).after(mined_ok)
-        on_cluster(labeled)
+        on_cluster(labeled, options=options)
         labels_ok = validate_contracts(
             data=labeled.outputs["labels"], contracts=["labeled_pairs"], parent_run_id=parent_run_id
         ).set_display_name("validate-labels")
-        on_cluster(labels_ok)
+        on_cluster(labels_ok, options=options)
         built = build_training_datasets(
             config=config,
             market=staged.outputs["market"],
@@ -106,7 +117,7 @@ def _data_pipeline(scheduled: bool):
             labels=labeled.outputs["labels"],
             parent_run_id=parent_run_id,
         ).after(labels_ok)
-        on_cluster(built)
+        on_cluster(built, options=options)
         return DataOutputs(
             market=staged.outputs["market"],
             mined=mined.outputs["mined"],
@@ -121,7 +132,7 @@ def _data_pipeline(scheduled: bool):
     return data_pipeline
 
 
-def _train_pipeline(pretrain: bool, ablation: bool):
+def _train_pipeline(pretrain: bool, ablation: bool, options: BuildOptions) -> GraphComponent:
     outputs = {"sft_model": Model, "grpo_model": Model}
     if ablation:
         outputs["single_task_model"] = Model
@@ -147,7 +158,7 @@ def _train_pipeline(pretrain: bool, ablation: bool):
                 datasets=datasets,
                 parent_run_id=parent_run_id,
             )
-            retry(on_cluster(pre), 1)
+            retry(on_cluster(pre, options=options), 1, options=options)
             pretrained = pre.outputs["model"]
 
         def sft(tasks: str, name: str):
@@ -159,7 +170,8 @@ def _train_pipeline(pretrain: bool, ablation: bool):
                 parent_run_id=parent_run_id,
                 **({"pretrained": pretrained} if pretrained is not None else {}),
             ).set_display_name(name)
-            return retry(on_cluster(task, gpus=gpu_count, resources=GPU_STEP, workspace=True), 1)
+            on_cluster(task, gpus=gpu_count, resources=GPU_STEP, workspace=True, options=options)
+            return retry(task, 1, options=options)
 
         multi = sft("rewrite,tag", "sft-multitask")
         aligned = grpo_align(
@@ -170,7 +182,8 @@ def _train_pipeline(pretrain: bool, ablation: bool):
             labels=labels,
             parent_run_id=parent_run_id,
         )
-        retry(on_cluster(aligned, gpus=gpu_count, resources=GPU_STEP, workspace=True), 1)
+        on_cluster(aligned, gpus=gpu_count, resources=GPU_STEP, workspace=True, options=options)
+        retry(aligned, 1, options=options)
         result = {"sft_model": multi.outputs["model"], "grpo_model": aligned.outputs["model"]}
         if ablation:
             result["single_task_model"] = sft("rewrite", "sft-single-task").outputs["model"]
@@ -188,6 +201,8 @@ def _evaluate_and_promote(
     contracts: dict,
     promotion_margin: float,
     parent_run_id: str,
+    *,
+    options: BuildOptions,
 ) -> dsl.PipelineTask:
     """The body of both evaluate-and-promote sub-pipelines; returns the register task."""
     evaluated = evaluate_rewriter(
@@ -198,7 +213,7 @@ def _evaluate_and_promote(
         parent_run_id=parent_run_id,
         **models,
     )
-    retry(on_cluster(evaluated, resources=GPU_STEP), 1)
+    retry(on_cluster(evaluated, resources=GPU_STEP, options=options), 1, options=options)
     registered = register_challenger(
         config=config,
         model=models["model"],
@@ -211,12 +226,12 @@ def _evaluate_and_promote(
         margin=promotion_margin,
         **contracts,
     )
-    retry(on_cluster(registered))
+    retry(on_cluster(registered, options=options), options=options)
     with dsl.If(registered.output != "", "gate-passed"):
         promoted = promote_champion(
             config=config, version=registered.output, parent_run_id=parent_run_id
         )
-        retry(on_cluster(promoted))
+        retry(on_cluster(promoted, options=options), options=options)
     return registered
 
 
@@ -225,8 +240,8 @@ EVALUATE_DESCRIPTION = (
 )
 
 
-def _evaluate_and_promote_pipeline(ablation: bool):
-    # built when the pipeline is built (not at import), so compile-time image overrides apply
+def _evaluate_and_promote_pipeline(ablation: bool, options: BuildOptions) -> GraphComponent:
+    # built when the pipeline is built (not at import), so the build's options apply
     @dsl.pipeline(name="evaluate-and-promote", description=EVALUATE_DESCRIPTION)
     def evaluate_and_promote_pipeline(
         config: str,
@@ -256,6 +271,7 @@ def _evaluate_and_promote_pipeline(ablation: bool):
             },
             promotion_margin,
             parent_run_id,
+            options=options,
         )
         return registered.output
 
@@ -289,6 +305,7 @@ def _evaluate_and_promote_pipeline(ablation: bool):
             },
             promotion_margin,
             parent_run_id,
+            options=options,
         )
         return registered.output
 
@@ -298,24 +315,22 @@ def _evaluate_and_promote_pipeline(ablation: bool):
 
 
 def build_pipeline(
+    *,
     pretrain: bool = False,
     ablation: bool = False,
     default_config: str = "cluster",
     scheduled: bool = True,
-    retries: bool = True,
-):
+    options: BuildOptions = DEFAULT_BUILD,
+) -> GraphComponent:
     """The public pipeline. ``default_config`` is the name of the shipped preset the ``config``
     parameter defaults to (a whole YAML preset can be passed at run time instead; a multi-line
     default would break the compiled file's header). ``scheduled=False`` leaves out the
-    schedule-time placeholder, which ``kfp.local`` cannot resolve; ``retries=False`` builds it
-    without retry policies (local runs)."""
-    if not retries:
-        with without_retries():
-            return build_pipeline(pretrain, ablation, default_config, scheduled, retries=True)
+    schedule-time placeholder, which ``kfp.local`` cannot resolve. ``options`` is how the steps
+    are set up: the cluster profile, retries (off for local runs) and the images."""
     preset = default_config
-    data_pipeline = _data_pipeline(scheduled)
-    train_pipeline = _train_pipeline(pretrain, ablation)
-    evaluate_and_promote = _evaluate_and_promote_pipeline(ablation)
+    data_pipeline = _data_pipeline(scheduled, options)
+    train_pipeline = _train_pipeline(pretrain, ablation, options)
+    evaluate_and_promote = _evaluate_and_promote_pipeline(ablation, options)
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -333,7 +348,7 @@ def build_pipeline(
     ):
         # the exit task may not depend on other tasks: it finds the MLflow run by the KFP run id
         ended = end_mlflow_run(config=config, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-        retry(on_cluster(ended))
+        retry(on_cluster(ended, options=options), options=options)
         with dsl.ExitHandler(ended, name="mlflow-run"):
             started = start_mlflow_run(
                 config=config,
@@ -342,7 +357,7 @@ def build_pipeline(
                 data_source=data_source,
                 base_model=base_model,
             )
-            retry(on_cluster(started))
+            retry(on_cluster(started, options=options), options=options)
             data = data_pipeline(
                 config=config,
                 data_source=data_source,

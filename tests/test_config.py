@@ -1,8 +1,11 @@
+import dataclasses
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from qrewrite.config import load_config
+from qrewrite.config import config_from_preset_text, load_config
 from qrewrite.errors import ConfigError
 from qrewrite.labeling.label import LabelConfig
 from qrewrite.market.simulate import SynthConfig
@@ -90,7 +93,7 @@ def test_grpo_config_mistakes_fail_before_training() -> None:
 
 def test_presets_load_the_evaluation_registry_and_export_sections() -> None:
     from qrewrite.evaluation.evaluate import EvaluateConfig
-    from qrewrite.registry.registry import RegistryConfig
+    from qrewrite.registry.config import RegistryConfig
     from qrewrite.serving.export import RewriteConfig
 
     for name in ("local.yaml", "cluster.yaml"):
@@ -114,7 +117,7 @@ def test_a_misspelt_section_is_an_error_that_suggests_the_right_one(tmp_path: Pa
 def test_every_section_a_step_reads_is_a_known_one() -> None:
     import re
 
-    from qrewrite.config import SECTIONS
+    from qrewrite.config import PRESET_KEYS, SECTIONS
 
     used = set()
     for path in [*(ROOT / "src").rglob("*.py"), *(ROOT / "components").rglob("*.py")]:
@@ -125,7 +128,8 @@ def test_every_section_a_step_reads_is_a_known_one() -> None:
     for preset in (ROOT / "configs").glob("*.yaml"):
         import yaml
 
-        assert set(yaml.safe_load(preset.read_text())) <= set(SECTIONS), preset.name
+        keys = set(yaml.safe_load(preset.read_text()))
+        assert keys <= {*SECTIONS, *PRESET_KEYS}, preset.name
 
 
 def test_a_file_holds_a_preset_and_a_name_finds_the_shipped_one(tmp_path, monkeypatch) -> None:
@@ -178,3 +182,272 @@ def test_hostile_yaml_and_values_give_short_one_line_errors(tmp_path: Path) -> N
     latin.write_bytes("mine:\n  start: café\n".encode("latin-1"))
     with pytest.raises(ConfigError, match="not UTF-8 text"):
         load_config(MiningConfig, latin, "mine")
+
+
+# --- presets that extend others, and the shared tracking: section ---------------------------
+
+SNAPSHOT = json.loads((ROOT / "tests" / "training" / "presets_before_refactor.json").read_text())
+PRESETS = ("local", "tiny", "cluster")
+# differences from the snapshot that are meant: cluster has no pretrain: section, and its
+# tracking: section now reaches the pretrain config too (the pipeline never pretrains with it,
+# and $MLFLOW_TRACKING_URI wins in the cluster)
+MEANT = {("cluster", "pretrain", "tracking_uri"): "http://mlflow.mlflow.svc.cluster.local:5000"}
+# what tiny changes of local, everything else inherited (configs/tiny.yaml)
+TINY_OVERRIDES: dict[str, dict[str, Any]] = {
+    "synth": {"scale": "tiny"},
+    "pretrain": {
+        "vocab_size": 600,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "denoise_pairs": 400,
+        "batch_size": 16,
+        "max_steps": 20,
+        "tracking_uri": "sqlite:///mlruns.db",
+    },
+    "sft": {
+        "epochs": 1.0,
+        "batch_size": 16,
+        "max_steps": 20,
+        "save_steps": 10,
+        "tagging_eval_pairs": 40,
+        "tracking_uri": "sqlite:///mlruns.db",
+    },
+    "grpo": {
+        "judge": "self",
+        "reward_weights": {
+            "relevance": 2.0,
+            "hit_rate": 1.0,
+            "increment": 0.5,
+            "well_formed": 0.25,
+            "length": 0.25,
+            "not_copy": 0.5,
+            "no_drift": 0.5,
+        },
+        "max_steps": 4,
+        "learning_rate": 0.0002,
+        "save_steps": 2,
+        "tracking_uri": "sqlite:///mlruns.db",
+    },
+    "evaluate": {
+        "max_queries": 60,
+        "samples": 2,
+        "vet": "model",
+        "ab_replicas": 2,
+        "bootstrap": 100,
+        "tagging_eval_pairs": 40,
+        "tracking_uri": "sqlite:///mlruns.db",
+    },
+    "registry": {
+        "require_ci_above_zero": False,
+        "min_relevance_rate": None,
+        "min_served_relevance_rate": None,
+        "min_served_rate": None,
+        "min_unfiltered_uplift": None,
+        "seed_spread": {},
+        "tracking_uri": "sqlite:///mlruns.db",
+    },
+    "rewrite": {"tracking_uri": "sqlite:///mlruns.db"},
+}
+
+
+def _section_classes() -> dict[str, type]:
+    """The config class each preset section builds (as the CLI's subcommands load them)."""
+    from qrewrite.evaluation.evaluate import EvaluateConfig
+    from qrewrite.importing.judged import JudgedImportConfig
+    from qrewrite.registry.config import RegistryConfig
+    from qrewrite.serving.export import RewriteConfig
+    from qrewrite.training.datasets import DatasetConfig
+    from qrewrite.training.grpo import GRPOStepConfig
+    from qrewrite.training.pretrain import PretrainConfig
+    from qrewrite.training.sft import SFTStepConfig
+
+    return {
+        "synth": SynthConfig,
+        "import_judged": JudgedImportConfig,
+        "mine": MiningConfig,
+        "label": LabelConfig,
+        "build_datasets": DatasetConfig,
+        "pretrain": PretrainConfig,
+        "sft": SFTStepConfig,
+        "grpo": GRPOStepConfig,
+        "evaluate": EvaluateConfig,
+        "registry": RegistryConfig,
+        "rewrite": RewriteConfig,
+    }
+
+
+def _plain(config: Any) -> dict[str, Any]:
+    """``asdict`` as the snapshot holds it (JSON: tuples as lists, dates as text)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def _resolved(preset: str) -> dict[str, dict[str, Any]]:
+    return {s: _plain(load_config(c, preset, s)) for s, c in _section_classes().items()}
+
+
+def test_every_section_has_a_class_here() -> None:
+    from qrewrite.config import SECTIONS
+
+    assert set(_section_classes()) == set(SECTIONS) == set(SNAPSHOT["resolved"]["local"])
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_shipped_presets_resolve_as_before_the_refactor(preset: str) -> None:
+    """By name, by path and as a pipeline's text: every value the snapshot holds is unchanged
+    (but for MEANT); a field added since is at its default."""
+    path = ROOT / "configs" / f"{preset}.yaml"
+    for section, cls in _section_classes().items():
+        by_name = _plain(load_config(cls, preset, section))
+        assert _plain(load_config(cls, path, section)) == by_name
+        assert _plain(config_from_preset_text(cls, path.read_text(), section)) == by_name
+        assert _plain(config_from_preset_text(cls, preset, section)) == by_name
+        before = SNAPSHOT["resolved"][preset][section]
+        defaults = _plain(cls())
+        for key, value in by_name.items():
+            expected = MEANT.get((preset, section, key), before.get(key, defaults[key]))
+            assert value == expected, f"{preset}:{section}.{key}"
+        assert set(before) <= set(by_name), f"{preset}:{section} lost {set(before) - set(by_name)}"
+    weights = load_config(_section_classes()["grpo"], preset, "grpo").reward_weights
+    assert list(weights) == SNAPSHOT["reward_weights_order"][preset]  # GRPO's reward order
+
+
+def test_the_new_training_fields_are_the_listed_ones_at_their_defaults() -> None:
+    new = {"lr_scheduler_type": "cosine", "training_args": {}}
+    for preset in PRESETS:
+        resolved = _resolved(preset)
+        for section in ("pretrain", "sft", "grpo"):
+            added = set(resolved[section]) - set(SNAPSHOT["resolved"][preset][section])
+            assert added == set(new), (preset, section)
+            assert {k: resolved[section][k] for k in new} == new
+
+
+def test_tiny_is_local_with_its_overrides() -> None:
+    local, tiny = _resolved("local"), _resolved("tiny")
+    for section in local:
+        assert tiny[section] == {**local[section], **TINY_OVERRIDES.get(section, {})}, section
+    # the overrides are the differences the two presets had before tiny extended local
+    before = SNAPSHOT["resolved"]
+    for section, values in before["tiny"].items():
+        changed = {k: v for k, v in values.items() if before["local"][section][k] != v}
+        assert changed == TINY_OVERRIDES.get(section, {}), section
+
+
+def test_tracking_uri_is_said_once_per_shipped_preset() -> None:
+    for path in (ROOT / "configs").glob("*.yaml"):
+        assert path.read_text().count("tracking_uri:") == 1, path.name
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_extends_merges_sections_key_by_key_and_replaces_values(tmp_path: Path) -> None:
+    from qrewrite.training.grpo import GRPOStepConfig
+
+    _write(
+        tmp_path / "base.yaml",
+        "synth: {scale: tiny, seed: 3}\n"
+        "grpo: {beta: 0.5, reward_weights: {relevance: 1.0, hit_rate: 2.0}}\n"
+        "mine: {max_titles_per_query: 9}\n",
+    )
+    child = _write(
+        tmp_path / "child.yaml",
+        "extends: base.yaml\n"  # relative to the extending file, not the working directory
+        "synth: {seed: 4}\n"
+        "grpo: {reward_weights: {relevance: 3.0}}\n"
+        "mine:\n",  # an empty section changes nothing
+    )
+    synth = load_config(SynthConfig, child, "synth", ["days=5"])
+    assert (synth.scale, synth.seed, synth.days) == ("tiny", 4, 5)
+    grpo = load_config(GRPOStepConfig, child, "grpo")
+    assert grpo.beta == 0.5  # inherited key by key ...
+    assert grpo.reward_weights == {"relevance": 3.0}  # ... a mapping value replaced whole
+    assert load_config(MiningConfig, child, "mine").max_titles_per_query == 9
+
+
+def test_extends_a_shipped_preset_from_anywhere(tmp_path: Path, monkeypatch) -> None:
+    from qrewrite.config import preset_document, resolved_preset_text
+
+    monkeypatch.chdir(tmp_path)
+    mine = _write(tmp_path / "sub" / "mine.yaml", "extends: local\nsynth: {days: 3}\n")
+    synth = load_config(SynthConfig, mine, "synth")
+    assert (synth.scale, synth.days) == ("demo", 3)
+    # a pipeline's config parameter (text) extends the same way
+    text = "extends: tiny\nsynth: {days: 2}\n"
+    synth = config_from_preset_text(SynthConfig, text, "synth")
+    assert (synth.scale, synth.days) == ("tiny", 2)
+    # resolved, nothing is left for a step to resolve: no extends, the same configs
+    doc = preset_document(text, text=True)
+    assert "extends" not in doc
+    assert doc["synth"] == {"scale": "tiny", "seed": 7, "start_date": "2026-01-05", "days": 2}
+    flat = resolved_preset_text(mine)
+    assert "extends" not in flat
+    assert config_from_preset_text(SynthConfig, flat, "synth") == load_config(
+        SynthConfig, mine, "synth"
+    )
+
+
+def test_a_file_extends_a_path_and_chains(tmp_path: Path) -> None:
+    _write(tmp_path / "a" / "first.yaml", "synth: {seed: 1, days: 9}\n")
+    _write(tmp_path / "a" / "second.yaml", "extends: first.yaml\nsynth: {seed: 2}\n")
+    third = _write(tmp_path / "b" / "third.yaml", f"extends: {tmp_path / 'a' / 'second.yaml'}\n")
+    cfg = load_config(SynthConfig, third, "synth")
+    assert (cfg.seed, cfg.days) == (2, 9)
+
+
+def test_cycles_and_unknown_bases_are_one_line_errors_naming_the_file(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.yaml", "extends: b.yaml\n")
+    _write(tmp_path / "b.yaml", "extends: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"extends makes a cycle: .*a\.yaml -> .*b\.yaml") as e:
+        load_config(SynthConfig, a, "synth")
+    assert "\n" not in str(e.value)
+    itself = _write(tmp_path / "self.yaml", "extends: self.yaml\n")
+    with pytest.raises(ConfigError, match=r"self\.yaml: extends makes a cycle"):
+        load_config(SynthConfig, itself, "synth")
+    lost = _write(tmp_path / "lost.yaml", "extends: lokal\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(SynthConfig, lost, "synth")
+    message = str(e.value)
+    assert message.startswith(str(lost)) and "'lokal'" in message and "\n" not in message
+    assert "shipped: cluster, local, tiny" in message
+    with pytest.raises(ConfigError, match=r"pipeline config: extends 'missing\.yaml'"):
+        config_from_preset_text(SynthConfig, "extends: missing.yaml\n", "synth")
+    for bad in ("[local]", "''", "3"):
+        path = _write(tmp_path / "bad.yaml", f"extends: {bad}\n")
+        with pytest.raises(ConfigError, match="expected a shipped preset's name or a path"):
+            load_config(SynthConfig, path, "synth")
+
+
+def test_the_tracking_section_reaches_every_step_that_tracks(tmp_path: Path) -> None:
+    from qrewrite.registry.config import RegistryConfig
+    from qrewrite.training.sft import SFTStepConfig
+
+    preset = _write(
+        tmp_path / "p.yaml",
+        "tracking: {tracking_uri: 'sqlite:///t.db', experiment: e}\n"
+        "sft: {epochs: 2}\n"
+        "registry: {tracking_uri: 'sqlite:///r.db'}\n",
+    )
+    sft = load_config(SFTStepConfig, preset, "sft")
+    assert (sft.tracking_uri, sft.experiment, sft.epochs) == ("sqlite:///t.db", "e", 2.0)
+    # the step's own section wins, and --set over both
+    assert load_config(RegistryConfig, preset, "registry").tracking_uri == "sqlite:///r.db"
+    cfg = load_config(SFTStepConfig, preset, "sft", ["tracking_uri=sqlite:///s.db"])
+    assert cfg.tracking_uri == "sqlite:///s.db"
+    # a step without tracking fields is not touched
+    assert load_config(MiningConfig, preset, "mine") == MiningConfig()
+    _write(preset, "tracking: {uri: x}\n")
+    with pytest.raises(ConfigError, match=r"unknown key tracking\.uri; known keys: tracking_uri"):
+        load_config(SFTStepConfig, preset, "sft")
+    _write(preset, "tracking: x\n")
+    with pytest.raises(ConfigError, match="section 'tracking' must be a mapping"):
+        load_config(SFTStepConfig, preset, "sft")
+    # shipped: one place for the URI, every tracking step gets it
+    for section in ("pretrain", "sft", "grpo", "evaluate", "registry", "rewrite"):
+        cls = _section_classes()[section]
+        assert load_config(cls, "local", section).tracking_uri == (
+            "sqlite:///out/demo/mlflow/mlflow.db"
+        )

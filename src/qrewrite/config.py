@@ -3,10 +3,23 @@
 A preset (``configs/local.yaml``) holds one section per step (``synth:``, ``mine:``, ...). The CLI
 applies ``--set key=value`` overrides on top; values are parsed as YAML scalars and checked
 against the dataclass field's type, so a typo fails loudly instead of being ignored.
+
+Two top-level keys are not steps:
+
+- ``extends: local`` (a shipped preset's name, or a path: relative to the extending file's
+  folder, or to the working directory for a preset given as text) starts from that preset and
+  merges this one's sections over it, key by key. A key's value replaces the base's whole, a
+  mapping such as ``grpo.reward_weights`` included; a section cannot be removed.
+- ``tracking: {tracking_uri: ..., experiment: ...}`` sets those fields of every step config that
+  has them; a step's own section and ``--set`` win over it.
+
+Precedence: field defaults < ``tracking:`` < the step's section (the base preset's, then this
+one's) < ``--set``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import re
@@ -33,6 +46,9 @@ SECTIONS = (
     "registry",
     "rewrite",
 )
+EXTENDS = "extends"  # the preset a preset starts from
+TRACKING = "tracking"  # shared settings applied to every step config with those fields
+PRESET_KEYS = (EXTENDS, TRACKING)
 # YAML aliases may share values, but a document that expands to more nodes than this (an alias
 # bomb: a few lines, billions of nodes) is refused before anything walks it
 MAX_EXPANDED_NODES = 100_000
@@ -164,18 +180,156 @@ def _load_yaml(text: str, source: str) -> Any:
 PRESET_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def named_preset(name: str) -> str:
-    """The text of a preset shipped with the package (``configs/<name>.yaml``)."""
+def shipped_presets() -> list[str]:
+    """The names of the presets shipped with the package, sorted."""
     from importlib import resources
 
     shipped = resources.files("qrewrite_presets")
-    path = shipped / f"{name}.yaml"
+    return sorted(
+        p.name.removesuffix(".yaml") for p in shipped.iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def named_preset(name: str) -> str:
+    """The text of a preset shipped with the package (``configs/<name>.yaml``), as written (an
+    ``extends`` in it not resolved: :func:`preset_document` does that)."""
+    from importlib import resources
+
+    path = resources.files("qrewrite_presets") / f"{name}.yaml"
     if not path.is_file():
-        known = sorted(
-            p.name.removesuffix(".yaml") for p in shipped.iterdir() if p.name.endswith(".yaml")
+        raise ConfigError(
+            f"config {name!r}: no such preset; shipped presets: {', '.join(shipped_presets())}"
         )
-        raise ConfigError(f"config {name!r}: no such preset; shipped presets: {', '.join(known)}")
     return path.read_text(encoding="utf-8")
+
+
+def _read_preset(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: config preset not found") from e
+    except IsADirectoryError as e:
+        raise ConfigError(f"{path}: is a directory; expected a preset YAML file") from e
+    except PermissionError as e:
+        raise ConfigError(f"{path}: not readable (permission denied)") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); expected a preset") from e
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class _Origin:
+    """Where a preset's text came from: what ``extends`` is resolved against."""
+
+    source: str  # for messages: a path, "preset local", "pipeline config"
+    key: str | None = None  # identity for cycle detection (None: text, which nothing extends)
+    folder: Path | None = None  # a relative ``extends`` path starts here (None: the cwd)
+    shipped: bool = False  # a shipped preset extends shipped presets only
+
+
+def _base_of(name: Any, origin: _Origin) -> tuple[str, _Origin]:
+    """The text and origin of the preset ``extends: name`` names, resolved like ``--config``:
+    an existing file first, else a shipped preset's name."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(
+            f"{origin.source}: extends={_short(name)}: expected a shipped preset's name or a path"
+        )
+    name = name.strip()
+    if not origin.shipped:
+        path = Path(name)
+        with contextlib.suppress(RuntimeError):  # ~user of no such user: the name as written
+            path = path.expanduser()
+        if not path.is_absolute() and origin.folder is not None:
+            path = origin.folder / path
+        if _is_file(path):
+            return _read_preset(path), _Origin(str(path), str(path.resolve()), path.parent)
+    if PRESET_NAME.fullmatch(name):
+        try:
+            text = named_preset(name)
+        except ConfigError:
+            pass
+        else:
+            return text, _Origin(f"preset {name}", f"preset:{name}", shipped=True)
+    raise ConfigError(
+        f"{origin.source}: extends {_short(name)}: no such preset file, nor a shipped preset of "
+        f"that name (shipped: {', '.join(shipped_presets())})"
+    )
+
+
+def _merge(base: dict[Any, Any], doc: dict[Any, Any]) -> dict[Any, Any]:
+    """``doc`` over ``base``: sections (mappings on both sides) key by key, anything else (a
+    key's value, a mapping such as ``reward_weights`` included) replaced whole."""
+    out = dict(base)
+    for key, value in doc.items():
+        if value is None and isinstance(base.get(key), dict):
+            continue  # an empty section (``sft:``) changes nothing
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            out[key] = {**base[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _document(text: str, origin: _Origin, chain: tuple[_Origin, ...] = ()) -> dict[Any, Any]:
+    """The preset in ``text`` with its ``extends`` chain merged in (no ``extends`` key left);
+    ``chain``: the presets that extend this one, for cycle detection."""
+    doc = _load_yaml(text, origin.source) or {}
+    if not isinstance(doc, dict):
+        raise ConfigError(
+            f"{origin.source}: expected a mapping of step sections, got {type(doc).__name__}"
+        )
+    if EXTENDS not in doc:
+        return doc
+    doc = dict(doc)
+    base_text, base = _base_of(doc.pop(EXTENDS), origin)
+    path = (*chain, origin)
+    if base.key in {o.key for o in path}:
+        cycle = " -> ".join(o.source for o in (*path, base))
+        raise ConfigError(f"{origin.source}: extends makes a cycle: {cycle}")
+    return _merge(_document(base_text, base, path), doc)
+
+
+def _origin_of(preset: str | Path) -> tuple[str, _Origin]:
+    """The text of ``--config PRESET`` (a file, else a shipped preset's name) and its origin."""
+    path = Path(preset)
+    if not path.exists() and PRESET_NAME.fullmatch(str(preset)):
+        # a shipped preset by name (``--config local``), from any working directory
+        name = str(preset)
+        return named_preset(name), _Origin(f"preset {name}", f"preset:{name}", shipped=True)
+    # a file holds a preset, never the name of a shipped one
+    return _read_preset(path), _Origin(str(path), str(path.resolve()), path.parent)
+
+
+def _text_origin(text: str, source: str, names: bool) -> tuple[str, _Origin]:
+    """A preset held as text: a whole preset or (``names``) the name of a shipped one."""
+    if names and PRESET_NAME.fullmatch(text.strip()):
+        name = text.strip()
+        return named_preset(name), _Origin(f"preset {name}", f"preset:{name}", shipped=True)
+    return text, _Origin(source)
+
+
+def preset_document(
+    preset: str | Path, *, text: bool = False, source: str = "pipeline config"
+) -> dict[str, Any]:
+    """The whole preset, its ``extends`` chain merged in: ``preset`` is what ``--config`` takes
+    (a file, else a shipped preset's name) or, with ``text``, a pipeline's ``config`` parameter
+    (a whole preset, or a shipped preset's name)."""
+    body, origin = _text_origin(str(preset), source, True) if text else _origin_of(preset)
+    return _document(body, origin)
+
+
+def resolved_preset_text(
+    preset: str | Path, *, text: bool = False, source: str = "pipeline config"
+) -> str:
+    """:func:`preset_document` as YAML with nothing left to resolve (no ``extends``): what a
+    pipeline hands its steps when the preset extends a file the steps cannot see."""
+    return yaml.safe_dump(preset_document(preset, text=text, source=source), sort_keys=False)
 
 
 def load_config(
@@ -187,22 +341,8 @@ def load_config(
     """Build ``cls`` from defaults, then a preset's ``section``, then ``key=value`` overrides."""
     if preset is None:
         return config_from_preset_text(cls, "", section, overrides)
-    path = Path(preset)
-    if not path.exists() and PRESET_NAME.fullmatch(str(preset)):
-        # a shipped preset by name (``--config local``), from any working directory
-        return config_from_preset_text(cls, named_preset(str(preset)), section, overrides)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise ConfigError(f"{path}: config preset not found") from e
-    except IsADirectoryError as e:
-        raise ConfigError(f"{path}: is a directory; expected a preset YAML file") from e
-    except PermissionError as e:
-        raise ConfigError(f"{path}: not readable (permission denied)") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); expected a preset") from e
-    # a file holds a preset, never the name of a shipped one
-    return config_from_preset_text(cls, text, section, overrides, str(path), names=False)
+    body, origin = _origin_of(preset)
+    return _config(cls, _document(body, origin), origin.source, section, overrides)
 
 
 def config_from_preset_text(
@@ -215,28 +355,37 @@ def config_from_preset_text(
     names: bool = True,
 ) -> T:
     """``load_config`` for a preset held as text: a pipeline's ``config`` parameter carries
-    either a whole preset or (``names``) the name of a shipped one (``cluster``, ``local``)."""
-    if names and PRESET_NAME.fullmatch(text.strip()):
-        source = f"preset {text.strip()}"
-        text = named_preset(text.strip())
+    either a whole preset or (``names``) the name of a shipped one (``cluster``, ``local``). An
+    ``extends`` path in the text is resolved from the working directory."""
+    body, origin = _text_origin(text, source, names)
+    return _config(cls, _document(body, origin), origin.source, section, overrides)
+
+
+def _config(
+    cls: type[T],
+    doc: dict[Any, Any],
+    source: str,
+    section: str | None,
+    overrides: list[str] | None,
+) -> T:
+    """``cls`` from a resolved preset document: defaults < ``tracking:`` < ``section`` <
+    ``overrides``."""
     values: dict[str, Any] = {}
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    doc = _load_yaml(text, source) or {}
-    if not isinstance(doc, dict):
-        raise ConfigError(
-            f"{source}: expected a mapping of step sections, got {type(doc).__name__}"
-        )
     if section:
-        unknown = [str(k) for k in doc if k not in SECTIONS]
+        unknown = [str(k) for k in doc if k not in SECTIONS and k not in PRESET_KEYS]
         if unknown:
             import difflib
 
-            close = difflib.get_close_matches(unknown[0], SECTIONS, n=1)
+            close = difflib.get_close_matches(unknown[0], (*SECTIONS, *PRESET_KEYS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
                 f"{source}: unknown section {_short(unknown[0])}{hint}; sections: "
-                + ", ".join(SECTIONS)
+                + ", ".join((*SECTIONS, *PRESET_KEYS))
             )
+        for key, value in _tracking(doc, source).items():
+            if key in fields:
+                values[key] = _coerce(cls, key, value, f"{source}:{TRACKING}")
     block = doc.get(section, {}) if section else doc
     if block is None:
         block = {}
@@ -260,3 +409,21 @@ def config_from_preset_text(
         values[key] = _coerce(cls, key, _load_yaml(raw, f"--set {key}"), "--set")
         _check_range(cls, key, values[key], "--set")
     return cls(**values)
+
+
+def _tracking(doc: dict[Any, Any], source: str) -> dict[Any, Any]:
+    """The preset's ``tracking:`` section, checked: only :class:`TrackingOptions` fields."""
+    from qrewrite.training.options import TrackingOptions
+
+    shared = doc.get(TRACKING)
+    if shared is None:
+        return {}
+    if not isinstance(shared, dict):
+        raise ConfigError(f"{source}: section {TRACKING!r} must be a mapping")
+    known = [f.name for f in dataclasses.fields(TrackingOptions)]
+    for key in shared:
+        if key not in known:
+            raise ConfigError(
+                f"{source}: unknown key {TRACKING}.{str(key)[:80]}; known keys: {', '.join(known)}"
+            )
+    return shared

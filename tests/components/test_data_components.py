@@ -11,7 +11,7 @@ import pytest
 from kfp.dsl import Artifact, Dataset, Markdown
 
 from qrewrite.errors import ContractViolation
-from qrewrite.training.tracking import start_pipeline_run
+from qrewrite.tracking import start_pipeline_run
 from qrewrite_components import mine_search_logs, stage_marketplace, validate_contracts
 
 PRESET = (Path(__file__).parents[2] / "configs" / "tiny.yaml").read_text()

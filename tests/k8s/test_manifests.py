@@ -14,6 +14,9 @@ import pytest
 import yaml
 
 from qrewrite import __version__
+from qrewrite.config import load_config
+from qrewrite.training.grpo import GRPOStepConfig
+from qrewrite.training.sft import SFTStepConfig
 from qrewrite_pipelines.platform import (
     MLFLOW_CONFIG_ENV,
     MLFLOW_CONFIG_MAP,
@@ -157,9 +160,10 @@ def test_the_names_are_the_ones_the_pipeline_uses(rendered) -> None:
     config_map = _find(docs, "ConfigMap", MLFLOW_CONFIG_MAP)
     assert set(config_map["data"]) == set(MLFLOW_CONFIG_ENV)
     # the cluster preset and the ConfigMap point at the same tracking server, which serves there
-    cluster = yaml.safe_load((ROOT / "configs" / "cluster.yaml").read_text())
     uri = config_map["data"]["tracking_uri"]
-    assert cluster["sft"]["tracking_uri"] == uri == cluster["grpo"]["tracking_uri"]
+    cluster = ROOT / "configs" / "cluster.yaml"
+    for cls, section in ((SFTStepConfig, "sft"), (GRPOStepConfig, "grpo")):
+        assert load_config(cls, cluster, section).tracking_uri == uri
     where = re.fullmatch(r"http://([^.]+)\.([^.]+)\.svc\.cluster\.local:(\d+)", uri)
     assert where, uri
     service = _find(docs, "Service", where[1])

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from qrewrite.evaluation.labels import grade_metrics
 from qrewrite.importing.judged import JudgedImportConfig, import_judged
 from qrewrite.labeling.calibration import LEXICAL_FEATURES, CalibratedGrader, PairFeatures
-from qrewrite.labeling.evaluate import grade_metrics
 from qrewrite.labeling.label import LabelConfig, label
 from qrewrite.labeling.teacher import Teacher, TeacherConfig
 from qrewrite.mining.config import MiningConfig
@@ -140,7 +140,7 @@ def test_calibrated_teacher_agrees_with_people_on_a_real_set() -> None:
 
 
 def test_label_eval_reports_the_calibrated_grades_per_grader(tmp_path: Path) -> None:
-    from qrewrite.labeling.evaluate import evaluate_labels, metrics_markdown
+    from qrewrite.evaluation.labels import evaluate_labels, metrics_markdown
 
     data = _import(tmp_path)
     mine(MiningConfig(), data, tmp_path / "mined")

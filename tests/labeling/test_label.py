@@ -11,8 +11,8 @@ import pytest
 from qrewrite.cli import main
 from qrewrite.contracts import validate_path
 from qrewrite.errors import ConfigError, DataError
+from qrewrite.evaluation.labels import evaluate_labels
 from qrewrite.labeling import label as label_module
-from qrewrite.labeling.evaluate import evaluate_labels
 from qrewrite.labeling.label import LabelConfig, label
 from tests.labeling.fakes import TrigramEncoder
 

@@ -15,7 +15,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from qrewrite import __version__
 from qrewrite_pipelines.cluster import compile_pipeline
-from qrewrite_pipelines.platform import MLFLOW_CONFIG_MAP, MLFLOW_SECRET
+from qrewrite_pipelines.platform import MLFLOW_CONFIG_MAP, MLFLOW_SECRET, BuildOptions
 from qrewrite_pipelines.query_rewrite import COMPILED
 
 TRAINING = ("exec-sft-multitask", "exec-grpo-align")
@@ -193,10 +193,16 @@ def test_the_ablation_variant_trains_the_single_task_model(tmp_path: Path) -> No
 def test_local_builds_leave_out_retries_and_the_schedule_placeholder(tmp_path: Path) -> None:
     from kfp import compiler
 
+    from qrewrite_pipelines.platform import BuildOptions
     from qrewrite_pipelines.query_rewrite import build_pipeline
 
     out = tmp_path / "local.yaml"
-    pipeline = build_pipeline(pretrain=True, default_config="local", scheduled=False, retries=False)
+    pipeline = build_pipeline(
+        pretrain=True,
+        default_config="local",
+        scheduled=False,
+        options=BuildOptions(retries=False),
+    )
     compiler.Compiler().compile(pipeline, str(out))
     text = out.read_text()
     assert "retryPolicy" not in text  # kfp.local would retry a failed step after backoff
@@ -208,7 +214,9 @@ def test_local_builds_leave_out_retries_and_the_schedule_placeholder(tmp_path: P
 
 
 def test_the_kind_profile_runs_everything_on_cpu_in_the_runtime_image(tmp_path: Path) -> None:
-    kind = compile_pipeline(tmp_path / "kind.yaml", preset="tiny", profile="kind")
+    kind = compile_pipeline(
+        tmp_path / "kind.yaml", preset="tiny", options=BuildOptions(profile="kind")
+    )
     spec, platform = yaml.safe_load_all(kind.read_text())
     executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {
@@ -233,4 +241,4 @@ def test_an_unknown_profile_is_refused(tmp_path: Path) -> None:
     from qrewrite.errors import ConfigError
 
     with pytest.raises(ConfigError, match="expected one of gpu, kind"):
-        compile_pipeline(tmp_path / "x.yaml", profile="tpu")
+        compile_pipeline(tmp_path / "x.yaml", options=BuildOptions(profile="tpu"))

@@ -13,13 +13,9 @@ import pytest
 
 from qrewrite.cli import main
 from qrewrite.errors import ConfigError
-from qrewrite.registry.registry import (
-    RegistryConfig,
-    register,
-    registry_summary,
-    resolve_model_dir,
-    rollback,
-)
+from qrewrite.registry.config import RegistryConfig
+from qrewrite.registry.registry import register, registry_summary, rollback
+from qrewrite.registry.resolve import resolve_model_dir
 from tests.registry.servers import mlflow_server, postgres_binaries, postgres_cluster
 
 pytestmark = pytest.mark.slow
@@ -105,7 +101,7 @@ def test_register_gate_promote_rollback_and_load_over_http(
     first = register(cfg, tiny_model, write_metrics(tmp_path / "m1.json", 0.03, 0.50))
     assert first.created and first.version == "1"
     assert first.decision.promote and first.champion == "1"
-    assert first.lineage["training_run_id"] == "run-under-test"
+    assert first.lineage.training_run_id == "run-under-test"
 
     again = register(cfg, tiny_model, write_metrics(tmp_path / "m1.json", 0.03, 0.50))
     assert not again.created and again.version == "1"  # the same model is not registered twice
@@ -119,13 +115,13 @@ def test_register_gate_promote_rollback_and_load_over_http(
     assert v2.tags["gate"].startswith("held: ") and "relevance rate drops" in v2.tags["gate"]
     assert set(v2.aliases) == {"challenger"}
     summary = registry_summary(cfg)
-    assert summary["champion"] == "1" and summary["challenger"] == "2"
+    assert summary.champion == "1" and summary.challenger == "2"
 
     # a person promotes version 2 anyway, then rolls back
     assert main(["promote", "--version", "2", "--reason", "test"]) == 0
-    assert registry_summary(cfg)["champion"] == "2"
+    assert registry_summary(cfg).champion == "2"
     assert rollback(cfg) == ("2", "1")
-    assert registry_summary(cfg)["champion"] == "1"
+    assert registry_summary(cfg).champion == "1"
     with pytest.raises(ConfigError, match="no earlier champion"):
         rollback(cfg)
     assert main(["promote", "--version", "9"]) == 3
@@ -154,8 +150,8 @@ def test_register_gate_promote_rollback_and_load_over_http(
     schema = loaded.metadata.get_input_schema()
     assert schema.input_names() == ["query"]
 
-    path, pinned = resolve_model_dir("models:/query-rewriter@champion", "")
+    path, pinned = resolve_model_dir("models:/query-rewriter@champion", tracking_uri="")
     assert pinned == "models:/query-rewriter/1" and (path / "config.json").exists()
     with pytest.raises(ConfigError, match="not in the registry"):
-        resolve_model_dir("models:/query-rewriter@nonexistent", "")
+        resolve_model_dir("models:/query-rewriter@nonexistent", tracking_uri="")
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)

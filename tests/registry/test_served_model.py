@@ -16,8 +16,9 @@ import pytest
 
 from qrewrite.cli import main
 from qrewrite.labeling.teacher import Teacher
+from qrewrite.registry.config import RegistryConfig
 from qrewrite.registry.pyfunc import MAX_QUERIES_PER_REQUEST, MAX_QUERY_CHARS
-from qrewrite.registry.registry import RegistryConfig, register
+from qrewrite.registry.registry import register
 from tests.labeling.fakes import TrigramEncoder
 from tests.registry.servers import model_server
 from tests.registry.test_registry_server import write_metrics

@@ -29,13 +29,18 @@ from qrewrite.training.sft import SFTStepConfig, sft
 def test_pretrain_refuses_before_reading_anything(tmp_path, overrides, message) -> None:
     cfg = PretrainConfig(**overrides)
     with pytest.raises(ConfigError, match=re.escape(message)):
-        pretrain(cfg, tmp_path / "no-market", tmp_path / "no-mined", tmp_path / "out")
+        pretrain(
+            cfg,
+            data_dir=tmp_path / "no-market",
+            mined_dir=tmp_path / "no-mined",
+            out_dir=tmp_path / "out",
+        )
     assert not (tmp_path / "out").exists()
 
 
 def test_sft_and_grpo_refuse_a_schedule_of_no_step(tmp_path) -> None:
     with pytest.raises(ConfigError, match="sft: epochs=0 and max_steps=-1 train for no step"):
-        sft(SFTStepConfig(base_model="x", epochs=0), tmp_path, tmp_path / "out")
+        sft(SFTStepConfig(base_model="x", epochs=0), datasets_dir=tmp_path, out_dir=tmp_path / "o")
     with pytest.raises(ConfigError, match="grpo: epochs=0 and max_steps=0"):
         GRPOStepConfig(model="x", epochs=0, max_steps=0).check()
 
@@ -72,6 +77,27 @@ def test_a_vocabulary_that_spells_words_out_is_warned_about(
         tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
     )
     with caplog.at_level(logging.WARNING, logger="qrewrite.training.pretrain"):
-        report = pretrain(cfg, tiny_market, tiny_mined, tmp_path / "out", progress=False)
-    assert report["tokens_per_word"] > 2.5
+        result = pretrain(
+            cfg,
+            data_dir=tiny_market,
+            mined_dir=tiny_mined,
+            out_dir=tmp_path / "out",
+            progress=False,
+        )
+    assert result.tokens_per_word > 2.5
     assert any("too small for this shop's text" in r.getMessage() for r in caplog.records)
+
+
+def test_a_bad_pass_through_trainer_argument_is_refused_before_reading_anything(tmp_path) -> None:
+    cfg = PretrainConfig(training_args={"packing": True})
+    with pytest.raises(ConfigError, match=r"pretrain\.training_args: 'packing' cannot be passed"):
+        pretrain(
+            cfg, data_dir=tmp_path / "none", mined_dir=tmp_path / "none", out_dir=tmp_path / "o"
+        )
+    with pytest.raises(ConfigError, match=r"sft\.training_args: unknown key 'no_such_field'"):
+        sft(
+            SFTStepConfig(base_model="x", training_args={"no_such_field": 1}),
+            datasets_dir=tmp_path / "none",
+            out_dir=tmp_path / "o",
+        )
+    assert not (tmp_path / "o").exists()

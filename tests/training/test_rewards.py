@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from qrewrite.training.prompts import is_well_formed
 from qrewrite.training.rewards import (
     DEFAULT_WEIGHTS,
     REWARDS,
@@ -12,7 +13,6 @@ from qrewrite.training.rewards import (
     catalog_vocabulary,
     hit_rate,
     increment,
-    is_well_formed,
     length,
     no_drift,
     not_copy,

@@ -17,7 +17,7 @@ from qrewrite.errors import ConfigError
 from qrewrite.training.grpo import GRPOStepConfig, grpo
 from qrewrite.training.models import check_model_dir, load_model, load_tokenizer
 from qrewrite.training.pretrain import PretrainConfig, pretrain
-from qrewrite.training.sft import SFTStepConfig, sft
+from qrewrite.training.sft import SFTResult, SFTStepConfig, sft
 
 pytestmark = pytest.mark.slow
 
@@ -33,14 +33,25 @@ def tracking(tmp_path_factory) -> str:
 def pretrained(tiny_market, tiny_mined, tiny_datasets, tracking, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pretrained")
     cfg = PretrainConfig(vocab_size=600, max_steps=25, batch_size=16, tracking_uri=tracking, **TINY)
-    report = pretrain(cfg, tiny_market, tiny_mined, out, tiny_datasets, progress=False)
-    assert report["excluded_eval_queries"] > 0  # eval queries never reach pretraining
-    assert report["loss_last_20pct"] < report["loss_first_20pct"]
+    result = pretrain(
+        cfg,
+        data_dir=tiny_market,
+        mined_dir=tiny_mined,
+        out_dir=out,
+        datasets_dir=tiny_datasets,
+        progress=False,
+    )
+    assert result.excluded_eval_queries > 0  # eval queries never reach pretraining
+    assert result.loss_last_20pct < result.loss_first_20pct
+    # the report on disk is the result, key for key
+    assert json.loads((out / "pretrain_report.json").read_text()) == json.loads(
+        json.dumps(result.to_dict())
+    )
     return out
 
 
 @pytest.fixture(scope="module")
-def sft_model(pretrained, tiny_datasets, tracking, tmp_path_factory) -> tuple[Path, dict]:
+def sft_model(pretrained, tiny_datasets, tracking, tmp_path_factory) -> tuple[Path, SFTResult]:
     out = tmp_path_factory.mktemp("sft")
     cfg = SFTStepConfig(
         base_model=str(pretrained),
@@ -51,7 +62,7 @@ def sft_model(pretrained, tiny_datasets, tracking, tmp_path_factory) -> tuple[Pa
         tagging_eval_pairs=40,
         tracking_uri=tracking,
     )
-    return out, sft(cfg, tiny_datasets, out, progress=False)
+    return out, sft(cfg, datasets_dir=tiny_datasets, out_dir=out, progress=False)
 
 
 def test_pretrain_saves_a_model_with_a_chat_tokenizer(pretrained: Path) -> None:
@@ -63,22 +74,40 @@ def test_pretrain_saves_a_model_with_a_chat_tokenizer(pretrained: Path) -> None:
 
 
 def test_sft_loss_falls_and_tagging_is_scored(sft_model) -> None:
-    out, report = sft_model
-    assert report["loss_last_20pct"] < report["loss_first_20pct"]
-    t = report["tagging"]
+    out, result = sft_model
+    assert result.loss_last_20pct < result.loss_first_20pct
+    t = result.tagging
     assert t["pairs"] == 40 and 0 <= t["tagging_accuracy"] <= 1
     assert {"majority_accuracy", "tagging_macro_f1"} <= set(t)
     assert not (out / "checkpoints").exists()  # removed once the merged model is saved
     card = json.loads((out / "qrewrite_model.json").read_text())
     assert card["step"] == "sft"
+    report = json.loads((out / "sft_report.json").read_text())
+    assert report == json.loads(json.dumps(result.to_dict()))
+    assert list(report) == [
+        "qrewrite_version",
+        "config",
+        "tasks",
+        "train_examples",
+        "steps",
+        "resumed_from",
+        "train_seconds",
+        "tokens_seen",
+        "tokens_per_second",
+        "loss_first_20pct",
+        "loss_last_20pct",
+        "eval_loss",
+        "tagging",
+        "mlflow_run_id",
+    ]
     load_model(out, "SFT model")
 
 
 def test_metrics_reach_mlflow(sft_model, tracking) -> None:
     import mlflow
 
-    _, report = sft_model
-    run = mlflow.MlflowClient(tracking).get_run(report["mlflow_run_id"])
+    _, result = sft_model
+    run = mlflow.MlflowClient(tracking).get_run(result.mlflow_run_id)
     assert "sft/loss" in run.data.metrics and "sft/tagging_accuracy" in run.data.metrics
     assert run.data.params["sft.tasks"] == "rewrite,tag"
 
@@ -93,11 +122,12 @@ def test_sft_resumes_from_its_last_checkpoint(pretrained, tiny_datasets, trackin
         tracking_uri=tracking,
     )
     base.max_steps = 4
-    first = sft(base, tiny_datasets, tmp_path, progress=False)
-    assert first["resumed_from"] is None and (tmp_path / "checkpoints" / "checkpoint-4").is_dir()
+    first = sft(base, datasets_dir=tiny_datasets, out_dir=tmp_path, progress=False)
+    assert first.resumed_from is None and (tmp_path / "checkpoints" / "checkpoint-4").is_dir()
     base.max_steps = 8  # as if the first run had been killed after step 4
-    second = sft(base, tiny_datasets, tmp_path, progress=False)
-    assert second["resumed_from"].endswith("checkpoint-4") and second["steps"] == 8
+    second = sft(base, datasets_dir=tiny_datasets, out_dir=tmp_path, progress=False)
+    assert second.resumed_from is not None and second.resumed_from.endswith("checkpoint-4")
+    assert second.steps == 8
 
 
 def test_sft_never_resumes_a_checkpoint_of_other_data(
@@ -112,11 +142,11 @@ def test_sft_never_resumes_a_checkpoint_of_other_data(
         keep_checkpoints=True,
         tracking_uri=tracking,
     )
-    sft(cfg, tiny_datasets, tmp_path, progress=False)
+    sft(cfg, datasets_dir=tiny_datasets, out_dir=tmp_path, progress=False)
     cfg.tasks = "rewrite,tag"  # other training data: the old checkpoint must not be resumed
     cfg.max_steps = 6
-    again = sft(cfg, tiny_datasets, tmp_path, progress=False)
-    assert again["resumed_from"] is None and again["steps"] == 6
+    again = sft(cfg, datasets_dir=tiny_datasets, out_dir=tmp_path, progress=False)
+    assert again.resumed_from is None and again.steps == 6
     assert "checkpoints from another run" in caplog.text
 
 
@@ -127,18 +157,22 @@ def test_grpo_logs_every_reward_and_saves_the_policy(
     cfg = GRPOStepConfig(
         model=str(model), max_steps=6, batch_size=8, num_generations=4, tracking_uri=tracking
     )
-    report = grpo(cfg, tiny_datasets, tiny_market, tmp_path, progress=False)
-    assert report["steps"] == 6
-    assert set(report["rewards"]) == {n for n, w in cfg.reward_weights.items() if w}
-    for values in report["rewards"].values():
+    result = grpo(
+        cfg, datasets_dir=tiny_datasets, data_dir=tiny_market, out_dir=tmp_path, progress=False
+    )
+    assert result.steps == 6
+    assert set(result.rewards) == {n for n, w in cfg.reward_weights.items() if w}
+    for values in result.rewards.values():
         assert 0.0 <= values["first_20pct"] <= 1.0
     assert (tmp_path / "grpo_rewards.png").stat().st_size > 0
+    report = json.loads((tmp_path / "grpo_report.json").read_text())
+    assert report == json.loads(json.dumps(result.to_dict()))
     # the fixed probe: the same held-out prompts scored by every reward before and after
-    probe = report["probe"]
+    probe = result.probe
     assert probe["prompts"] > 0
-    assert set(probe["before"]) == set(probe["after"]) == {*report["rewards"], "total"}
+    assert set(probe["before"]) == set(probe["after"]) == {*result.rewards, "total"}
     for side in ("before", "after"):
-        weighted = sum(cfg.reward_weights[n] * probe[side][n] for n in report["rewards"])
+        weighted = sum(cfg.reward_weights[n] * probe[side][n] for n in result.rewards)
         assert probe[side]["total"] == pytest.approx(weighted)
     assert "## Probe" in (tmp_path / "grpo_report.md").read_text()
     load_model(tmp_path, "GRPO policy")
@@ -158,7 +192,11 @@ def test_teacher_judge_grades_rewrites(tiny_market, tiny_labels, monkeypatch) ->
 def test_bad_base_model_and_batch_fail_before_training(tiny_datasets, tmp_path, capsys) -> None:
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match="no weights"):
-        sft(SFTStepConfig(base_model=str(tmp_path)), tiny_datasets, tmp_path / "o")
+        sft(
+            SFTStepConfig(base_model=str(tmp_path)),
+            datasets_dir=tiny_datasets,
+            out_dir=tmp_path / "o",
+        )
     code = main(
         [
             "grpo",

@@ -30,8 +30,8 @@ from qrewrite.serving.policy import ServingPolicy
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter, generation_settings
 from qrewrite.tables import read_parquet_table
 from qrewrite.text import normalize_query
+from qrewrite.tracking import DEFAULT_TRACKING_URI, mlflow_run
 from qrewrite.training.datasets import GRPO_DIR, SFT_DIR, load_training_split
-from qrewrite.training.tracking import DEFAULT_TRACKING_URI, mlflow_run
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ def evaluate_variant(
     spelling: SpellingCheck | None = None,
 ) -> VariantResult:
     """Rewrite the held-out queries with one model and measure everything but the A/B test."""
-    from qrewrite.training.sft import evaluate_tagging
+    from qrewrite.training.judge import evaluate_tagging
 
     rewriter = Rewriter.from_dir(model_dir, config.generation())
     raw = rewriter.generate_candidates(held.queries, progress)

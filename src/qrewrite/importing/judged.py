@@ -432,3 +432,20 @@ def _replay(config: JudgedImportConfig, kept: pd.DataFrame) -> pa.Table:
         },
         schema=schemas.SEARCH_LOG,
     )
+
+
+def summary_lines(manifest: dict, out_dir: str | Path) -> list[str]:
+    """What ``import-judged`` says when it is done: what it kept, and what it set aside."""
+    c = manifest["counts"]
+    lines = [
+        f"import-judged: {c['judgments']:,} judgments of {c['queries']:,} queries over "
+        f"{c['products']:,} products (scale {manifest['grade_scale']}) -> {out_dir}"
+    ]
+    rejected = sum(c["rows_rejected"].values())
+    if rejected:
+        reasons = ", ".join(f"{k}: {v}" for k, v in c["rows_rejected"].items())
+        lines.append(
+            f"import-judged: set aside {rejected:,} of {c['rows_read']:,} rows ({reasons}); "
+            f"see {Path(out_dir) / 'quarantine' / 'judged_rejected.parquet'}"
+        )
+    return lines

@@ -250,3 +250,33 @@ def label(
         (stage / out.with_suffix(".report.json").name).write_text(report_json)
     log.info("label: %d pairs in %.1fs", len(result), seconds)
     return report
+
+
+def summary_lines(report: dict, out_path: str | Path) -> list[str]:
+    """What ``label`` says when it is done: grades, speed, and every pair not graded normally."""
+    grades = ", ".join(f"{g}: {n:,}" for g, n in report["grades"].items())
+    lines = [
+        f"label: {report['pairs_labeled']:,} pairs graded by {report['backend']} in "
+        f"{report['seconds']:.1f}s ({report['pairs_per_second']:,} pairs/s; encoder load "
+        f"{report['encoder']['load_seconds']:.1f}s) -> {out_path} (grades {grades})"
+    ]
+    if report["set_aside"]:
+        reasons = ", ".join(f"{k}: {v}" for k, v in report["set_aside"].items())
+        lines.append(
+            f"label: set aside {sum(report['set_aside'].values()):,} pairs ({reasons}); see "
+            f"{report['set_aside_file']}"
+        )
+    if report["llm"] and report["llm"]["fell_back_to_teacher"]:
+        llm = report["llm"]
+        reasons = "; ".join(f"{k} ({v})" for k, v in list(llm["failure_reasons"].items())[:3])
+        lines.append(
+            f"label: the llm endpoint could not grade {llm['fell_back_to_teacher']:,} pairs; "
+            f"the teacher graded them (backend column says which): {reasons}"
+        )
+    truncated = report["truncated_to_chars"]
+    if truncated["pairs"]:
+        lines.append(
+            f"label: {truncated['pairs']:,} pairs had text longer than {truncated['limit']} "
+            f"characters, graded on the first {truncated['limit']}"
+        )
+    return lines

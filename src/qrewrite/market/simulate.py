@@ -359,3 +359,12 @@ def _synthesize(cfg: SynthConfig, stage: Path, progress: bool) -> tuple[dict, in
     }
     (stage / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest, n_rows, n_searches
+
+
+def summary_lines(manifest: dict, out_dir: str | Path) -> list[str]:
+    """What ``synth`` says when it is done (the CLI and the pipeline step print the same)."""
+    c = manifest["counts"]
+    return [
+        f"synth: {c['products']:,} products, {c['intents']:,} intents, {c['sessions']:,} sessions,"
+        f" {c['searches']:,} searches, {c['impressions']:,} impressions -> {out_dir}"
+    ]

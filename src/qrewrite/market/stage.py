@@ -73,3 +73,14 @@ def stage_marketplace(
         elif (src / name).is_file():
             shutil.copy2(src / name, out / name)
     return {"source": str(src), "rows": {f: _rows(out / f) for f in REQUIRED_FILES}}
+
+
+def summary_lines(staged: dict[str, Any], out_dir: str | Path) -> list[str]:
+    """What staging says when it is done: where the data came from and how many rows."""
+    what = (
+        f"synthesized the {staged.get('scale', '')} marketplace"
+        if staged["source"] == SYNTHETIC
+        else f"copied {staged['source']}"
+    )
+    rows = ", ".join(f"{name} {n:,} rows" for name, n in staged["rows"].items())
+    return [f"stage: {what} -> {out_dir}: {rows}"]

@@ -241,3 +241,38 @@ def _mine(config: MiningConfig, data: Path, stage: Path, out: Path) -> dict:
     )
     write_mining_report(report, stats, stage)
     return report
+
+
+def summary_lines(report: dict, out_dir: str | Path) -> list[str]:
+    """What ``mine`` says when it is done: counts, rows set aside, duplicates, outputs."""
+    inp = report["input"]
+    cands = ", ".join(f"{k} {v:,}" for k, v in report["candidates"].items())
+    lines = [
+        f"mine: {inp['rows_read']:,} impressions, {inp['searches']:,} searches, "
+        f"{report['queries']:,} queries -> candidates: {cands} ({report['seconds']:.1f}s)"
+    ]
+    set_aside = {
+        **inp["rows_rejected"],
+        **({"outside_window": inp["rows_outside_window"]} if inp["rows_outside_window"] else {}),
+    }
+    if set_aside:
+        lines.append(
+            "mine: set aside rows: "
+            + ", ".join(f"{k} {v:,}" for k, v in set_aside.items())
+            + (f"; rejected rows in {Path(out_dir) / 'quarantine'}" if inp["rows_rejected"] else "")
+        )
+    if inp["duplicate_impressions"] + inp["duplicate_engaged_events"]:
+        lines.append(
+            f"mine: counted duplicated events once: {inp['duplicate_impressions']:,} impressions,"
+            f" {inp['duplicate_engaged_events']:,} engagement events"
+        )
+    if report["engaged_pairs_with_unknown_product"]:
+        lines.append(
+            f"mine: {report['engaged_pairs_with_unknown_product']:,} (query, product) engagements"
+            " name products missing from the catalog; they give no engaged_title candidates"
+        )
+    lines.append(
+        f"mine: wrote {out_dir}/rewrite_candidates.parquet, query_stats.parquet, "
+        "mining_report.json; read mining_report.md"
+    )
+    return lines

@@ -26,7 +26,7 @@ from qrewrite.serving.policy import ServingPolicy
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter, generation_settings
 from qrewrite.serving.served import TEACHER_DIR, ServedRewriter, load_policy
 from qrewrite.text import normalize_query
-from qrewrite.training.tracking import DEFAULT_TRACKING_URI
+from qrewrite.tracking import DEFAULT_TRACKING_URI
 
 log = logging.getLogger(__name__)
 
@@ -271,3 +271,16 @@ def export_rewrites(
         pq.write_table(table, stage / out.name, compression="zstd")
         (stage / out.with_suffix(".json").name).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def summary_lines(summary: dict[str, Any], out_path: str | Path, model_ref: str) -> list[str]:
+    """What ``rewrite`` says when it is done: rewritten, served, set aside, speed."""
+    s = summary
+    aside = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in s["set_aside"].items() if v)
+    return [
+        f"rewrite: {s['queries']:,} queries -> {s['rows']:,} rewrites "
+        f"({s['queries_without_rewrite']} queries without one, {s['queries_served']} served "
+        f"by the policy {s['policy_source']}: {s['policy']}) in {s['seconds']} s "
+        f"({s['queries_per_second']} queries/s) with {model_ref} -> {out_path}"
+        + (f"; set aside: {aside}" if aside else "")
+    ]

@@ -22,8 +22,7 @@ from tqdm.auto import tqdm
 
 from qrewrite.text import normalize_query
 from qrewrite.training.judge import RelevanceJudge, answer_logprobs
-from qrewrite.training.prompts import parse_rewrite, rewrite_prompt
-from qrewrite.training.rewards import is_well_formed
+from qrewrite.training.prompts import is_well_formed, parse_rewrite, rewrite_prompt
 
 
 @dataclass

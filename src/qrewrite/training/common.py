@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from qrewrite.errors import ConfigError
+from qrewrite.training.options import (
+    LoraOptions,
+    TrainerOptions,
+    check_scheduler,
+    merge_training_args,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,30 +47,46 @@ def use_bf16(setting: str) -> bool:
     raise ConfigError(f"precision={setting!r}: expected auto, bf16 or fp32")
 
 
-def trainer_arguments(config: Any, output_dir: Path, progress: bool) -> dict[str, Any]:
-    """TrainingArguments every step sets the same way from its config."""
-    return {
+def trainer_arguments(
+    options: TrainerOptions,
+    *,
+    step: str,
+    args_class: type,
+    output_dir: Path,
+    progress: bool,
+    step_arguments: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The keyword arguments of the step's ``args_class`` (``TrainingArguments``, TRL's
+    ``SFTConfig``/``GRPOConfig``): what every step sets the same way from its options, then the
+    step's own ``step_arguments``, then ``options.training_args`` passed through (a key already
+    set is refused with a :class:`ConfigError`, never silently overridden)."""
+    arguments = {
         "output_dir": str(output_dir),
-        "seed": config.seed,
-        "learning_rate": config.learning_rate,
-        "per_device_train_batch_size": config.batch_size,
-        "gradient_accumulation_steps": config.gradient_accumulation_steps,
-        "num_train_epochs": config.epochs,
-        "max_steps": config.max_steps,
-        "lr_scheduler_type": "cosine",
-        "warmup_steps": config.warmup_steps,
-        "logging_steps": config.logging_steps,
-        "bf16": use_bf16(config.precision),
-        "gradient_checkpointing": config.gradient_checkpointing,
+        "seed": options.seed,
+        "learning_rate": options.learning_rate,
+        "per_device_train_batch_size": options.batch_size,
+        "gradient_accumulation_steps": options.gradient_accumulation_steps,
+        "num_train_epochs": options.epochs,
+        "max_steps": options.max_steps,
+        "lr_scheduler_type": options.lr_scheduler_type,
+        "warmup_steps": options.warmup_steps,
+        "logging_steps": options.logging_steps,
+        "bf16": use_bf16(options.precision),
+        "gradient_checkpointing": options.gradient_checkpointing,
         "report_to": "none",
         "disable_tqdm": not progress,
         "dataloader_num_workers": 0,
         "use_cpu": not _cuda(),
     }
+    twice = sorted(set(arguments) & set(step_arguments or {}))
+    if twice:  # a step's own argument never replaces a shared one unnoticed
+        raise ValueError(f"{step}: {', '.join(twice)} set by trainer_arguments already")
+    return merge_training_args(step, {**arguments, **(step_arguments or {})}, options, args_class)
 
 
-def check_schedule(step: str, config: Any) -> None:
-    """Refuse a training schedule that trains nothing (a silently useless model otherwise)."""
+def check_schedule(step: str, config: TrainerOptions) -> None:
+    """Refuse a training schedule that trains nothing (a silently useless model otherwise), or a
+    scheduler transformers does not know."""
     if config.max_steps <= 0 and config.epochs <= 0:
         raise ConfigError(
             f"{step}: epochs={config.epochs} and max_steps={config.max_steps} train for no step; "
@@ -74,6 +96,7 @@ def check_schedule(step: str, config: Any) -> None:
         raise ConfigError(f"{step}.learning_rate={config.learning_rate}: expected > 0")
     if config.batch_size < 1:
         raise ConfigError(f"{step}.batch_size={config.batch_size}: expected >= 1")
+    check_scheduler(step, config)
 
 
 def _cuda() -> bool:
@@ -137,6 +160,9 @@ _RESUME_NEUTRAL = {
     "max_steps",
     "epochs",
 }
+# settings added after checkpoints recorded their identity: at these values they train as before,
+# so a checkpoint written without them still belongs to the run
+_IDENTITY_ADDED = {"lr_scheduler_type": "cosine", "training_args": {}}
 
 
 def run_identity(config: Any, model_dir: str | Path, train: Any) -> dict[str, Any]:
@@ -145,7 +171,11 @@ def run_identity(config: Any, model_dir: str | Path, train: Any) -> dict[str, An
 
     weights = sorted(Path(model_dir).glob("*.safetensors"))
     return {
-        "config": {k: v for k, v in asdict(config).items() if k not in _RESUME_NEUTRAL},
+        "config": {
+            k: v
+            for k, v in asdict(config).items()
+            if k not in _RESUME_NEUTRAL and not (k in _IDENTITY_ADDED and v == _IDENTITY_ADDED[k])
+        },
         "model": [(w.name, w.stat().st_size, int(w.stat().st_mtime)) for w in weights],
         "data": getattr(train, "_fingerprint", None),
     }
@@ -199,7 +229,7 @@ def quiet_trainer(trainer: Any, progress: bool) -> Any:
     return trainer
 
 
-def lora_config(config: Any) -> Any:
+def lora_config(config: LoraOptions) -> Any:
     """PEFT LoRA settings from a step config's ``use_lora``/``lora_*`` fields (None: full
     fine-tuning)."""
     if not config.use_lora:

@@ -494,3 +494,21 @@ def report_markdown(report: dict[str, Any]) -> str:
         )
     lines += ["", "## Contracts", ""] + [f"- {v}" for v in report["contracts"].values()]
     return "\n".join(lines) + "\n"
+
+
+def summary_lines(report: dict[str, Any], out_dir: str | Path) -> list[str]:
+    """What ``build-datasets`` says when it is done: each task's examples and the split."""
+    a, e = report["task_a"], report["sft_examples"]
+    return [
+        f"build-datasets: rewrite task {a['kept_after_per_query_cap']:,} examples "
+        f"({a['graded_relevant']:,} graded relevant, {a['without_conversion_evidence']:,} "
+        "without conversion evidence, "
+        + ("kept" if a["kept_without_conversion_evidence"] else "set aside")
+        + "); tagging task "
+        f"{report['task_b']['kept']:,} examples; GRPO prompts "
+        f"{report['grpo_prompts']['train']:,} train / {report['grpo_prompts']['eval']:,} eval",
+        f"build-datasets: split by query: train {e['train'].get('rewrite', 0):,} + "
+        f"{e['train'].get('tag', 0):,}, eval {e['eval'].get('rewrite', 0):,} + "
+        f"{e['eval'].get('tag', 0):,} (rewrite + tag) -> {out_dir}/sft, {out_dir}/grpo; "
+        f"read {out_dir}/dataset_report.md",
+    ]

@@ -12,7 +12,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from qrewrite import __version__
 from qrewrite.errors import ConfigError
 from qrewrite.search_engine import ProductRetriever
 from qrewrite.tables import read_parquet_table
+from qrewrite.tracking import mlflow_callback, mlflow_run
 from qrewrite.training.common import (
     check_schedule,
     edge_means,
@@ -38,6 +39,7 @@ from qrewrite.training.common import (
 from qrewrite.training.datasets import GRPO_DIR, load_training_split
 from qrewrite.training.judge import RelevanceJudge
 from qrewrite.training.models import load_model, load_tokenizer, save_model
+from qrewrite.training.options import LoraOptions, TrackingOptions, TrainerOptions
 from qrewrite.training.rewards import (
     DEFAULT_WEIGHTS,
     REWARDS,
@@ -45,16 +47,16 @@ from qrewrite.training.rewards import (
     catalog_vocabulary,
     trl_reward,
 )
-from qrewrite.training.tracking import DEFAULT_TRACKING_URI, mlflow_callback, mlflow_run
 
 log = logging.getLogger(__name__)
 
 JUDGES = ("self", "teacher")
 
 
-@dataclass
-class GRPOStepConfig:
-    """Options of ``qrewrite grpo`` (section ``grpo:``)."""
+@dataclass(kw_only=True)
+class GRPOStepConfig(TrainerOptions, LoraOptions, TrackingOptions):
+    """Options of ``qrewrite grpo`` (section ``grpo:``); the trainer, LoRA and tracking options
+    shared with the other training steps are in :mod:`qrewrite.training.options`."""
 
     model: str = ""  # the SFT model directory
     judge: str = "self"  # "self": the SFT model in tagging mode, frozen; "teacher": the labeler
@@ -67,25 +69,17 @@ class GRPOStepConfig:
     # held-out prompts whose greedy rewrites are scored by every reward before and after
     # training: the same prompts both times, so the difference is learning, not prompt order
     probe_prompts: int = 64
-    seed: int = 7
     num_generations: int = 4  # rewrites sampled per query (the group)
-    batch_size: int = 8  # completions per device per step; a multiple of num_generations
-    gradient_accumulation_steps: int = 1
     max_completion_length: int = 16  # tokens
     temperature: float = 1.0
     beta: float = 0.02  # KL to the SFT model; keeps rewrites fluent
+    # this step's schedule (TrainerOptions defaults otherwise)
+    batch_size: int = 8  # completions per device per step; a multiple of num_generations
     epochs: float = 1.0
     max_steps: int = 60  # > 0 overrides epochs
     learning_rate: float = 2e-4
     warmup_steps: int = 0
     logging_steps: int = 1  # per-step reward means for the first-vs-last comparison
-    precision: str = "auto"
-    gradient_checkpointing: bool = False
-    use_lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: str = "all-linear"
     use_vllm: bool = False  # GPU only: generate with vLLM (colocated)
     vllm_gpu_memory_utilization: float = 0.3
     save_steps: int = 50
@@ -93,8 +87,6 @@ class GRPOStepConfig:
     resume: bool = True
     keep_checkpoints: bool = False
     world_size: int = 1  # processes in distributed training; the batch check uses it
-    tracking_uri: str = DEFAULT_TRACKING_URI
-    experiment: str = "qrewrite"
 
     def check(self) -> None:
         """Every mistake that would otherwise surface mid-training."""
@@ -186,17 +178,82 @@ def probe_rewards(
     return out
 
 
+@dataclass
+class GRPOResult:
+    """What ``grpo`` did; :meth:`to_dict` is ``grpo_report.json``."""
+
+    qrewrite_version: str
+    config: dict[str, Any]  # the step's settings (``asdict`` of its config)
+    train_prompts: int
+    steps: int
+    resumed_from: str | None
+    train_seconds: float
+    steps_per_second: float | None
+    reward_first_20pct: float  # mean total reward over the first 20% of steps
+    reward_last_20pct: float
+    rewards: dict[str, dict[str, float]]  # per reward: first_20pct, last_20pct
+    probe: dict[str, Any]  # prompts, and each reward's mean before and after training
+    mlflow_run_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a mapping, keys in the order of ``grpo_report.json``."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def summary_lines(self, out_dir: str | Path) -> list[str]:
+        """What ``grpo`` says when it is done: the reward curve, per reward, and the MLflow run."""
+        parts = ", ".join(
+            f"{n} {v['first_20pct']:.2f}->{v['last_20pct']:.2f}" for n, v in self.rewards.items()
+        )
+        return [
+            f"grpo: {self.steps} steps in {self.train_seconds} s; mean total reward "
+            f"{self.reward_first_20pct:.3f} (first 20% of steps) -> "
+            f"{self.reward_last_20pct:.3f} (last 20%) -> {out_dir}",
+            f"grpo: rewards {parts}; MLflow run {self.mlflow_run_id}",
+        ]
+
+
+def grpo_arguments(config: GRPOStepConfig, *, output_dir: Path, progress: bool) -> dict[str, Any]:
+    """The keyword arguments of TRL's ``GRPOConfig`` for ``config`` (checkpoints in
+    ``output_dir``)."""
+    from trl import GRPOConfig
+
+    names = [n for n, w in config.reward_weights.items() if w != 0]
+    return trainer_arguments(
+        config,
+        step="grpo",
+        args_class=GRPOConfig,
+        output_dir=output_dir,
+        progress=progress,
+        step_arguments={
+            "num_generations": config.num_generations,
+            "max_completion_length": config.max_completion_length,
+            "temperature": config.temperature,
+            "beta": config.beta,
+            "reward_weights": [config.reward_weights[n] for n in names],
+            "use_vllm": config.use_vllm,
+            "vllm_gpu_memory_utilization": config.vllm_gpu_memory_utilization,
+            "save_strategy": "steps",
+            "save_steps": config.save_steps,
+            "save_total_limit": config.save_total_limit,
+        },
+    )
+
+
 def grpo(
     config: GRPOStepConfig,
+    *,
     datasets_dir: str | Path,
     data_dir: str | Path,
     out_dir: str | Path,
     labels: str | Path | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> GRPOResult:
     """Align ``config.model`` on ``<datasets>/grpo``; save the merged policy to ``out_dir``."""
     quiet_libraries()
     config.check()
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    arguments = grpo_arguments(config, output_dir=ckpt_dir, progress=progress)
     data = load_training_split(Path(datasets_dir) / GRPO_DIR, GRPO_DIR)
     data_dir = Path(data_dir)
     catalog = read_parquet_table(
@@ -225,21 +282,7 @@ def grpo(
 
     from trl import GRPOConfig, GRPOTrainer
 
-    out = Path(out_dir)
-    ckpt_dir = out / "checkpoints"
-    args = GRPOConfig(
-        **trainer_arguments(config, ckpt_dir, progress),
-        num_generations=config.num_generations,
-        max_completion_length=config.max_completion_length,
-        temperature=config.temperature,
-        beta=config.beta,
-        reward_weights=[config.reward_weights[n] for n in names],
-        use_vllm=config.use_vllm,
-        vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-    )
+    args = GRPOConfig(**arguments)
     identity = run_identity(config, config.model, train)
     resume_from = last_checkpoint(ckpt_dir, identity) if config.resume else None
     if resume_from:
@@ -273,20 +316,21 @@ def grpo(
         for n in names:
             f, lst = edge_means([v for _, v in series(history, f"rewards/{n}/mean")])
             per_reward[n] = {"first_20pct": f, "last_20pct": lst}
-        report: dict[str, Any] = {
-            "qrewrite_version": __version__,
-            "config": asdict(config),
-            "train_prompts": len(train),
-            "steps": int(result.global_step),
-            "resumed_from": resume_from,
-            "train_seconds": round(seconds, 1),
-            "steps_per_second": round(result.global_step / seconds, 3) if seconds else None,
-            "reward_first_20pct": first,
-            "reward_last_20pct": last,
-            "rewards": per_reward,
-            "probe": {"prompts": len(probe), "before": before, "after": after},
-            "mlflow_run_id": run.info.run_id,
-        }
+        outcome = GRPOResult(
+            qrewrite_version=__version__,
+            config=asdict(config),
+            train_prompts=len(train),
+            steps=int(result.global_step),
+            resumed_from=resume_from,
+            train_seconds=round(seconds, 1),
+            steps_per_second=round(result.global_step / seconds, 3) if seconds else None,
+            reward_first_20pct=first,
+            reward_last_20pct=last,
+            rewards=per_reward,
+            probe={"prompts": len(probe), "before": before, "after": after},
+            mlflow_run_id=run.info.run_id,
+        )
+        report = outcome.to_dict()
         mlflow.log_metrics(
             {
                 "grpo/reward_first_20pct": first,
@@ -312,7 +356,7 @@ def grpo(
         mlflow.log_artifact(str(out / "grpo_rewards.png"))
     if not config.keep_checkpoints:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-    return report
+    return outcome
 
 
 def grpo_markdown(report: dict[str, Any]) -> str:

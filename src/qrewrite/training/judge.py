@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from qrewrite.training.prompts import GRADE_WORDS, answer, tagging_prompt
+from qrewrite.training.prompts import GRADE_WORDS, answer, parse_tagging_prompt, tagging_prompt
 
 
 def answer_logprobs(
@@ -107,3 +107,21 @@ def tagging_metrics(
         ),
         "pairs": float(len(true)),
     }
+
+
+def evaluate_tagging(
+    model: Any, tokenizer: Any, train: Any, held_out: Any, max_pairs: int, seed: int
+) -> dict[str, float]:
+    """Tagging accuracy and macro-F1 on held-out pairs, and the majority-class baseline."""
+    rows = held_out.filter(lambda r: r["task"] == "tag")
+    if len(rows) == 0:
+        return {}
+    if max_pairs and len(rows) > max_pairs:
+        rows = rows.shuffle(seed=seed).select(range(max_pairs))
+    train_grades = [g for g, t in zip(train["grade"], train["task"], strict=True) if t == "tag"]
+    majority = int(np.bincount(train_grades, minlength=3).argmax()) if train_grades else 2
+    pairs = [parse_tagging_prompt(prompt) for prompt in rows["prompt"]]
+    queries, rewrites = [q for q, _ in pairs], [r for _, r in pairs]
+    judge = RelevanceJudge(model, tokenizer)
+    predicted = judge.probabilities(queries, rewrites).argmax(axis=1)
+    return tagging_metrics(list(rows["grade"]), predicted.tolist(), majority)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.tables import read_parquet_table
 from qrewrite.text import normalize_query
+from qrewrite.tracking import mlflow_callback, mlflow_run
 from qrewrite.training.common import (
     check_schedule,
     edge_means,
@@ -33,8 +34,8 @@ from qrewrite.training.common import (
     trainer_arguments,
 )
 from qrewrite.training.models import ModelShape, build_small_model, save_model, train_tokenizer
+from qrewrite.training.options import TrackingOptions, TrainerOptions
 from qrewrite.training.prompts import answer, rewrite_prompt
-from qrewrite.training.tracking import DEFAULT_TRACKING_URI, mlflow_callback, mlflow_run
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,12 @@ MIN_VOCAB = 512  # bytes, special and prompt tokens, and a few hundred merges
 MAX_TOKENS_PER_WORD = 2.5
 
 
-@dataclass
-class PretrainConfig:
-    """Tokenizer, model size and training of ``qrewrite pretrain`` (section ``pretrain:``)."""
+@dataclass(kw_only=True)
+class PretrainConfig(TrainerOptions, TrackingOptions):
+    """Tokenizer, model size and training of ``qrewrite pretrain`` (section ``pretrain:``); the
+    trainer and tracking options shared with the other steps are in
+    :mod:`qrewrite.training.options`."""
 
-    seed: int = 7
     vocab_size: int = 4000
     hidden_size: int = 128
     intermediate_size: int = 384
@@ -63,17 +65,10 @@ class PretrainConfig:
     objective: str = "lm"
     denoise_pairs: int = 20000
     denoise_query_share: float = 0.3  # of the pairs, logged queries (the rest: catalog forms)
+    # this step's schedule (TrainerOptions defaults otherwise)
     epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
     batch_size: int = 32
-    gradient_accumulation_steps: int = 1
     learning_rate: float = 3e-3
-    warmup_steps: int = 10
-    logging_steps: int = 5
-    precision: str = "auto"
-    gradient_checkpointing: bool = False
-    tracking_uri: str = DEFAULT_TRACKING_URI
-    experiment: str = "qrewrite"
 
     def check(self) -> None:
         """Every mistake that would give a model that cannot learn, before any work."""
@@ -207,15 +202,77 @@ def eval_queries(datasets_dir: Path | None) -> set[str]:
     return out
 
 
+@dataclass
+class PretrainResult:
+    """What ``pretrain`` did; :meth:`to_dict` is ``pretrain_report.json``."""
+
+    qrewrite_version: str
+    config: dict[str, Any]  # the step's settings (``asdict`` of its config)
+    corpus_texts: int  # language-modelling texts (0 without the lm objective)
+    tokens_per_word: float
+    denoising_pairs: int
+    denoising_examples: list[list[str]]  # the first ten (noisy, clean) pairs
+    excluded_eval_queries: int
+    vocab_size: int
+    parameters: int
+    steps: int
+    train_seconds: float
+    loss_first_20pct: float
+    loss_last_20pct: float
+    mlflow_run_id: str
+    tokens_seen: int
+    tokens_per_second: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a mapping, keys in the order of ``pretrain_report.json``."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def summary_lines(self, out_dir: str | Path) -> list[str]:
+        """What ``pretrain`` says when it is done (the CLI and the pipeline step alike)."""
+        return [
+            f"pretrain: {self.parameters:,}-parameter Qwen2, vocab {self.vocab_size:,}, "
+            f"{self.corpus_texts:,} texts + {self.denoising_pairs:,} denoising pairs, "
+            f"{self.steps} steps in {self.train_seconds} s; loss "
+            f"{self.loss_first_20pct:.3f} -> {self.loss_last_20pct:.3f} -> {out_dir}"
+        ]
+
+
+def pretrain_arguments(
+    config: PretrainConfig, *, output_dir: Path, progress: bool, denoising: bool
+) -> dict[str, Any]:
+    """The keyword arguments of TRL's ``SFTConfig`` for ``config`` (``denoising``: the corpus
+    holds denoising pairs, which are never packed)."""
+    from trl import SFTConfig
+
+    return trainer_arguments(
+        config,
+        step="pretrain",
+        args_class=SFTConfig,
+        output_dir=output_dir,
+        progress=progress,
+        step_arguments={
+            "max_length": config.max_length,
+            # classic LM pretraining packs a stream cut into blocks; a denoising pair must stay
+            # whole (its answer reads its own query, never a neighbour's)
+            "packing": not denoising,
+            "packing_strategy": "wrapped",
+            "save_strategy": "no",
+            "dataset_text_field": "text",
+        },
+    )
+
+
 def pretrain(
     config: PretrainConfig,
+    *,
     data_dir: str | Path,
     mined_dir: str | Path,
     out_dir: str | Path,
     datasets_dir: str | Path | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Train the tokenizer and the model; save a model directory to ``out_dir``; return a report."""
+) -> PretrainResult:
+    """Train the tokenizer and the model; save a model directory to ``out_dir``; return what
+    was done."""
     quiet_libraries()
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -223,6 +280,10 @@ def pretrain(
     config.check()
     objectives = config.objectives()
     out = Path(out_dir)
+    # a pass-through trainer argument that cannot be used fails here, before any work
+    pretrain_arguments(
+        config, output_dir=out / "checkpoints", progress=progress, denoising="denoise" in objectives
+    )
     excluded = eval_queries(Path(datasets_dir) if datasets_dir else None)
     corpus = domain_corpus(Path(data_dir), Path(mined_dir), excluded)
     t0 = time.perf_counter()
@@ -250,14 +311,9 @@ def pretrain(
     ]
     dataset = Dataset.from_dict({"text": texts}).shuffle(seed=config.seed)
     args = SFTConfig(
-        **trainer_arguments(config, out / "checkpoints", progress),
-        max_length=config.max_length,
-        # classic LM pretraining packs a stream cut into blocks; a denoising pair must stay
-        # whole (its answer reads its own query, never a neighbour's)
-        packing=not pairs,
-        packing_strategy="wrapped",
-        save_strategy="no",
-        dataset_text_field="text",
+        **pretrain_arguments(
+            config, output_dir=out / "checkpoints", progress=progress, denoising=bool(pairs)
+        )
     )
     with mlflow_run(config.tracking_uri, config.experiment, "pretrain", config) as run:
         import mlflow
@@ -277,22 +333,24 @@ def pretrain(
         first, last = edge_means([v for _, v in losses])
         n_params = sum(p.numel() for p in model.parameters())
         tokens = tokens_seen(trainer.state.log_history)
-        report = {
-            "qrewrite_version": __version__,
-            "config": asdict(config),
-            "corpus_texts": len(corpus) if "lm" in objectives else 0,
-            "tokens_per_word": round(per_word, 3),
-            "denoising_pairs": len(pairs),
-            "denoising_examples": [list(p) for p in pairs[:10]],
-            "excluded_eval_queries": len(excluded),
-            "vocab_size": len(tokenizer),
-            "parameters": n_params,
-            "steps": int(result.global_step),
-            "train_seconds": round(seconds, 1),
-            "loss_first_20pct": first,
-            "loss_last_20pct": last,
-            "mlflow_run_id": run.info.run_id,
-        }
+        outcome = PretrainResult(
+            qrewrite_version=__version__,
+            config=asdict(config),
+            corpus_texts=len(corpus) if "lm" in objectives else 0,
+            tokens_per_word=round(per_word, 3),
+            denoising_pairs=len(pairs),
+            denoising_examples=[list(p) for p in pairs[:10]],
+            excluded_eval_queries=len(excluded),
+            vocab_size=len(tokenizer),
+            parameters=n_params,
+            steps=int(result.global_step),
+            train_seconds=round(seconds, 1),
+            loss_first_20pct=first,
+            loss_last_20pct=last,
+            mlflow_run_id=run.info.run_id,
+            tokens_seen=tokens,
+            tokens_per_second=round(tokens / seconds, 1) if tokens else None,
+        )
         mlflow.log_metrics(
             {
                 "pretrain/loss_first_20pct": first,
@@ -300,9 +358,8 @@ def pretrain(
                 "pretrain/parameters": n_params,
             }
         )
-        report["tokens_seen"] = tokens
-        report["tokens_per_second"] = round(tokens / seconds, 1) if tokens else None
+        report = outcome.to_dict()
         save_model(trainer.model, tokenizer, out, {"step": "pretrain", **report})
         plot_curves({"loss": losses}, "Domain pretraining loss", out / "pretrain_loss.png")
         (out / "pretrain_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    return outcome

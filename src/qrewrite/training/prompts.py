@@ -6,6 +6,8 @@ is byte-for-byte the one the model was trained on.
 
 from __future__ import annotations
 
+import re
+
 # Task B answers one of three words; order is the grade (0, 1, 2) of docs/labeling.md.
 GRADE_WORDS: tuple[str, str, str] = ("irrelevant", "partial", "relevant")
 
@@ -60,3 +62,29 @@ def parse_rewrite(completion: str | list[dict[str, str]]) -> str:
     if isinstance(completion, list):
         completion = completion[-1]["content"] if completion else ""
     return completion.replace("<|im_end|>", "").strip()
+
+
+def parse_tagging_prompt(prompt: list[dict[str, str]]) -> tuple[str, str]:
+    """The (query, rewrite) a :func:`tagging_prompt` holds: its inverse.
+
+    >>> parse_tagging_prompt(tagging_prompt("red shoes", "red sneakers"))
+    ('red shoes', 'red sneakers')
+    """
+    text = prompt[-1]["content"]
+    query, _, rest = text.partition("\nquery: ")[2].partition("\nrewrite: ")
+    return query, rest.removesuffix("\ngrade:")
+
+
+# A rewrite is one line of shopper words: not the prompt's field names, not a grade word.
+_ECHO = re.compile(r"\b(query|rewrite|grade|product)\s*:", re.IGNORECASE)
+
+
+def is_well_formed(rewrite: str) -> bool:
+    text = rewrite.strip()
+    return (
+        bool(text)
+        and "\n" not in text
+        and "<|" not in text
+        and not _ECHO.search(text)
+        and text.lower() not in GRADE_WORDS
+    )

@@ -9,13 +9,12 @@ their weighted sum, weights from config (``grpo.reward_weights``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from qrewrite.text import normalize_query
-from qrewrite.training.prompts import GRADE_WORDS, parse_rewrite
+from qrewrite.training.prompts import is_well_formed, parse_rewrite
 
 ProductSets = Sequence[Sequence[str]]
 
@@ -34,21 +33,6 @@ class RewardContext:
     product_types: frozenset[str] = frozenset()
     min_words: int = 1
     max_words: int = 12
-
-
-# A rewrite is one line of shopper words: not the prompt's field names, not a grade word.
-_ECHO = re.compile(r"\b(query|rewrite|grade|product)\s*:", re.IGNORECASE)
-
-
-def is_well_formed(rewrite: str) -> bool:
-    text = rewrite.strip()
-    return (
-        bool(text)
-        and "\n" not in text
-        and "<|" not in text
-        and not _ECHO.search(text)
-        and text.lower() not in GRADE_WORDS
-    )
 
 
 def relevance(

@@ -12,14 +12,13 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from qrewrite import __version__
 from qrewrite.errors import ConfigError
+from qrewrite.tracking import mlflow_callback, mlflow_run
 from qrewrite.training.common import (
     check_schedule,
     edge_means,
@@ -35,44 +34,32 @@ from qrewrite.training.common import (
     trainer_arguments,
 )
 from qrewrite.training.datasets import SFT_DIR, load_training_split
-from qrewrite.training.judge import RelevanceJudge, tagging_metrics
+from qrewrite.training.judge import evaluate_tagging
 from qrewrite.training.models import load_model, load_tokenizer, save_model
+from qrewrite.training.options import LoraOptions, TrackingOptions, TrainerOptions
 from qrewrite.training.prompts import GRADE_WORDS
-from qrewrite.training.tracking import DEFAULT_TRACKING_URI, mlflow_callback, mlflow_run
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class SFTStepConfig:
-    """Options of ``qrewrite sft`` (section ``sft:``)."""
+@dataclass(kw_only=True)
+class SFTStepConfig(TrainerOptions, LoraOptions, TrackingOptions):
+    """Options of ``qrewrite sft`` (section ``sft:``); the trainer, LoRA and tracking options
+    shared with the other training steps are in :mod:`qrewrite.training.options`."""
 
     base_model: str = ""  # a local model directory (pretrain output or a mounted instruct model)
     tasks: str = "rewrite,tag"  # "rewrite" alone gives the single-task ablation
-    seed: int = 7
-    use_lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: str = "all-linear"
     max_length: int = 128
     packing: bool = False  # helps on GPU with long, uneven examples; padding is small here
+    # this step's schedule (TrainerOptions defaults otherwise)
     epochs: float = 3.0
-    max_steps: int = -1  # > 0 overrides epochs
     batch_size: int = 32
-    gradient_accumulation_steps: int = 1
     learning_rate: float = 1e-3
-    warmup_steps: int = 10
-    logging_steps: int = 5
-    precision: str = "auto"
-    gradient_checkpointing: bool = False
     save_steps: int = 50
     save_total_limit: int = 2
     resume: bool = True  # continue from the newest checkpoint in <out>/checkpoints
     keep_checkpoints: bool = False  # delete them once the merged model is saved
     tagging_eval_pairs: int = 600  # held-out pairs scored at the end (0: all)
-    tracking_uri: str = DEFAULT_TRACKING_URI
-    experiment: str = "qrewrite"
 
     def task_list(self) -> list[str]:
         tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
@@ -82,36 +69,89 @@ class SFTStepConfig:
         return tasks
 
 
-def evaluate_tagging(
-    model: Any, tokenizer: Any, train: Any, held_out: Any, max_pairs: int, seed: int
-) -> dict[str, float]:
-    """Tagging accuracy and macro-F1 on held-out pairs, and the majority-class baseline."""
-    rows = held_out.filter(lambda r: r["task"] == "tag")
-    if len(rows) == 0:
-        return {}
-    if max_pairs and len(rows) > max_pairs:
-        rows = rows.shuffle(seed=seed).select(range(max_pairs))
-    train_grades = [g for g, t in zip(train["grade"], train["task"], strict=True) if t == "tag"]
-    majority = int(np.bincount(train_grades, minlength=3).argmax()) if train_grades else 2
-    queries, rewrites = [], []
-    for prompt in rows["prompt"]:
-        text = prompt[-1]["content"]
-        queries.append(text.split("\nquery: ", 1)[1].split("\nrewrite: ", 1)[0])
-        rewrites.append(text.split("\nrewrite: ", 1)[1].removesuffix("\ngrade:"))
-    judge = RelevanceJudge(model, tokenizer)
-    predicted = judge.probabilities(queries, rewrites).argmax(axis=1)
-    return tagging_metrics(list(rows["grade"]), predicted.tolist(), majority)
+@dataclass
+class SFTResult:
+    """What ``sft`` did; :meth:`to_dict` is ``sft_report.json``."""
+
+    qrewrite_version: str
+    config: dict[str, Any]  # the step's settings (``asdict`` of its config)
+    tasks: list[str]
+    train_examples: int
+    steps: int
+    resumed_from: str | None
+    train_seconds: float
+    tokens_seen: int
+    tokens_per_second: float | None
+    loss_first_20pct: float
+    loss_last_20pct: float
+    eval_loss: float
+    tagging: dict[str, float]  # empty for the single-task ablation
+    mlflow_run_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a mapping, keys in the order of ``sft_report.json``."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def summary_lines(self, out_dir: str | Path) -> list[str]:
+        """What ``sft`` says when it is done: loss, the tagging task against the majority class,
+        and the MLflow run."""
+        lines = [
+            f"sft: {self.steps} steps on {self.train_examples:,} examples "
+            f"({', '.join(self.tasks)}) in {self.train_seconds} s; loss "
+            f"{self.loss_first_20pct:.3f} -> {self.loss_last_20pct:.3f}, held-out loss "
+            f"{self.eval_loss:.3f} -> {out_dir}"
+        ]
+        t = self.tagging
+        if t:
+            lines.append(
+                f"sft: relevance tagging on {int(t['pairs'])} held-out pairs: accuracy "
+                f"{t['tagging_accuracy']:.3f} (majority class {t['majority_accuracy']:.3f}), "
+                f"macro-F1 {t['tagging_macro_f1']:.3f} (majority {t['majority_macro_f1']:.3f})"
+            )
+        lines.append(f"sft: MLflow run {self.mlflow_run_id}")
+        return lines
+
+
+def sft_arguments(config: SFTStepConfig, *, output_dir: Path, progress: bool) -> dict[str, Any]:
+    """The keyword arguments of TRL's ``SFTConfig`` for ``config`` (checkpoints in
+    ``output_dir``)."""
+    from trl import SFTConfig
+
+    return trainer_arguments(
+        config,
+        step="sft",
+        args_class=SFTConfig,
+        output_dir=output_dir,
+        progress=progress,
+        step_arguments={
+            "max_length": config.max_length,
+            "packing": config.packing,
+            "completion_only_loss": True,
+            "save_strategy": "steps",
+            "save_steps": config.save_steps,
+            "save_total_limit": config.save_total_limit,
+            "eval_strategy": "no",
+            "per_device_eval_batch_size": config.batch_size,
+        },
+    )
 
 
 def sft(
-    config: SFTStepConfig, datasets_dir: str | Path, out_dir: str | Path, progress: bool = True
-) -> dict[str, Any]:
+    config: SFTStepConfig,
+    *,
+    datasets_dir: str | Path,
+    out_dir: str | Path,
+    progress: bool = True,
+) -> SFTResult:
     """Fine-tune ``config.base_model`` on ``<datasets>/sft``; save a merged model to ``out_dir``."""
     quiet_libraries()
     tasks = config.task_list()
     check_schedule("sft", config)
     if not config.base_model:
         raise ConfigError("sft.base_model is not set; pass --base-model DIR")
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    arguments = sft_arguments(config, output_dir=ckpt_dir, progress=progress)
     # everything that can be wrong is checked before the first step
     data = load_training_split(Path(datasets_dir) / SFT_DIR, SFT_DIR)
     tokenizer = load_tokenizer(config.base_model)
@@ -120,19 +160,7 @@ def sft(
 
     train = data["train"].filter(lambda r: r["task"] in tasks)
     held_out = data["eval"]
-    out = Path(out_dir)
-    ckpt_dir = out / "checkpoints"
-    args = SFTConfig(
-        **trainer_arguments(config, ckpt_dir, progress),
-        max_length=config.max_length,
-        packing=config.packing,
-        completion_only_loss=True,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        eval_strategy="no",
-        per_device_eval_batch_size=config.batch_size,
-    )
+    args = SFTConfig(**arguments)
     identity = run_identity(config, config.base_model, train)
     resume_from = last_checkpoint(ckpt_dir, identity) if config.resume else None
     if resume_from:
@@ -167,22 +195,23 @@ def sft(
         losses = series(trainer.state.log_history, "loss")
         first, last = edge_means([v for _, v in losses])
         tokens = tokens_seen(trainer.state.log_history)
-        report: dict[str, Any] = {
-            "qrewrite_version": __version__,
-            "config": asdict(config),
-            "tasks": tasks,
-            "train_examples": len(train),
-            "steps": int(result.global_step),
-            "resumed_from": resume_from,
-            "train_seconds": round(train_seconds, 1),
-            "tokens_seen": tokens,
-            "tokens_per_second": round(tokens / train_seconds, 1) if tokens else None,
-            "loss_first_20pct": first,
-            "loss_last_20pct": last,
-            "eval_loss": eval_loss,
-            "tagging": tagging,
-            "mlflow_run_id": run.info.run_id,
-        }
+        outcome = SFTResult(
+            qrewrite_version=__version__,
+            config=asdict(config),
+            tasks=tasks,
+            train_examples=len(train),
+            steps=int(result.global_step),
+            resumed_from=resume_from,
+            train_seconds=round(train_seconds, 1),
+            tokens_seen=tokens,
+            tokens_per_second=round(tokens / train_seconds, 1) if tokens else None,
+            loss_first_20pct=first,
+            loss_last_20pct=last,
+            eval_loss=eval_loss,
+            tagging=tagging,
+            mlflow_run_id=run.info.run_id,
+        )
+        report = outcome.to_dict()
         mlflow.log_metrics(
             {
                 "sft/loss_first_20pct": first,
@@ -198,7 +227,7 @@ def sft(
         mlflow.log_artifact(str(out / "sft_report.md"))
     if not config.keep_checkpoints:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-    return report
+    return outcome
 
 
 def sft_markdown(report: dict[str, Any]) -> str:

@@ -17,121 +17,17 @@ by reason, and left out of the metrics.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from qrewrite.errors import DataError
-from qrewrite.market.truth import grade_pairs, grade_rewrite_intents
+from qrewrite.evaluation.truth import TruthLookup
 from qrewrite.tables import read_parquet_table
-from qrewrite.text import normalize_query
 
 GRADES = (0, 1, 2)
 GRADE_NAMES = {0: "irrelevant", 1: "partial", 2: "relevant"}
-
-
-@dataclass
-class TruthLookup:
-    """Ground truth of a data directory, ready to grade (query, rewrite / product) pairs."""
-
-    kind: str  # "synthetic" or "judged"
-    catalog: pd.DataFrame
-    intents: pd.DataFrame | None = None
-    query_intent: pd.Series | None = None  # normalised query -> intent_id
-    judgments: pd.Series | None = None  # (query, product_id) -> grade
-
-    @classmethod
-    def load(cls, data_dir: str | Path) -> TruthLookup:
-        data = Path(data_dir)
-        manifest_path = data / "manifest.json"
-        if not manifest_path.exists():
-            raise DataError(
-                f"{manifest_path}: not found; --data must be a synth or import-judged "
-                "output directory"
-            )
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            kind = manifest["kind"]
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"{manifest_path}: not valid JSON ({e})") from e
-        except (KeyError, TypeError) as e:
-            raise DataError(
-                f"{manifest_path}: no 'kind' (synthetic or judged); not a synth or import-judged "
-                "manifest"
-            ) from e
-        catalog = read_parquet_table(data / "catalog.parquet", "catalog").to_pandas()
-        if kind == "synthetic":
-            intents = read_parquet_table(data / "truth" / "intents.parquet", "truth").to_pandas()
-            queries = read_parquet_table(data / "truth" / "queries.parquet", "truth").to_pandas()
-            # A text phrased for several intents belongs to the one that produces most of it.
-            share = queries["weight"] * intents["popularity"].to_numpy()[queries["intent_id"]]
-            dominant = (
-                queries.assign(share=share)
-                .sort_values(["query", "share"], ascending=[True, False], kind="stable")
-                .drop_duplicates("query")
-            )
-            return cls(kind, catalog, intents, dominant.set_index("query")["intent_id"])
-        if kind == "judged":
-            j = read_parquet_table(data / "truth" / "judgments.parquet", "truth").to_pandas()
-            return cls(kind, catalog, judgments=j.set_index(["query", "product_id"])["grade"])
-        raise DataError(f"{manifest_path}: unknown data kind {kind!r}")
-
-    def grade(self, pairs: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
-        """Truth grades (float, NaN where unknown) and, per pair, why it has none ("" if judged).
-
-        ``pairs`` needs ``query`` and ``rewrite``; ``product_id`` (optional) marks title pairs.
-        """
-        n = len(pairs)
-        truth = np.full(n, np.nan)
-        reason = pd.Series([""] * n, index=pairs.index, dtype=object)
-        query = pairs["query"].map(normalize_query).to_numpy()
-        product = (
-            pairs["product_id"].to_numpy(dtype=object)
-            if "product_id" in pairs
-            else np.full(n, None, dtype=object)
-        )
-        is_title = pd.notna(product)
-        if self.kind == "judged":
-            assert self.judgments is not None
-            keys = pd.MultiIndex.from_arrays([query[is_title], product[is_title]])
-            truth[is_title] = self.judgments.reindex(keys).to_numpy(dtype=float)
-            reason[~is_title] = "query_pairs_have_no_judgments"
-            reason[is_title & np.isnan(truth)] = "pair_not_judged"
-            return truth, reason
-
-        assert self.intents is not None and self.query_intent is not None
-        q_intent = self.query_intent.reindex(query).to_numpy(dtype=float)
-        known_q = ~np.isnan(q_intent)
-        reason[~known_q] = "query_not_in_truth"
-        # (query, title) pairs: grade the product under the query's intent.
-        pid_index = pd.Series(np.arange(len(self.catalog)), index=self.catalog["product_id"])
-        p_idx = pid_index.reindex(product[is_title]).to_numpy(dtype=float)
-        rows = np.flatnonzero(is_title)
-        ok = known_q[rows] & ~np.isnan(p_idx)
-        reason.iloc[rows[known_q[rows] & np.isnan(p_idx)]] = "product_not_in_catalog"
-        if ok.any():
-            truth[rows[ok]] = grade_pairs(
-                self.intents,
-                self.catalog,
-                q_intent[rows[ok]].astype(np.int64),
-                p_idx[ok].astype(np.int64),
-            )
-        # (query, rewrite) pairs: compare the two intents.
-        rows = np.flatnonzero(~is_title)
-        rewrite = pairs["rewrite"].map(normalize_query).to_numpy()[rows]
-        r_intent = self.query_intent.reindex(rewrite).to_numpy(dtype=float)
-        ok = known_q[rows] & ~np.isnan(r_intent)
-        reason.iloc[rows[known_q[rows] & np.isnan(r_intent)]] = "rewrite_not_in_truth"
-        if ok.any():
-            truth[rows[ok]] = grade_rewrite_intents(
-                self.intents,
-                self.catalog,
-                q_intent[rows[ok]].astype(np.int64),
-                r_intent[ok].astype(np.int64),
-            )
-        return truth, reason
 
 
 def grade_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict:

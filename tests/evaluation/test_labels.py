@@ -7,8 +7,9 @@ import pytest
 
 from qrewrite.cli import main
 from qrewrite.errors import DataError
+from qrewrite.evaluation.labels import evaluate_labels, grade_metrics
+from qrewrite.evaluation.truth import TruthLookup
 from qrewrite.importing.judged import JudgedImportConfig, import_judged
-from qrewrite.labeling.evaluate import TruthLookup, evaluate_labels, grade_metrics
 from qrewrite.market.truth import grade_products
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from qrewrite.training.tracking import mlflow_run
+from qrewrite.tracking import mlflow_run
 
 
 def test_a_second_store_is_not_shadowed_by_the_first(tmp_path) -> None:
@@ -35,7 +35,7 @@ def test_the_environment_still_wins(tmp_path, monkeypatch) -> None:
 def test_pipeline_steps_nest_under_the_pipeline_run(tmp_path, monkeypatch) -> None:
     import mlflow
 
-    from qrewrite.training.tracking import (
+    from qrewrite.tracking import (
         PARENT_RUN_ENV,
         end_pipeline_run,
         log_step,
@@ -73,7 +73,7 @@ def test_pipeline_steps_nest_under_the_pipeline_run(tmp_path, monkeypatch) -> No
 def test_kfp_mlflow_integration_run_is_reused(tmp_path, monkeypatch) -> None:
     import mlflow
 
-    from qrewrite.training.tracking import start_pipeline_run
+    from qrewrite.tracking import start_pipeline_run
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri)

@@ -1,0 +1,5 @@
+import sys
+
+from qrewrite.cli.main import main
+
+sys.exit(main())
