@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     commit = current_commit()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        import_judged(JudgedImportConfig(grade_scale=args.grade_scale), args.input, data)
+        import_judged(
+            JudgedImportConfig(grade_scale=args.grade_scale), input_path=args.input, out_dir=data
+        )
         encoder = SentenceEncoder()
         judged, graded = grade_all(data, encoder)
     section = render(args.input, judged, graded, commit)

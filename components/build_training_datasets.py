@@ -26,22 +26,22 @@ def build_training_datasets(
 
     from qrewrite.config import config_from_preset_text
     from qrewrite.tracking import PARENT_RUN_ENV, log_step
-    from qrewrite.training.datasets import DatasetConfig, build_datasets, summary_lines
+    from qrewrite.training.datasets import DatasetConfig, build_datasets
 
     os.environ[PARENT_RUN_ENV] = parent_run_id
     cfg = config_from_preset_text(DatasetConfig, config, "build_datasets")
     result = build_datasets(
         cfg,
-        market.path,
-        mined.path,
-        Path(labels.path) / "labeled_pairs.parquet",
-        datasets.path,
-        contract_results.path,
+        data_dir=market.path,
+        mined_dir=mined.path,
+        labels_path=Path(labels.path) / "labeled_pairs.parquet",
+        out_dir=datasets.path,
+        report_dir=contract_results.path,
     )
     shutil.copyfile(Path(datasets.path) / "dataset_report.md", report.path)
     log_step(
         "build_datasets",
-        result,
+        result.to_dict(),
         [Path(datasets.path) / "dataset_report.md", Path(datasets.path) / "dataset_report.json"],
     )
-    print("\n".join(summary_lines(result, datasets.path)))
+    print("\n".join(result.summary_lines(datasets.path)))

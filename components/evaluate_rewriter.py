@@ -30,7 +30,6 @@ def evaluate_rewriter(
 
     from qrewrite.config import config_from_preset_text
     from qrewrite.evaluation.evaluate import EvaluateConfig, evaluate
-    from qrewrite.evaluation.report import summary_lines
     from qrewrite.registry.config import CHAMPION, RegistryConfig
     from qrewrite.registry.resolve import resolve_champion
     from qrewrite.tracking import PARENT_RUN_ENV, flatten_numbers
@@ -48,18 +47,18 @@ def evaluate_rewriter(
         variants[CHAMPION], refs[CHAMPION] = str(champion[0]), champion[1]
     result = evaluate(
         cfg,
-        market.path,
-        datasets.path,
-        variants,
-        evaluation.path,
-        Path(labels.path) / "labeled_pairs.parquet",
-        candidate,
-        False,
+        data_dir=market.path,
+        datasets_dir=datasets.path,
+        variants=variants,
+        out_dir=evaluation.path,
+        labels=Path(labels.path) / "labeled_pairs.parquet",
+        candidate=candidate,
+        progress=False,
         model_refs=refs,
     )
     out = Path(evaluation.path)
     shutil.copyfile(out / "report.html", report.path)
     shutil.copyfile(out / "report.md", report_md.path)
-    for key, value in flatten_numbers(result["metrics"]).items():
+    for key, value in flatten_numbers(result.metrics).items():
         metrics.log_metric(key, value)
-    print("\n".join(summary_lines(result, evaluation.path)))
+    print("\n".join(result.summary_lines(evaluation.path)))

@@ -20,24 +20,29 @@ def label_rewrite_pairs(
     from pathlib import Path
 
     from qrewrite.config import config_from_preset_text
-    from qrewrite.labeling.label import LabelConfig, label, summary_lines
+    from qrewrite.labeling.label import LabelConfig, label
     from qrewrite.tracking import PARENT_RUN_ENV, log_step
 
     os.environ[PARENT_RUN_ENV] = parent_run_id
     cfg = config_from_preset_text(LabelConfig, config, "label")
     out = Path(labels.path) / "labeled_pairs.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = label(cfg, market.path, Path(mined.path) / "rewrite_candidates.parquet", out)
-    labels.metadata.update({"pairs": result["pairs_labeled"], "backend": result["backend"]})
+    result = label(
+        cfg,
+        data_dir=market.path,
+        candidates_path=Path(mined.path) / "rewrite_candidates.parquet",
+        out_path=out,
+    )
+    labels.metadata.update({"pairs": result.pairs_labeled, "backend": result.backend})
     log_step(
         "label",
         {
-            "pairs_labeled": result["pairs_labeled"],
-            "grades": result["grades"],
-            "set_aside": result["set_aside"],
-            "seconds": result["seconds"],
+            "pairs_labeled": result.pairs_labeled,
+            "grades": result.grades,
+            "set_aside": result.set_aside,
+            "seconds": result.seconds,
         },
         [out.with_suffix(".report.json")],
-        {"backend": result["backend"]},
+        {"backend": result.backend},
     )
-    print("\n".join(summary_lines(result, out)))
+    print("\n".join(result.summary_lines(out)))

@@ -26,7 +26,7 @@ def mine_search_logs(
 
     from qrewrite.config import config_from_preset_text
     from qrewrite.mining.config import MiningConfig, mining_window
-    from qrewrite.mining.mine import mine, summary_lines
+    from qrewrite.mining.mine import mine
     from qrewrite.tracking import PARENT_RUN_ENV, log_step
 
     os.environ[PARENT_RUN_ENV] = parent_run_id
@@ -34,17 +34,17 @@ def mine_search_logs(
     start, end = mining_window(window_end, window_days, scheduled_time)
     if end is not None:
         cfg.start, cfg.end = start, end
-    result = mine(cfg, market.path, mined.path)
+    result = mine(cfg, data_dir=market.path, out_dir=mined.path)
     shutil.copyfile(Path(mined.path) / "mining_report.md", report.path)
-    mined.metadata.update({"start": cfg.start or "", "end": cfg.end or "", **result["candidates"]})
+    mined.metadata.update({"start": cfg.start or "", "end": cfg.end or "", **result.candidates})
     log_step(
         "mine",
         {
-            "queries": result["queries"],
-            "candidates": result["candidates"],
-            "input": result["input"],
+            "queries": result.queries,
+            "candidates": result.candidates,
+            "input": result.input,
         },
         [Path(mined.path) / "mining_report.md", Path(mined.path) / "mining_report.json"],
         {"window_start": cfg.start or "log start", "window_end": cfg.end or "log end"},
     )
-    print("\n".join(summary_lines(result, mined.path)))
+    print("\n".join(result.summary_lines(mined.path)))

@@ -15,12 +15,11 @@ def stage_marketplace(config: str, data_source: str, parent_run_id: str, market:
     from qrewrite.config import config_from_preset_text
     from qrewrite.market.simulate import SynthConfig
     from qrewrite.market.stage import stage_marketplace as stage
-    from qrewrite.market.stage import summary_lines
     from qrewrite.tracking import PARENT_RUN_ENV, log_step
 
     os.environ[PARENT_RUN_ENV] = parent_run_id
     synth = config_from_preset_text(SynthConfig, config, "synth")
-    staged = stage(data_source, market.path, synth)
-    market.metadata.update(staged)
-    log_step("stage_marketplace", staged["rows"], [], {"data_source": staged["source"]})
-    print("\n".join(summary_lines(staged, market.path)))
+    staged = stage(source=data_source, out_dir=market.path, synth=synth)
+    market.metadata.update(staged.to_dict())
+    log_step("stage_marketplace", staged.rows, [], {"data_source": staged.source})
+    print("\n".join(staged.summary_lines(market.path)))

@@ -38,14 +38,14 @@ def no_outside_mlflow(monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture(scope="session")
 def tiny_market(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny_market")
-    synthesize(SynthConfig(scale="tiny", seed=11), out, progress=False)
+    synthesize(SynthConfig(scale="tiny", seed=11), out_dir=out, progress=False)
     return out
 
 
 @pytest.fixture(scope="session")
 def tiny_mined(tiny_market: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny_mined")
-    mine(MiningConfig(), tiny_market, out)
+    mine(MiningConfig(), data_dir=tiny_market, out_dir=out)
     return out
 
 
@@ -54,14 +54,25 @@ def tiny_labels(tiny_market: Path, tiny_mined: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_labels") / "labeled_pairs.parquet"
     with pytest.MonkeyPatch.context() as mp:  # training tests do not need the real encoder
         mp.setattr(label_module.Teacher, "encoder", property(lambda self: TrigramEncoder()))
-        label(LabelConfig(), tiny_market, tiny_mined / "rewrite_candidates.parquet", out)
+        label(
+            LabelConfig(),
+            data_dir=tiny_market,
+            candidates_path=tiny_mined / "rewrite_candidates.parquet",
+            out_path=out,
+        )
     return out
 
 
 @pytest.fixture(scope="session")
 def tiny_datasets(tiny_market: Path, tiny_mined: Path, tiny_labels: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_datasets")
-    build_datasets(DatasetConfig(eval_fraction=0.3), tiny_market, tiny_mined, tiny_labels, out)
+    build_datasets(
+        DatasetConfig(eval_fraction=0.3),
+        data_dir=tiny_market,
+        mined_dir=tiny_mined,
+        labels_path=tiny_labels,
+        out_dir=out,
+    )
     return out
 
 

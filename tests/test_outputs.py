@@ -183,3 +183,64 @@ def test_a_link_that_leads_nowhere_is_not_called_missing(tmp_path: Path, capsys)
     for path, expected in ((loop, "a symbolic link in a loop"), (dangling, "which does not exist")):
         assert main(["import-judged", "--input", str(path), "--out", str(tmp_path / "o")]) == 2
         assert expected in capsys.readouterr().err
+
+
+def test_sft_on_a_full_disk_keeps_the_previous_model(
+    tiny_model: Path, tiny_datasets: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The model folder is replaced only by a whole model; the base model is never an output."""
+    from qrewrite.training import sft as sft_module
+
+    out = tmp_path / "sft"
+
+    def sft(out_dir: Path) -> int:
+        return main(
+            [
+                "sft",
+                "--config",
+                "tiny",
+                "--datasets",
+                str(tiny_datasets),
+                "--base-model",
+                str(tiny_model),
+                "--out",
+                str(out_dir),
+                "--no-progress",
+                "--set",
+                "max_steps=2",
+                "--set",
+                f"tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            ]
+        )
+
+    assert sft(out) == 0
+    before = _snapshot(out)
+    assert "model.safetensors" in before and "sft_report.json" in before
+    monkeypatch.setattr(sft_module, "plot_curves", _disk_full)
+    assert sft(out) == 5
+    after = {k: v for k, v in _snapshot(out).items() if not k.startswith("checkpoints")}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".sft")] == []  # no stage
+    model_before = _snapshot(tiny_model)
+    assert sft(tiny_model) == 3
+    assert _snapshot(tiny_model) == model_before
+
+
+def test_a_report_folder_that_is_a_file_is_a_config_error(
+    tiny_market: Path, tiny_mined: Path, tiny_labels: Path, tmp_path: Path, capsys
+) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    for args in (
+        ["validate", "--contract", "catalog", "--data", str(tiny_market / "catalog.parquet")],
+        ["label-eval", "--data", str(tiny_market), "--labels", str(tiny_labels)],
+        [
+            "build-datasets",
+            *("--data", str(tiny_market), "--mined", str(tiny_mined)),
+            *("--labels", str(tiny_labels), "--out", str(tmp_path / "datasets")),
+        ],
+    ):
+        assert main([*args, "--report", str(a_file)]) == 3, args[0]
+        assert f"the output folder {a_file} is a file" in capsys.readouterr().err
+    assert a_file.read_text() == "keep me"
+    assert not (tmp_path / "datasets").exists()

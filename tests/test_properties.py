@@ -56,12 +56,14 @@ def test_import_judged_either_refuses_or_accounts_for_every_row(rows) -> None:
         pd.DataFrame(rows, columns=columns).to_parquet(src)
         out = Path(tmp) / "out"
         try:
-            manifest = import_judged(JudgedImportConfig(grade_scale="esci"), src, out)
+            manifest = import_judged(
+                JudgedImportConfig(grade_scale="esci"), input_path=src, out_dir=out
+            )
         except DataError as e:
             assert "\n" not in str(e) and str(src) in str(e)
             assert not out.exists()  # nothing half-written
             return
-        counts = manifest["counts"]
+        counts = manifest.counts
         assert counts["rows_read"] == len(rows)
         assert counts["judgments"] + sum(counts["rows_rejected"].values()) == len(rows)
         judged = pd.read_parquet(out / "judgments.parquet")

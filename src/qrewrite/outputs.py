@@ -38,6 +38,15 @@ def check_not_an_input(
                 )
 
 
+def check_output_folder(step: str, folder: str | Path) -> Path:
+    """``folder`` as a Path, refused before any work when it names a file (the user's mistake:
+    a config error, not a crash in the middle of writing)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{step}: the output folder {folder} is a file; name a folder")
+    return folder
+
+
 @contextmanager
 def staged_output(
     directory: str | Path,
@@ -50,9 +59,7 @@ def staged_output(
     error, move what it holds into ``directory``, replacing the previous ones, and remove the
     ``owned`` names (files or folders the step writes) that this run did not write; on an
     error, drop the stage and leave ``directory`` as it was."""
-    target = Path(directory)
-    if target.exists() and not target.is_dir():
-        raise ConfigError(f"{step}: the output folder {target} is a file; name a folder")
+    target = check_output_folder(step, directory)
     check_not_an_input(step, [target / name for name in owned], inputs)
     target.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.{step}-", dir=target.parent))

@@ -42,7 +42,16 @@ def report(tiny_market, tiny_datasets, tiny_labels, tiny_model, tmp_path_factory
         mp.setattr(Teacher, "encoder", property(lambda self: TrigramEncoder()))
         cfg = EvaluateConfig(min_p_relevant=0.0, tracking_uri=f"sqlite:///{out}/m.db", **SMALL)
         variants = {"vetted": str(tiny_model), "unvetted": str(tiny_model)}
-        r = evaluate(cfg, tiny_market, tiny_datasets, variants, out, tiny_labels, "unvetted", False)
+        r = evaluate(
+            cfg,
+            data_dir=tiny_market,
+            datasets_dir=tiny_datasets,
+            variants=variants,
+            out_dir=out,
+            labels=tiny_labels,
+            candidate="unvetted",
+            progress=False,
+        )
     return out, r
 
 
@@ -55,17 +64,17 @@ def test_every_variant_has_every_documented_key(report) -> None:
     assert saved["metrics"] == saved["variants"]["unvetted"]
     assert saved["held_out_queries"] == SMALL["max_queries"]
     # the run is in MLflow too, with the report as an artifact
-    assert r["mlflow_run_id"] and (out / "artifacts").is_dir()
+    assert r.mlflow_run_id and (out / "artifacts").is_dir()
 
 
 def test_no_rewrite_is_the_control(report) -> None:
     _, r = report
-    base = r["variants"][NO_REWRITE]
+    base = r.variants[NO_REWRITE]
     assert base["ucvr_uplift"] == 0.0 and base["pages_changed"] == 0.0
     assert base["hit_rate"] == base["hit_rate_original"]
     assert base["ndcg_at_10"] == pytest.approx(base["ndcg_at_10_original"])
     assert base["increment"] == 0.0
-    cand = r["variants"]["unvetted"]
+    cand = r.variants["unvetted"]
     assert cand["hit_rate"] >= base["hit_rate"]  # original + rewrite retrieves a superset
     assert 0 <= cand["served_rate"] <= 1 and 0 <= cand["copy_rate"] <= 1
     assert cand["queries_per_second"] > 0
@@ -117,9 +126,15 @@ def test_a_strict_serving_policy_serves_nothing_and_changes_nothing(
     db = f"sqlite:///{tmp_path}/m.db"
     cfg = EvaluateConfig(min_p_relevant=1.0, teacher=False, tracking_uri=db, **SMALL)
     r = evaluate(
-        cfg, tiny_market, tiny_datasets, {"m": str(tiny_model)}, tmp_path, None, "m", False
+        cfg,
+        data_dir=tiny_market,
+        datasets_dir=tiny_datasets,
+        variants={"m": str(tiny_model)},
+        out_dir=tmp_path,
+        candidate="m",
+        progress=False,
     )
-    m = r["variants"]["m"]
+    m = r.variants["m"]
     assert m["served_rate"] == 0.0 and m["pages_changed"] == 0.0 and m["ucvr_uplift"] == 0.0
     # the unvetted arm still shows what serving every rewrite would have done
     assert m["ucvr_uplift_unfiltered"] == m["ucvr_uplift_unfiltered"]  # measured, not NaN
@@ -148,12 +163,26 @@ def test_eval_queries_seen_in_training_are_left_out_with_a_count(
     leaky = _leaky_copy(tiny_datasets, tmp_path / "leaky", all_queries=False)
     db = f"sqlite:///{tmp_path}/m.db"
     cfg = EvaluateConfig(teacher=False, tracking_uri=db, **{**SMALL, "max_queries": 0})
-    r = evaluate(cfg, tiny_market, leaky, {"m": str(tiny_model)}, tmp_path / "o", None, "m", False)
-    assert r["overlap_dropped"] == 3
+    r = evaluate(
+        cfg,
+        data_dir=tiny_market,
+        datasets_dir=leaky,
+        variants={"m": str(tiny_model)},
+        out_dir=tmp_path / "o",
+        candidate="m",
+        progress=False,
+    )
+    assert r.overlap_dropped == 3
     assert "3 of" in caplog.text and "also appear in the training sets" in caplog.text
     all_leak = _leaky_copy(tiny_datasets, tmp_path / "all", all_queries=True)
     with pytest.raises(DataError, match=r"all \d+ eval queries also appear in training"):
-        evaluate(cfg, tiny_market, all_leak, {"m": str(tiny_model)}, tmp_path / "p", None)
+        evaluate(
+            cfg,
+            data_dir=tiny_market,
+            datasets_dir=all_leak,
+            variants={"m": str(tiny_model)},
+            out_dir=tmp_path / "p",
+        )
 
 
 def test_cli_errors_for_missing_models(tiny_market, tiny_datasets, tmp_path, capsys) -> None:
@@ -201,9 +230,16 @@ def test_teacher_vetting_serves_exactly_the_top_rewrites_the_teacher_grades_rele
     db = f"sqlite:///{tmp_path}/m.db"
     cfg = EvaluateConfig(vet="teacher", tracking_uri=db, **SMALL)
     r = evaluate(
-        cfg, tiny_market, tiny_datasets, {"m": str(tiny_model)}, tmp_path, tiny_labels, "m", False
+        cfg,
+        data_dir=tiny_market,
+        datasets_dir=tiny_datasets,
+        variants={"m": str(tiny_model)},
+        out_dir=tmp_path,
+        labels=tiny_labels,
+        candidate="m",
+        progress=False,
     )
-    m = r["variants"]["m"]
+    m = r.variants["m"]
     rows = pd.read_parquet(tmp_path / "rewrites.parquet")
     top = rows[rows["rank"] == 1]
     teacher = Teacher(pd.read_parquet(tiny_market / "catalog.parquet"))

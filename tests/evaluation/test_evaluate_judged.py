@@ -33,30 +33,46 @@ def judged_run(tiny_model: Path, tmp_path_factory) -> tuple[Path, dict]:
     rows.assign(grade=rows["grade"] + 1).rename(columns={"title": "product_title"}).to_csv(
         src, sep="\t", index=False
     )
-    import_judged(JudgedImportConfig(grade_scale="numeric:1:3", sessions_per_query=10), src, data)
-    mine(MiningConfig(), data, mined)
+    import_judged(
+        JudgedImportConfig(grade_scale="numeric:1:3", sessions_per_query=10),
+        input_path=src,
+        out_dir=data,
+    )
+    mine(MiningConfig(), data_dir=data, out_dir=mined)
     labels = tmp / "labels.parquet"
     label(
-        LabelConfig(calibration_encoder=False), data, mined / "rewrite_candidates.parquet", labels
+        LabelConfig(calibration_encoder=False),
+        data_dir=data,
+        candidates_path=mined / "rewrite_candidates.parquet",
+        out_path=labels,
     )
     loose = DatasetConfig(eval_fraction=0.3, require_conversion_evidence=False)
-    build_datasets(loose, data, mined, labels, datasets)
+    build_datasets(loose, data_dir=data, mined_dir=mined, labels_path=labels, out_dir=datasets)
     cfg = EvaluateConfig(tracking_uri=f"sqlite:///{tmp}/m.db", teacher=False, vet="model", **SMALL)
-    report = evaluate(cfg, data, datasets, {"m": str(tiny_model)}, out, labels, "m", False)
+    report = evaluate(
+        cfg,
+        data_dir=data,
+        datasets_dir=datasets,
+        variants={"m": str(tiny_model)},
+        out_dir=out,
+        labels=labels,
+        candidate="m",
+        progress=False,
+    )
     return out, report
 
 
 def test_judged_data_is_measured_on_peoples_grades(judged_run) -> None:
     out, report = judged_run
-    assert report["data_kind"] == "judged"
-    judged = report["judged"]["m"]
+    assert report.data_kind == "judged"
+    judged = report.judged["m"]
     assert set(judged) == {"with_serving_policy", "model_alone"}
     (alone,) = [r for r in judged["model_alone"] if r["subset"] == "all"]
     assert alone["queries"] > 0 and 0 <= alone["ndcg_at_10_original"] <= 1
-    metrics = report["metrics"]
+    metrics = report.metrics
     assert metrics["ndcg_at_10_uplift_unfiltered"] == pytest.approx(alone["ndcg_at_10_uplift"])
     assert not math.isnan(metrics["ndcg_at_10_uplift"])
-    assert "ndcg_at_10_uplift_unfiltered" in report["model_alone"]
+    assert "ndcg_at_10_uplift_unfiltered" in report.model_alone
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["judged"]["m"]["model_alone"][0]["subset"] == "all"
     md = (out / "report.md").read_text()

@@ -83,15 +83,15 @@ def test_perfect_and_wrong_labels(
     known_pairs: pd.DataFrame, tiny_market: Path, tmp_path: Path
 ) -> None:
     known_pairs.to_parquet(tmp_path / "perfect.parquet")
-    result = evaluate_labels(tiny_market, tmp_path / "perfect.parquet")
-    assert result["judged"] == len(known_pairs) - 1
-    assert result["unjudged"] == {"query_not_in_truth": 1}
-    assert result["overall"]["accuracy"] == 1.0
-    assert set(result["by_pair_kind"]) == {"query_rewrite", "query_title"}
+    result = evaluate_labels(data_dir=tiny_market, labels_path=tmp_path / "perfect.parquet")
+    assert result.judged == len(known_pairs) - 1
+    assert result.unjudged == {"query_not_in_truth": 1}
+    assert result.overall["accuracy"] == 1.0
+    assert set(result.by_pair_kind) == {"query_rewrite", "query_title"}
     flipped = known_pairs.assign(grade=2 - known_pairs["grade"])
     flipped.to_parquet(tmp_path / "flipped.parquet")
-    worse = evaluate_labels(tiny_market, tmp_path / "flipped.parquet")
-    assert worse["overall"]["accuracy"] < 0.5 and worse["overall"]["spearman"] < 0
+    worse = evaluate_labels(data_dir=tiny_market, labels_path=tmp_path / "flipped.parquet")
+    assert worse.overall["accuracy"] < 0.5 and worse.overall["spearman"] < 0
 
 
 def test_judged_truth_grades_title_pairs_only(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_judged_truth_grades_title_pairs_only(tmp_path: Path) -> None:
         "query\tproduct_id\tproduct_title\tesci_label\n"
         "shoes\tA\tRunning Shoes\tE\nshoes\tB\tSandals\tI\nshoes\tC\tSneakers\tS\n"
     )
-    import_judged(JudgedImportConfig(), src, tmp_path / "data")
+    import_judged(JudgedImportConfig(), input_path=src, out_dir=tmp_path / "data")
     labels = pd.DataFrame(
         {
             "query": ["Shoes", "shoes", "shoes", "shoes"],
@@ -110,29 +110,29 @@ def test_judged_truth_grades_title_pairs_only(tmp_path: Path) -> None:
         }
     )
     labels.to_parquet(tmp_path / "labels.parquet")
-    result = evaluate_labels(tmp_path / "data", tmp_path / "labels.parquet")
-    assert result["truth_kind"] == "judged" and result["judged"] == 2
-    assert result["unjudged"] == {"pair_not_judged": 1, "query_pairs_have_no_judgments": 1}
-    assert result["overall"]["confusion"] == [[0, 1, 0], [0, 0, 0], [0, 0, 1]]
+    result = evaluate_labels(data_dir=tmp_path / "data", labels_path=tmp_path / "labels.parquet")
+    assert result.truth_kind == "judged" and result.judged == 2
+    assert result.unjudged == {"pair_not_judged": 1, "query_pairs_have_no_judgments": 1}
+    assert result.overall["confusion"] == [[0, 1, 0], [0, 0, 0], [0, 0, 1]]
 
 
 def test_bad_label_files(tiny_market: Path, tmp_path: Path) -> None:
     pd.DataFrame({"query": ["a"], "rewrite": ["b"]}).to_parquet(tmp_path / "m.parquet")
     with pytest.raises(DataError, match=r"missing column\(s\) grade"):
-        evaluate_labels(tiny_market, tmp_path / "m.parquet")
+        evaluate_labels(data_dir=tiny_market, labels_path=tmp_path / "m.parquet")
     pd.DataFrame({"query": ["a", "b"], "rewrite": ["b", "c"], "grade": [1, 3]}).to_parquet(
         tmp_path / "g.parquet"
     )
     with pytest.raises(DataError, match=r"grade must be 0, 1 or 2; row 1 has 3"):
-        evaluate_labels(tiny_market, tmp_path / "g.parquet")
+        evaluate_labels(data_dir=tiny_market, labels_path=tmp_path / "g.parquet")
     (tmp_path / "e.parquet").write_bytes(b"")
     with pytest.raises(DataError, match="empty"):
-        evaluate_labels(tiny_market, tmp_path / "e.parquet")
+        evaluate_labels(data_dir=tiny_market, labels_path=tmp_path / "e.parquet")
     pd.DataFrame({"query": ["a"], "rewrite": ["b"], "grade": [1]}).to_parquet(
         tmp_path / "ok.parquet"
     )
     with pytest.raises(DataError, match=r"manifest\.json: not found"):
-        evaluate_labels(tmp_path, tmp_path / "ok.parquet")
+        evaluate_labels(data_dir=tmp_path, labels_path=tmp_path / "ok.parquet")
 
 
 def test_cli_json_and_report(

@@ -33,9 +33,9 @@ def _write(tmp_path: Path, name: str, text: str | bytes) -> Path:
 
 def test_esci_import_maps_grades_quarantines_and_replays(tmp_path: Path) -> None:
     src = _write(tmp_path, "esci.tsv", ESCI)
-    manifest = import_judged(JudgedImportConfig(), src, tmp_path / "out")
-    c = manifest["counts"]
-    assert manifest["grade_scale"] == "esci"
+    manifest = import_judged(JudgedImportConfig(), input_path=src, out_dir=tmp_path / "out")
+    c = manifest.counts
+    assert manifest.grade_scale == "esci"
     assert c["rows_rejected"] == {"duplicate_judgment": 1, "null_or_empty_query": 1}
     assert (c["judgments"], c["queries"], c["products"]) == (8, 3, 7)
     judgments = pd.read_parquet(tmp_path / "out" / "truth" / "judgments.parquet")
@@ -70,12 +70,14 @@ def test_imported_data_passes_contracts_and_mines(tmp_path: Path) -> None:
             label = "E" if p < 2 else ("S" if p < 4 else "I")
             rows.append(f"query {q}\tP{q}_{p}\tproduct {q} {p}\t{label}")
     src = _write(tmp_path, "big.tsv", "\n".join(rows) + "\n")
-    import_judged(JudgedImportConfig(sessions_per_query=20), src, tmp_path / "out")
+    import_judged(
+        JudgedImportConfig(sessions_per_query=20), input_path=src, out_dir=tmp_path / "out"
+    )
     for name in ("catalog", "search_log"):
         result = validate_path(name, tmp_path / "out" / f"{name}.parquet")
         assert result.success, result.summary_line()
-    report = mine(MiningConfig(), tmp_path / "out", tmp_path / "mined")
-    assert report["queries"] == 30 and report["candidates"]["engaged_title"] > 0
+    report = mine(MiningConfig(), data_dir=tmp_path / "out", out_dir=tmp_path / "mined")
+    assert report.queries == 30 and report.candidates["engaged_title"] > 0
     log = pd.read_parquet(tmp_path / "out" / "search_log.parquet")
     judged = pd.read_parquet(tmp_path / "out" / "truth" / "judgments.parquet")
     merged = log.merge(judged, on="product_id")
@@ -90,8 +92,8 @@ def test_wands_and_numeric_scales(tmp_path: Path) -> None:
         "query,product_id,product_name,label\n"
         "sofa,1,Grey Sofa,Exact\nsofa,2,Lamp,Irrelevant\nsofa,3,Loveseat,Partial\n",
     )
-    m = import_judged(JudgedImportConfig(), wands, tmp_path / "w")
-    assert m["grade_scale"] == "wands" and m["counts"]["grades"] == {0: 1, 1: 1, 2: 1}
+    m = import_judged(JudgedImportConfig(), input_path=wands, out_dir=tmp_path / "w")
+    assert m.grade_scale == "wands" and m.counts["grades"] == {0: 1, 1: 1, 2: 1}
 
     hd = _write(
         tmp_path,
@@ -101,22 +103,24 @@ def test_wands_and_numeric_scales(tmp_path: Path) -> None:
         "drill,4,Hammer,7\n",
     )
     with pytest.raises(DataError, match=r"numeric \(1..7\); declare their range"):
-        import_judged(JudgedImportConfig(), hd, tmp_path / "h")
-    m = import_judged(JudgedImportConfig(grade_scale="numeric:1:3"), hd, tmp_path / "h")
-    assert m["counts"]["grades"] == {0: 1, 1: 1, 2: 1}
-    assert m["counts"]["rows_rejected"] == {"grade_not_on_scale": 1}  # 7 is outside 1..3
+        import_judged(JudgedImportConfig(), input_path=hd, out_dir=tmp_path / "h")
+    m = import_judged(
+        JudgedImportConfig(grade_scale="numeric:1:3"), input_path=hd, out_dir=tmp_path / "h"
+    )
+    assert m.counts["grades"] == {0: 1, 1: 1, 2: 1}
+    assert m.counts["rows_rejected"] == {"grade_not_on_scale": 1}  # 7 is outside 1..3
 
 
 def test_explicit_columns_and_missing_columns(tmp_path: Path) -> None:
     src = _write(tmp_path, "x.csv", "q,item,name,score\nshoes,1,Shoe,E\n")
     with pytest.raises(DataError, match=r"cannot find column\(s\) for query: one of query"):
-        import_judged(JudgedImportConfig(), src, tmp_path / "o")
+        import_judged(JudgedImportConfig(), input_path=src, out_dir=tmp_path / "o")
     cfg = JudgedImportConfig(
         query_column="q", product_id_column="item", title_column="name", grade_column="score"
     )
-    assert import_judged(cfg, src, tmp_path / "o")["counts"]["judgments"] == 1
+    assert import_judged(cfg, input_path=src, out_dir=tmp_path / "o").counts["judgments"] == 1
     with pytest.raises(DataError, match=r"column 'qq' \(given for query\) not found"):
-        import_judged(JudgedImportConfig(query_column="qq"), src, tmp_path / "o")
+        import_judged(JudgedImportConfig(query_column="qq"), input_path=src, out_dir=tmp_path / "o")
 
 
 def test_unreadable_files(tmp_path: Path) -> None:
@@ -126,20 +130,26 @@ def test_unreadable_files(tmp_path: Path) -> None:
         b"query\tproduct_id\tproduct_title\tesci_label\ncaf\xe9\t1\tCafe\tE\n",
     )
     with pytest.raises(DataError, match=r"latin.tsv: line 2: byte 0xe9 is not valid UTF-8"):
-        import_judged(JudgedImportConfig(), bad, tmp_path / "o")
+        import_judged(JudgedImportConfig(), input_path=bad, out_dir=tmp_path / "o")
     with pytest.raises(DataError, match="file is empty"):
-        import_judged(JudgedImportConfig(), _write(tmp_path, "e.tsv", ""), tmp_path / "o")
+        import_judged(
+            JudgedImportConfig(), input_path=_write(tmp_path, "e.tsv", ""), out_dir=tmp_path / "o"
+        )
     header = _write(tmp_path, "h.tsv", "query\tproduct_id\tproduct_title\tesci_label\n")
     with pytest.raises(DataError, match="has a header but no rows"):
-        import_judged(JudgedImportConfig(), header, tmp_path / "o")
+        import_judged(JudgedImportConfig(), input_path=header, out_dir=tmp_path / "o")
     with pytest.raises(DataError, match="unknown file type"):
-        import_judged(JudgedImportConfig(), _write(tmp_path, "x.json", "{}"), tmp_path / "o")
+        import_judged(
+            JudgedImportConfig(),
+            input_path=_write(tmp_path, "x.json", "{}"),
+            out_dir=tmp_path / "o",
+        )
 
 
 def test_same_seed_same_bytes(tmp_path: Path) -> None:
     src = _write(tmp_path, "esci.tsv", ESCI)
     for d in ("a", "b"):
-        import_judged(JudgedImportConfig(seed=3), src, tmp_path / d)
+        import_judged(JudgedImportConfig(seed=3), input_path=src, out_dir=tmp_path / d)
     digest = [
         hashlib.sha256((tmp_path / d / "search_log.parquet").read_bytes()).hexdigest()
         for d in ("a", "b")
@@ -167,8 +177,8 @@ def test_conflicting_duplicates_are_resolved_and_titles_unescaped(tmp_path: Path
         "mug\tP2\tTravel Mug\tS\n"
         "cup\tP2\tTravel Mug\tE\n",
     )
-    manifest = import_judged(JudgedImportConfig(), src, tmp_path / "out")
-    c = manifest["counts"]
+    manifest = import_judged(JudgedImportConfig(), input_path=src, out_dir=tmp_path / "out")
+    c = manifest.counts
     # people disagreed on (mug, P1): the median grade stands, and both kinds are counted
     assert c["duplicates_with_conflicting_grades"] == 1
     assert c["rows_rejected"] == {"duplicate_judgment": 3}
@@ -190,8 +200,8 @@ def test_invisible_characters_are_removed_and_counted(tmp_path: Path) -> None:
         "running shoes\tP3\tTrail Shoes\tS\n"
         "\u200b\u200d\tP4\tInvisible\tE\n",
     )
-    manifest = import_judged(JudgedImportConfig(), src, tmp_path / "out")
-    c = manifest["counts"]
+    manifest = import_judged(JudgedImportConfig(), input_path=src, out_dir=tmp_path / "out")
+    c = manifest.counts
     assert c["lines_with_nul_bytes_removed"] == 1
     assert c["rows_with_invisible_characters_removed"] == 2  # the NULs went before parsing
     assert c["rows_rejected"] == {"null_or_empty_query": 1}  # a query of zero-width only
@@ -216,7 +226,9 @@ def test_a_column_named_twice_is_refused_by_name(tmp_path: Path, capsys) -> None
                      "product_title", "esci_label", "esci_label"])  # fmt: skip
     pq.write_table(table, tmp_path / "twice.parquet")
     with pytest.raises(DataError, match="column 'esci_label' appears twice; keep one"):
-        import_judged(JudgedImportConfig(), tmp_path / "twice.parquet", tmp_path / "o")
+        import_judged(
+            JudgedImportConfig(), input_path=tmp_path / "twice.parquet", out_dir=tmp_path / "o"
+        )
 
 
 def test_quarantine_rows_are_file_lines_even_when_a_field_spans_lines(tmp_path: Path) -> None:
@@ -229,7 +241,7 @@ def test_quarantine_rows_are_file_lines_even_when_a_field_spans_lines(tmp_path: 
         ",P2,Blank Query,E\n"
         "cup,P3,Cup,Q\n",
     )
-    import_judged(JudgedImportConfig(grade_scale="esci"), src, tmp_path / "out")
+    import_judged(JudgedImportConfig(grade_scale="esci"), input_path=src, out_dir=tmp_path / "out")
     rejected = pd.read_parquet(tmp_path / "out" / "quarantine" / "judged_rejected.parquet")
     assert dict(zip(rejected["row"], rejected["reject_reason"], strict=True)) == {
         5: "null_or_empty_query",

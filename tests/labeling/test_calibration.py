@@ -89,7 +89,9 @@ def test_rewrites_are_graded_by_the_titles_they_retrieve(grader) -> None:
 def _import(tmp_path: Path) -> Path:
     data = tmp_path / "data"
     import_judged(
-        JudgedImportConfig(grade_scale="numeric:1:3"), write_judged_tsv(tmp_path / "j.tsv"), data
+        JudgedImportConfig(grade_scale="numeric:1:3"),
+        input_path=write_judged_tsv(tmp_path / "j.tsv"),
+        out_dir=data,
     )
     return data
 
@@ -98,21 +100,26 @@ def test_label_calibrates_on_the_judgments_of_an_import(tmp_path: Path) -> None:
     data = _import(tmp_path)
     assert (data / "judgments.parquet").exists()
     mined = tmp_path / "mined"
-    mine(MiningConfig(), data, mined)
+    mine(MiningConfig(), data_dir=data, out_dir=mined)
     out = tmp_path / "labels.parquet"
     fast = {"calibration_encoder": False}
-    report = label(LabelConfig(**fast), data, mined / "rewrite_candidates.parquet", out)
-    assert report["calibration"]["judged_pairs"] == 360
-    assert report["calibration"]["judged_queries"] == 40
+    report = label(
+        LabelConfig(**fast),
+        data_dir=data,
+        candidates_path=mined / "rewrite_candidates.parquet",
+        out_path=out,
+    )
+    assert report.calibration["judged_pairs"] == 360
+    assert report.calibration["judged_queries"] == 40
     signals = pd.read_parquet(out)["signals"].map(json.loads)
     assert set(signals.map(lambda s: s["grader"])) == {"calibrated_cross_fitted"}
     rules = label(
         LabelConfig(calibrate_on_judgments=False, **fast),
-        data,
-        mined / "rewrite_candidates.parquet",
-        tmp_path / "rules.parquet",
+        data_dir=data,
+        candidates_path=mined / "rewrite_candidates.parquet",
+        out_path=tmp_path / "rules.parquet",
     )
-    assert rules["calibration"] is None
+    assert rules.calibration is None
     # the judge for GRPO's reward and for vetting calibrates the same way
     teacher = Teacher.from_data(data)
     assert teacher.calibration is not None
@@ -143,15 +150,15 @@ def test_label_eval_reports_the_calibrated_grades_per_grader(tmp_path: Path) -> 
     from qrewrite.evaluation.labels import evaluate_labels, metrics_markdown
 
     data = _import(tmp_path)
-    mine(MiningConfig(), data, tmp_path / "mined")
+    mine(MiningConfig(), data_dir=data, out_dir=tmp_path / "mined")
     out = tmp_path / "labels.parquet"
     label(
         LabelConfig(calibration_encoder=False),
-        data,
-        tmp_path / "mined" / "rewrite_candidates.parquet",
-        out,
+        data_dir=data,
+        candidates_path=tmp_path / "mined" / "rewrite_candidates.parquet",
+        out_path=out,
     )
-    result = evaluate_labels(data, out)
-    assert set(result["by_grader"]) == {"calibrated_cross_fitted"}
-    assert result["by_grader"]["calibrated_cross_fitted"]["n"] == result["judged"]
-    assert "grader=calibrated_cross_fitted" in metrics_markdown(result)
+    result = evaluate_labels(data_dir=data, labels_path=out)
+    assert set(result.by_grader) == {"calibrated_cross_fitted"}
+    assert result.by_grader["calibrated_cross_fitted"]["n"] == result.judged
+    assert "grader=calibrated_cross_fitted" in metrics_markdown(result.to_dict())

@@ -13,28 +13,33 @@ from qrewrite.contracts import validate_path
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.evaluation.labels import evaluate_labels
 from qrewrite.labeling import label as label_module
-from qrewrite.labeling.label import LabelConfig, label
+from qrewrite.labeling.label import LabelConfig, LabelReport, label
 from tests.labeling.fakes import TrigramEncoder
 
 
 @pytest.fixture(scope="module")
-def labeled(tiny_market: Path, tiny_mined: Path, tmp_path_factory) -> tuple[Path, dict]:
+def labeled(tiny_market: Path, tiny_mined: Path, tmp_path_factory) -> tuple[Path, LabelReport]:
     out = tmp_path_factory.mktemp("labels") / "labeled_pairs.parquet"
-    report = label(LabelConfig(), tiny_market, tiny_mined / "rewrite_candidates.parquet", out)
+    report = label(
+        LabelConfig(),
+        data_dir=tiny_market,
+        candidates_path=tiny_mined / "rewrite_candidates.parquet",
+        out_path=out,
+    )
     return out, report
 
 
 def test_labels_pass_their_contract_and_beat_the_baseline(labeled, tiny_market: Path) -> None:
     out, report = labeled
     assert validate_path("labeled_pairs", out).success
-    result = evaluate_labels(tiny_market, out)
-    overall = result["overall"]
+    result = evaluate_labels(data_dir=tiny_market, labels_path=out)
+    overall = result.overall
     # a quality floor on the tiny market (0.69 when written); demo figures: docs/benchmarks.md
     assert overall["macro_f1"] >= 0.6
     assert overall["macro_f1"] > 2 * overall["majority_baseline"]["macro_f1"]
-    assert report["encoder"]["load_seconds"] > 0  # the real bundled encoder was loaded
-    assert report["learned"]["synonyms"] > 0
-    assert report["pairs_labeled"] == pd.read_parquet(out).shape[0] == report["pairs_read"]
+    assert report.encoder["load_seconds"] > 0  # the real bundled encoder was loaded
+    assert report.learned["synonyms"] > 0
+    assert report.pairs_labeled == pd.read_parquet(out).shape[0] == report.pairs_read
 
 
 def test_every_grade_says_what_it_rests_on(labeled) -> None:
@@ -68,10 +73,12 @@ def test_blank_pairs_are_set_aside_and_long_text_truncated(
             "rewrite": ["sneakers", "mug", "mug", "sneakers", " "],
         },
     )
-    report = label(LabelConfig(), tiny_market, src, tmp_path / "l.parquet")
-    assert report["pairs_labeled"] == 2
-    assert report["set_aside"] == {"empty_query": 2, "empty_rewrite": 1}
-    assert report["truncated_to_chars"]["pairs"] == 1
+    report = label(
+        LabelConfig(), data_dir=tiny_market, candidates_path=src, out_path=tmp_path / "l.parquet"
+    )
+    assert report.pairs_labeled == 2
+    assert report.set_aside == {"empty_query": 2, "empty_rewrite": 1}
+    assert report.truncated_to_chars["pairs"] == 1
     rejected = pd.read_parquet(tmp_path / "l.rejected.parquet")
     assert sorted(rejected["reject_reason"]) == ["empty_query", "empty_query", "empty_rewrite"]
 
@@ -79,21 +86,46 @@ def test_blank_pairs_are_set_aside_and_long_text_truncated(
 def test_unusable_candidate_files(tiny_market: Path, tmp_path: Path, fake_encoder) -> None:
     (tmp_path / "empty.parquet").write_bytes(b"")
     with pytest.raises(DataError, match=r"empty \(0 bytes\)"):
-        label(LabelConfig(), tiny_market, tmp_path / "empty.parquet", tmp_path / "o.parquet")
+        label(
+            LabelConfig(),
+            data_dir=tiny_market,
+            candidates_path=tmp_path / "empty.parquet",
+            out_path=tmp_path / "o.parquet",
+        )
     src = _write(tmp_path / "norewrite.parquet", {"query": ["a"]})
     with pytest.raises(DataError, match="missing column rewrite"):
-        label(LabelConfig(), tiny_market, src, tmp_path / "o.parquet")
+        label(
+            LabelConfig(),
+            data_dir=tiny_market,
+            candidates_path=src,
+            out_path=tmp_path / "o.parquet",
+        )
     pq.write_table(
         pa.table({"query": pa.array([b"caf\xe9"], pa.binary()), "rewrite": pa.array(["cafe"])}),
         tmp_path / "bin.parquet",
     )
     with pytest.raises(DataError, match="column query is binary, expected UTF-8 strings"):
-        label(LabelConfig(), tiny_market, tmp_path / "bin.parquet", tmp_path / "o.parquet")
+        label(
+            LabelConfig(),
+            data_dir=tiny_market,
+            candidates_path=tmp_path / "bin.parquet",
+            out_path=tmp_path / "o.parquet",
+        )
     src = _write(tmp_path / "blank.parquet", {"query": [""], "rewrite": ["x"]})
     with pytest.raises(DataError, match="every pair was set aside"):
-        label(LabelConfig(), tiny_market, src, tmp_path / "o.parquet")
+        label(
+            LabelConfig(),
+            data_dir=tiny_market,
+            candidates_path=src,
+            out_path=tmp_path / "o.parquet",
+        )
     with pytest.raises(ConfigError, match="unknown backend 'gpt'"):
-        label(LabelConfig(backend="gpt"), tiny_market, src, tmp_path / "o.parquet")
+        label(
+            LabelConfig(backend="gpt"),
+            data_dir=tiny_market,
+            candidates_path=src,
+            out_path=tmp_path / "o.parquet",
+        )
 
 
 def test_cli_label(tiny_market: Path, tmp_path: Path, fake_encoder, capsys) -> None:

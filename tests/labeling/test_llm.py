@@ -238,11 +238,16 @@ def test_label_with_the_llm_backend(serve, tiny_market: Path, tmp_path: Path, mo
         }
     ).to_parquet(src)
     cfg = LabelConfig(backend="llm", llm_endpoint=server.url, llm_model="m", llm_backoff_s=0.01)
-    report = label(cfg, tiny_market, src, tmp_path / "l.parquet")
+    report = label(cfg, data_dir=tiny_market, candidates_path=src, out_path=tmp_path / "l.parquet")
     out = pd.read_parquet(tmp_path / "l.parquet")
     assert list(out["backend"]) == ["llm", "llm", "teacher"]
     assert list(out["grade"][:2]) == [2, 0]
-    assert report["llm"]["graded_by_llm"] == 2 and report["llm"]["fell_back_to_teacher"] == 1
-    assert "no JSON object" in next(iter(report["llm"]["failure_reasons"]))
+    assert report.llm["graded_by_llm"] == 2 and report.llm["fell_back_to_teacher"] == 1
+    assert "no JSON object" in next(iter(report.llm["failure_reasons"]))
     with pytest.raises(ConfigError, match="needs llm_endpoint and llm_model"):
-        label(LabelConfig(backend="llm"), tiny_market, src, tmp_path / "l2.parquet")
+        label(
+            LabelConfig(backend="llm"),
+            data_dir=tiny_market,
+            candidates_path=src,
+            out_path=tmp_path / "l2.parquet",
+        )

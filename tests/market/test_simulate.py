@@ -24,9 +24,11 @@ def _digest(folder: Path) -> dict[str, str]:
 
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path: Path) -> None:
     cfg = SynthConfig(scale="tiny", seed=5, n_sessions=800, chunk_sessions=300)
-    synthesize(cfg, tmp_path / "a", progress=False)
-    synthesize(cfg, tmp_path / "b", progress=False)
-    synthesize(SynthConfig(scale="tiny", seed=6, n_sessions=800), tmp_path / "c", progress=False)
+    synthesize(cfg, out_dir=tmp_path / "a", progress=False)
+    synthesize(cfg, out_dir=tmp_path / "b", progress=False)
+    synthesize(
+        SynthConfig(scale="tiny", seed=6, n_sessions=800), out_dir=tmp_path / "c", progress=False
+    )
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     assert (
         _digest(tmp_path / "a")["search_log.parquet"]
@@ -129,7 +131,7 @@ def test_lexical_gap_and_zipf_traffic(tiny_market: Path, log_with_truth: pd.Data
 
 def test_unknown_scale_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown scale 'medium'"):
-        synthesize(SynthConfig(scale="medium"), tmp_path)
+        synthesize(SynthConfig(scale="medium"), out_dir=tmp_path)
 
 
 def test_surface_noise_folds_back_under_normalisation(log_with_truth: pd.DataFrame) -> None:

@@ -31,7 +31,7 @@ def _ref_table() -> pa.Table:
 def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
     data = _write_raw(tmp_path, _ref_table().drop(["purchased"]))
     with pytest.raises(DataError, match=r"search_log.parquet: missing column\(s\) purchased"):
-        mine(MiningConfig(), data, tmp_path / "out")
+        mine(MiningConfig(), data_dir=data, out_dir=tmp_path / "out")
 
 
 def test_wrong_type_names_column_and_expectation(tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_wrong_type_names_column_and_expectation(tmp_path: Path) -> None:
     )
     data = _write_raw(tmp_path, t)
     with pytest.raises(DataError, match=r"position is string, expected integer"):
-        mine(MiningConfig(), data, tmp_path / "out")
+        mine(MiningConfig(), data_dir=data, out_dir=tmp_path / "out")
 
 
 def test_non_utf8_query_bytes_are_a_type_error(tmp_path: Path) -> None:
@@ -52,20 +52,20 @@ def test_non_utf8_query_bytes_are_a_type_error(tmp_path: Path) -> None:
     t = t.set_column(t.schema.get_field_index("query"), "query", pa.array(raw, pa.binary()))
     data = _write_raw(tmp_path, t)
     with pytest.raises(DataError, match=r"query is binary, expected string"):
-        mine(MiningConfig(), data, tmp_path / "out")
+        mine(MiningConfig(), data_dir=data, out_dir=tmp_path / "out")
 
 
 def test_empty_and_corrupt_files(tmp_path: Path) -> None:
     data = _write_raw(tmp_path / "a", _ref_table())
     (data / "search_log.parquet").write_bytes(b"")
     with pytest.raises(DataError, match=r"file is empty \(0 bytes\)"):
-        mine(MiningConfig(), data, tmp_path / "out")
+        mine(MiningConfig(), data_dir=data, out_dir=tmp_path / "out")
     (data / "search_log.parquet").write_text("session_id,query\n1,shoes\n")
     with pytest.raises(DataError, match="not a readable parquet file"):
-        mine(MiningConfig(), data, tmp_path / "out")
+        mine(MiningConfig(), data_dir=data, out_dir=tmp_path / "out")
     empty = _write_raw(tmp_path / "b", _ref_table().slice(0, 0))
     with pytest.raises(DataError, match="has no rows"):
-        mine(MiningConfig(), empty, tmp_path / "out")
+        mine(MiningConfig(), data_dir=empty, out_dir=tmp_path / "out")
 
 
 def test_bad_rows_are_quarantined_and_counted(tmp_path: Path) -> None:
@@ -80,8 +80,8 @@ def test_bad_rows_are_quarantined_and_counted(tmp_path: Path) -> None:
     null_query[0]["query"] = None
     rows += null_query
     data = _write_raw(tmp_path, pa.Table.from_pylist(rows))
-    report = mine(MiningConfig(), data, tmp_path / "out")
-    assert report["input"]["rows_rejected"] == {
+    report = mine(MiningConfig(), data_dir=data, out_dir=tmp_path / "out")
+    assert report.input["rows_rejected"] == {
         "null_or_empty_query": 4,
         "position_below_1": 1,
     }
@@ -93,16 +93,16 @@ def test_bad_rows_are_quarantined_and_counted(tmp_path: Path) -> None:
     stats = pd.read_parquet(tmp_path / "out" / "query_stats.parquet")
     assert "mug" not in set(stats["query"]) and "" not in set(stats["query"])
     assert stats.set_index("query").loc["running shoes", "purchases"] == 4  # P1 bought under blank
-    assert report["input"]["searches"] == 10
+    assert report.input["searches"] == 10
 
 
 def test_duplicated_events_count_once(tmp_path: Path) -> None:
     rows = reference_log()
     bought = [r for r in rows if r["search_id"] == 40]
     data = write_market(tmp_path / "data", rows + bought)  # search 40 logged twice
-    report = mine(MiningConfig(), data, tmp_path / "out")
-    assert report["input"]["duplicate_impressions"] == 2
-    assert report["input"]["duplicate_engaged_events"] == 2
+    report = mine(MiningConfig(), data_dir=data, out_dir=tmp_path / "out")
+    assert report.input["duplicate_impressions"] == 2
+    assert report.input["duplicate_engaged_events"] == 2
     stats = pd.read_parquet(tmp_path / "out" / "query_stats.parquet").set_index("query")
     assert stats.loc["decaf coffee", "purchases"] == 1
     assert stats.loc["decaf coffee", "searches"] == 1
@@ -113,23 +113,23 @@ def test_window_without_data_says_what_the_data_spans(tmp_path: Path) -> None:
     with pytest.raises(
         DataError, match=r"no valid searches between 2027-01-01 .* spans 2026-03-02"
     ):
-        mine(MiningConfig(start="2027-01-01"), data, tmp_path / "out")
+        mine(MiningConfig(start="2027-01-01"), data_dir=data, out_dir=tmp_path / "out")
     with pytest.raises(DataError, match="--start 'yesterday' is not an ISO date"):
-        mine(MiningConfig(start="yesterday"), data, tmp_path / "out")
+        mine(MiningConfig(start="yesterday"), data_dir=data, out_dir=tmp_path / "out")
 
 
 def test_catalog_problems(tmp_path: Path) -> None:
     dup = pd.concat([CATALOG, CATALOG.head(1)])
     data = write_market(tmp_path / "data", reference_log(), catalog=dup)
     with pytest.raises(DataError, match="product_id has 1 duplicated value"):
-        mine(MiningConfig(), data, tmp_path / "out")
+        mine(MiningConfig(), data_dir=data, out_dir=tmp_path / "out")
 
 
 def test_unknown_products_are_counted(tmp_path: Path) -> None:
     rows = reference_log() + search(12, 120, 5, "mug", [("P9", "cb")])
     data = write_market(tmp_path / "data", rows)
-    report = mine(MiningConfig(), data, tmp_path / "out")
-    assert report["engaged_pairs_with_unknown_product"] == 1
+    report = mine(MiningConfig(), data_dir=data, out_dir=tmp_path / "out")
+    assert report.engaged_pairs_with_unknown_product == 1
 
 
 def test_cli_reports_one_line_and_exit_code(tmp_path: Path, capsys) -> None:
@@ -144,8 +144,8 @@ def test_cli_reports_one_line_and_exit_code(tmp_path: Path, capsys) -> None:
 def test_duplicates_beyond_position_63_are_counted(tmp_path: Path) -> None:
     deep = search(13, 130, 5, "mug", [(f"P{i % 3 + 1}", "") for i in range(70)])
     data = write_market(tmp_path / "data", [*reference_log(), *deep, deep[65], deep[2]])
-    report = mine(MiningConfig(), data, tmp_path / "out")
-    assert report["input"]["duplicate_impressions"] == 2  # one at position 66, one at 3
+    report = mine(MiningConfig(), data_dir=data, out_dir=tmp_path / "out")
+    assert report.input["duplicate_impressions"] == 2  # one at position 66, one at 3
 
 
 def test_integer_flags_other_than_0_1_are_quarantined(tmp_path: Path) -> None:
@@ -156,7 +156,7 @@ def test_integer_flags_other_than_0_1_are_quarantined(tmp_path: Path) -> None:
             values[0] = 2
         t = t.set_column(t.schema.get_field_index(flag), flag, pa.array(values, pa.int8()))
     data = _write_raw(tmp_path, t)
-    report = mine(MiningConfig(), data, tmp_path / "out")
-    assert report["input"]["rows_rejected"] == {"bad_engagement_flag": 1}
+    report = mine(MiningConfig(), data_dir=data, out_dir=tmp_path / "out")
+    assert report.input["rows_rejected"] == {"bad_engagement_flag": 1}
     # search 10 had one row, now rejected; the other 0/1 integer rows read as booleans
-    assert report["input"]["searches"] == 9
+    assert report.input["searches"] == 9

@@ -50,11 +50,11 @@ def test_only_relevant_judgments_make_candidates() -> None:
 def test_mining_a_judged_import_counts_the_judged_sources(tmp_path: Path) -> None:
     data = tmp_path / "data"
     src = write_judged_tsv(tmp_path / "j.tsv")
-    import_judged(JudgedImportConfig(grade_scale="numeric:1:3"), src, data)
-    report = mine(MiningConfig(), data, tmp_path / "mined")
-    assert report["candidates"]["judged_title"] > 0
-    off = mine(MiningConfig(judged_rewrites=False), data, tmp_path / "off")
-    assert off["candidates"]["judged_title"] == 0
+    import_judged(JudgedImportConfig(grade_scale="numeric:1:3"), input_path=src, out_dir=data)
+    report = mine(MiningConfig(), data_dir=data, out_dir=tmp_path / "mined")
+    assert report.candidates["judged_title"] > 0
+    off = mine(MiningConfig(judged_rewrites=False), data_dir=data, out_dir=tmp_path / "off")
+    assert off.candidates["judged_title"] == 0
     cands = pd.read_parquet(tmp_path / "mined" / "rewrite_candidates.parquet")
     judged = cands[cands["source"] == "judged_title"]
     assert judged["query_searches"].gt(0).all() and judged["product_id"].isna().all()
@@ -77,9 +77,11 @@ def test_the_candidates_contract_knows_every_source(tmp_path: Path) -> None:
     assert set(sources) == set(SOURCES)
     data = tmp_path / "data"
     import_judged(
-        JudgedImportConfig(grade_scale="numeric:1:3"), write_judged_tsv(tmp_path / "j.tsv"), data
+        JudgedImportConfig(grade_scale="numeric:1:3"),
+        input_path=write_judged_tsv(tmp_path / "j.tsv"),
+        out_dir=data,
     )
-    mine(MiningConfig(), data, tmp_path / "mined")
+    mine(MiningConfig(), data_dir=data, out_dir=tmp_path / "mined")
     assert validate_path(
         "rewrite_candidates", tmp_path / "mined/rewrite_candidates.parquet"
     ).success

@@ -4,15 +4,17 @@ import pandas as pd
 import pytest
 
 from qrewrite.mining.config import MiningConfig
-from qrewrite.mining.mine import mine
+from qrewrite.mining.mine import MiningReport, mine
 from tests.mining.logs import reference_log, search, write_market
 
 
 @pytest.fixture(scope="module")
-def mined(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def mined(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[pd.DataFrame, pd.DataFrame, MiningReport]:
     folder = tmp_path_factory.mktemp("ref")
     write_market(folder / "data", reference_log())
-    report = mine(MiningConfig(), folder / "data", folder / "out")
+    report = mine(MiningConfig(), data_dir=folder / "data", out_dir=folder / "out")
     cands = pd.read_parquet(folder / "out" / "rewrite_candidates.parquet")
     stats = pd.read_parquet(folder / "out" / "query_stats.parquet").set_index("query")
     return cands, stats, report
@@ -77,8 +79,8 @@ def test_query_stats_exact(mined) -> None:
     assert list(shoes["purchased_products"]) == ["P1"]
     assert list(stats.loc["decaf coffee", "clicked_products"]) == ["P2", "P3"]
     assert stats.loc["sneakers", "ctr"] == 1.0 and stats.loc["sneakers", "cvr"] == 0.0
-    assert report["input"]["distinct_raw_queries"] == 6  # "Kicks " and "kicks"
-    assert report["input"]["distinct_queries"] == 5
+    assert report.input["distinct_raw_queries"] == 6  # "Kicks " and "kicks"
+    assert report.input["distinct_queries"] == 5
 
 
 def test_candidate_evidence_joins_both_sides(mined) -> None:
@@ -94,10 +96,10 @@ def test_thresholds_come_from_config(tmp_path: Path) -> None:
     cfg = MiningConfig(
         min_reformulation_support=2, min_co_engagement_score=2.0, max_titles_per_query=0
     )
-    report = mine(cfg, tmp_path / "data", tmp_path / "out")
+    report = mine(cfg, data_dir=tmp_path / "data", out_dir=tmp_path / "out")
     cands = pd.read_parquet(tmp_path / "out" / "rewrite_candidates.parquet")
     assert _pairs(cands, "session_reformulation") == {("kicks", "running shoes"): 2}
-    assert report["candidates"] == {
+    assert report.candidates == {
         "session_reformulation": 1,
         "co_engagement": 0,
         "engaged_title": 0,
@@ -110,9 +112,11 @@ def test_time_window_filters_searches(tmp_path: Path) -> None:
     late = search(7, 70, 3 * 86_400, "mug", [("P3", "cb")])  # three days later
     write_market(tmp_path / "data", [*reference_log(), *late])
     report = mine(
-        MiningConfig(start="2026-03-02", end="2026-03-03"), tmp_path / "data", tmp_path / "out"
+        MiningConfig(start="2026-03-02", end="2026-03-03"),
+        data_dir=tmp_path / "data",
+        out_dir=tmp_path / "out",
     )
-    assert report["input"]["searches"] == 10
-    assert report["input"]["rows_outside_window"] == 1
+    assert report.input["searches"] == 10
+    assert report.input["rows_outside_window"] == 1
     stats = pd.read_parquet(tmp_path / "out" / "query_stats.parquet")
     assert "mug" not in set(stats["query"])

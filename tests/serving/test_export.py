@@ -67,13 +67,17 @@ def test_export_writes_the_serving_table(tiny_model: Path, tmp_path: Path) -> No
     pd.DataFrame({"query": [*QUERIES, "", QUERIES[0].upper()]}).to_parquet(queries)
     out = tmp_path / "serving" / "rewrites.parquet"
     summary = export_rewrites(
-        RewriteConfig(k=2, samples=3, max_new_tokens=8), tiny_model, queries, out, progress=False
+        RewriteConfig(k=2, samples=3, max_new_tokens=8),
+        model_dir=tiny_model,
+        queries_file=queries,
+        out_file=out,
+        progress=False,
     )
     table = pd.read_parquet(out)
     assert list(table.columns) == REWRITES_SCHEMA.names
-    assert summary["queries"] == len(QUERIES)
-    assert summary["set_aside"] == {"empty": 1, "too_long": 0, "duplicates": 1}
-    assert summary["rows"] == len(table) and table.groupby("query")["rank"].max().max() <= 2
+    assert summary.queries == len(QUERIES)
+    assert summary.set_aside == {"empty": 1, "too_long": 0, "duplicates": 1}
+    assert summary.rows == len(table) and table.groupby("query")["rank"].max().max() <= 2
     assert (table["query"].map(normalize_query) != table["rewrite"].map(normalize_query)).all()
     assert out.with_suffix(".json").exists()
 
@@ -150,9 +154,9 @@ def test_export_marks_what_the_serving_policy_serves(
     settings = {"k": 2, "samples": 3, "max_new_tokens": 8}
     export_rewrites(
         RewriteConfig(**settings, min_p_relevant=0.0),
-        tiny_model,
-        queries,
-        tmp_path / "m.parquet",
+        model_dir=tiny_model,
+        queries_file=queries,
+        out_file=tmp_path / "m.parquet",
         progress=False,
     )
     by_model = pd.read_parquet(tmp_path / "m.parquet")
@@ -162,9 +166,9 @@ def test_export_marks_what_the_serving_policy_serves(
 
     summary = export_rewrites(
         RewriteConfig(**settings, vet="teacher"),
-        tiny_model,
-        queries,
-        tmp_path / "t.parquet",
+        model_dir=tiny_model,
+        queries_file=queries,
+        out_file=tmp_path / "t.parquet",
         progress=False,
         data_dir=tiny_market,
         labels=tiny_labels,
@@ -173,7 +177,12 @@ def test_export_marks_what_the_serving_policy_serves(
     top = by_teacher[by_teacher["rank"] == 1]
     assert top["teacher_grade"].notna().all()
     assert top["served"].tolist() == (top["teacher_grade"] == 2).tolist()
-    assert summary["queries_served"] == int(top["served"].sum())
+    assert summary.queries_served == int(top["served"].sum())
 
     with pytest.raises(ConfigError, match="vets with the teacher, which reads the catalog"):
-        export_rewrites(RewriteConfig(vet="teacher"), tiny_model, queries, tmp_path / "x.parquet")
+        export_rewrites(
+            RewriteConfig(vet="teacher"),
+            model_dir=tiny_model,
+            queries_file=queries,
+            out_file=tmp_path / "x.parquet",
+        )

@@ -120,21 +120,21 @@ def test_rewrite_serves_with_the_registered_policy_unless_told_otherwise(
     queries.write_text("\n".join(QUERIES) + "\n")
     summary = export_rewrites(
         RewriteConfig(samples=3, max_new_tokens=8),
-        tiny_model,
-        queries,
-        tmp_path / "plain.parquet",
+        model_dir=tiny_model,
+        queries_file=queries,
+        out_file=tmp_path / "plain.parquet",
         progress=False,
     )
-    assert summary["policy_source"] == "the model's own vetting"
+    assert summary.policy_source == "the model's own vetting"
     summary = export_rewrites(
         RewriteConfig(),
-        tiny_model,
-        queries,
-        tmp_path / "registered.parquet",
+        model_dir=tiny_model,
+        queries_file=queries,
+        out_file=tmp_path / "registered.parquet",
         progress=False,
         policy_dir=policy_dir,
     )
-    assert summary["policy_source"] == "registered with the model"
-    assert "the teacher grades the rewrite relevant" in summary["policy"]
+    assert summary.policy_source == "registered with the model"
+    assert "the teacher grades the rewrite relevant" in summary.policy
     top = pd.read_parquet(tmp_path / "registered.parquet").query("rank == 1")
     assert top["served"].tolist() == (top["teacher_grade"] == 2).tolist()

@@ -59,7 +59,13 @@ def test_rewrite_examples_are_relevant_rewrites_with_conversion_evidence(
     # a conversion filter that nothing passes leaves no rewrite task: a clear error
     strict = DatasetConfig(min_cvr_lift=10.0, min_increment=10_000)
     with pytest.raises(DataError, match="no rewrite passed the filters"):
-        build_datasets(strict, tiny_market, tiny_mined, tiny_labels, tmp_path)
+        build_datasets(
+            strict,
+            data_dir=tiny_market,
+            mined_dir=tiny_mined,
+            labels_path=tiny_labels,
+            out_dir=tmp_path,
+        )
 
 
 def test_tagging_task_is_balanced_and_answers_grade_words(tiny_datasets: Path) -> None:
@@ -128,10 +134,10 @@ def test_tagging_ratio_weights_the_task_by_repeating_train_pairs_only(
 ) -> None:
     build_datasets(
         DatasetConfig(eval_fraction=0.3, tagging_ratio=3.0),
-        tiny_market,
-        tiny_mined,
-        tiny_labels,
-        tmp_path,
+        data_dir=tiny_market,
+        mined_dir=tiny_mined,
+        labels_path=tiny_labels,
+        out_dir=tmp_path,
     )
     frames = _frames(tmp_path / "sft")
     train, held = frames["train"], frames["eval"]

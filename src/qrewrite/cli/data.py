@@ -42,15 +42,15 @@ def add_synth(sub: Subparsers) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from qrewrite.market.simulate import SynthConfig, summary_lines, synthesize
+    from qrewrite.market.simulate import SynthConfig, synthesize
 
     cfg = with_flags(
         load_config(SynthConfig, args.config, "synth", args.overrides),
         seed=args.seed,
         scale=args.scale,
     )
-    manifest = synthesize(cfg, args.out, progress=not args.no_progress)
-    print("\n".join(summary_lines(manifest, args.out)))
+    manifest = synthesize(cfg, out_dir=args.out, progress=not args.no_progress)
+    print("\n".join(manifest.summary_lines(args.out)))
     return 0
 
 
@@ -79,7 +79,7 @@ def add_import_judged(sub: Subparsers) -> None:
 
 
 def run_import_judged(args: argparse.Namespace) -> int:
-    from qrewrite.importing.judged import JudgedImportConfig, import_judged, summary_lines
+    from qrewrite.importing.judged import JudgedImportConfig, import_judged
 
     cfg = with_flags(
         load_config(JudgedImportConfig, args.config, "import_judged", args.overrides),
@@ -90,8 +90,8 @@ def run_import_judged(args: argparse.Namespace) -> int:
         title_column=args.title_column,
         grade_column=args.grade_column,
     )
-    manifest = import_judged(cfg, args.input, args.out)
-    print("\n".join(summary_lines(manifest, args.out)))
+    manifest = import_judged(cfg, input_path=args.input, out_dir=args.out)
+    print("\n".join(manifest.summary_lines(args.out)))
     return 0
 
 
@@ -119,15 +119,15 @@ def add_mine(sub: Subparsers) -> None:
 
 def run_mine(args: argparse.Namespace) -> int:
     from qrewrite.mining.config import MiningConfig
-    from qrewrite.mining.mine import mine, summary_lines
+    from qrewrite.mining.mine import mine
 
     cfg = with_flags(
         load_config(MiningConfig, args.config, "mine", args.overrides),
         start=args.start,
         end=args.end,
     )
-    report = mine(cfg, args.data, args.out)
-    print("\n".join(summary_lines(report, args.out)))
+    report = mine(cfg, data_dir=args.data, out_dir=args.out)
+    print("\n".join(report.summary_lines(args.out)))
     return 0
 
 

@@ -65,7 +65,6 @@ def add_evaluate(sub: Subparsers) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from qrewrite.evaluation.evaluate import EvaluateConfig, evaluate
-    from qrewrite.evaluation.report import summary_lines
     from qrewrite.registry.config import CHAMPION
     from qrewrite.registry.resolve import resolve_champion
 
@@ -86,14 +85,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         variants[CHAMPION], refs[CHAMPION] = str(champion[0]), champion[1]
     report = evaluate(
         cfg,
-        args.data,
-        args.datasets,
-        variants,
-        args.out,
-        args.labels,
-        args.name,
-        not args.no_progress,
+        data_dir=args.data,
+        datasets_dir=args.datasets,
+        variants=variants,
+        out_dir=args.out,
+        labels=args.labels,
+        candidate=args.name,
+        progress=not args.no_progress,
         model_refs=refs,  # registry URIs pinned to versions, not cache folders
     )
-    print("\n".join(summary_lines(report, args.out)))
+    print("\n".join(report.summary_lines(args.out)))
     return 0

@@ -46,13 +46,13 @@ def add_label(sub: Subparsers) -> None:
 
 
 def run_label(args: argparse.Namespace) -> int:
-    from qrewrite.labeling.label import LabelConfig, label, summary_lines
+    from qrewrite.labeling.label import LabelConfig, label
 
     cfg = with_flags(
         load_config(LabelConfig, args.config, "label", args.overrides), backend=args.backend
     )
-    report = label(cfg, args.data, args.candidates, args.out)
-    print("\n".join(summary_lines(report, args.out)))
+    report = label(cfg, data_dir=args.data, candidates_path=args.candidates, out_path=args.out)
+    print("\n".join(report.summary_lines(args.out)))
     return 0
 
 
@@ -74,8 +74,11 @@ def add_label_eval(sub: Subparsers) -> None:
 
 def run_label_eval(args: argparse.Namespace) -> int:
     from qrewrite.evaluation.labels import evaluate_labels, metrics_markdown
+    from qrewrite.outputs import check_output_folder
 
-    result = evaluate_labels(args.data, args.labels)
+    if args.report:
+        check_output_folder("label-eval", args.report)
+    result = evaluate_labels(data_dir=args.data, labels_path=args.labels).to_dict()
     summary = metrics_markdown(result)
     if args.report:
         out = Path(args.report)

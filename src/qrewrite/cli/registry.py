@@ -196,7 +196,7 @@ def add_rewrite(sub: Subparsers) -> None:
 
 
 def run_rewrite(args: argparse.Namespace) -> int:
-    from qrewrite.serving.export import RewriteConfig, export_rewrites, summary_lines
+    from qrewrite.serving.export import RewriteConfig, export_rewrites
 
     cfg = with_flags(
         load_config(RewriteConfig, args.config, "rewrite", args.overrides),
@@ -207,14 +207,14 @@ def run_rewrite(args: argparse.Namespace) -> int:
     model = resolve_model(args.model, tracking_uri=cfg.tracking_uri)
     s = export_rewrites(
         cfg,
-        model.path,
-        args.queries,
-        args.out,
+        model_dir=model.path,
+        queries_file=args.queries,
+        out_file=args.out,
         model_ref=model.pinned,
         progress=not args.no_progress,
         data_dir=args.data,
         labels=args.labels,
         policy_dir=model.policy_dir,
     )
-    print("\n".join(summary_lines(s, args.out, model.pinned)))
+    print("\n".join(s.summary_lines(args.out)))
     return 0

@@ -37,11 +37,18 @@ def add_build_datasets(sub: Subparsers) -> None:
 
 
 def run_build_datasets(args: argparse.Namespace) -> int:
-    from qrewrite.training.datasets import DatasetConfig, build_datasets, summary_lines
+    from qrewrite.training.datasets import DatasetConfig, build_datasets
 
     cfg = load_config(DatasetConfig, args.config, "build_datasets", args.overrides)
-    report = build_datasets(cfg, args.data, args.mined, args.labels, args.out, args.report)
-    print("\n".join(summary_lines(report, args.out)))
+    report = build_datasets(
+        cfg,
+        data_dir=args.data,
+        mined_dir=args.mined,
+        labels_path=args.labels,
+        out_dir=args.out,
+        report_dir=args.report,
+    )
+    print("\n".join(report.summary_lines(args.out)))
     return 0
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from qrewrite.errors import ConfigError, DataError
+from qrewrite.outputs import check_output_folder
 
 # GE would otherwise try to send usage statistics over a network this tool must not need.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -61,6 +62,18 @@ def load_suite_json(name: str, directory: Path | None = None) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid JSON ({e})") from e
 
 
+# expectations about a whole table (its size, a mean, which values occur at all), which only a
+# batch of real volume can meet; every other expectation is a rule each row must keep
+AGGREGATE_EXPECTATIONS = frozenset(
+    {
+        "expect_table_row_count_to_be_between",
+        "expect_column_mean_to_be_between",
+        "expect_column_distinct_values_to_contain_set",
+        "expect_column_proportion_of_unique_values_to_be_between",
+    }
+)
+
+
 @dataclass
 class ExpectationOutcome:
     expectation: str
@@ -83,6 +96,11 @@ class ContractResult:
     @property
     def failures(self) -> list[ExpectationOutcome]:
         return [o for o in self.outcomes if not o.success]
+
+    @property
+    def row_rule_failures(self) -> list[ExpectationOutcome]:
+        """The failures that are not about the whole table (``AGGREGATE_EXPECTATIONS``)."""
+        return [f for f in self.failures if f.expectation not in AGGREGATE_EXPECTATIONS]
 
     def summary_line(self) -> str:
         if self.success:
@@ -316,6 +334,8 @@ def validate_path(
 ) -> ContractResult:
     """Validate a parquet file against the named contract (what ``qrewrite validate`` runs)."""
     path = Path(data)
+    if report_dir is not None:
+        check_output_folder("validate", report_dir)
     df, total = read_table_for_validation(path, max_rows)
     return validate_frame(
         df, contract, str(path), Path(report_dir) if report_dir else None, total, directory

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -434,8 +434,52 @@ def judged_comparisons(
     return out
 
 
+@dataclass
+class EvaluationReport:
+    """What ``evaluate`` measured; :meth:`to_dict` is ``metrics.json`` (where a NaN is written
+    as null). ``metrics`` is the candidate's row of ``variants``."""
+
+    schema_version: int
+    qrewrite_version: str
+    candidate: str
+    # what the model does alone, first; then what the serving policy adds on top of it
+    model_alone: dict[str, float]
+    with_serving_policy: dict[str, float]
+    variants: dict[str, dict[str, float]]  # variant -> METRIC_KEYS
+    models: dict[str, str]  # variant -> where it came from
+    held_out_queries: int
+    overlap_dropped: int
+    data_kind: str  # synthetic | judged | unknown
+    # per variant and subset, on people's grades (judged data only)
+    judged: dict[str, dict[str, list[dict[str, Any]]]]
+    config: dict[str, Any]  # ``asdict`` of :class:`EvaluateConfig`
+    environment: dict[str, Any]
+    metrics: dict[str, float]
+    samples: list[dict[str, Any]]  # the candidate's top rewrites of the head queries
+    # the evaluate MLflow run, once it is logged (after metrics.json is written: not in it)
+    mlflow_run_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a mapping, keys in the order of ``metrics.json`` (without the MLflow
+        run id, which the file does not hold)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "mlflow_run_id"}
+
+    def summary_lines(self, out_dir: str | Path) -> list[str]:
+        """What ``evaluate`` says when it is done: the variants, the ablation table, the files."""
+        from qrewrite.evaluation.report import ablation_table
+
+        return [
+            f"evaluate: {self.held_out_queries:,} held-out queries, variants: "
+            + ", ".join(self.variants),
+            ablation_table(self.to_dict()),
+            f"evaluate: report {out_dir}/report.md (and report.html), metrics "
+            f"{out_dir}/metrics.json",
+        ]
+
+
 def evaluate(
     config: EvaluateConfig,
+    *,
     data_dir: str | Path,
     datasets_dir: str | Path,
     variants: dict[str, str],
@@ -444,7 +488,7 @@ def evaluate(
     candidate: str | None = None,
     progress: bool = True,
     model_refs: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> EvaluationReport:
     """Evaluate each ``variants`` entry (name -> model directory) and the no-rewrite baseline;
     write ``metrics.json``, ``rewrites.parquet``, ``report.md``/``report.html`` and plots.
 
@@ -538,44 +582,43 @@ def evaluate(
         for key in METRIC_KEYS:
             res.setdefault(key, float("nan"))
     chosen = candidate or next(iter(variants))
-    report: dict[str, Any] = {
-        "schema_version": 1,
-        "qrewrite_version": __version__,
-        "candidate": chosen,
-        # what the model does alone, first; then what the serving policy adds on top of it
-        "model_alone": {k: results[chosen][k] for k in MODEL_ALONE_KEYS},
-        "with_serving_policy": {k: results[chosen][k] for k in SERVING_POLICY_KEYS},
-        "variants": {k: {key: results[k][key] for key in METRIC_KEYS} for k in results},
-        "models": {NO_REWRITE: "", **variants, **(model_refs or {})},
-        "held_out_queries": len(held.queries),
-        "overlap_dropped": held.overlap_dropped,
-        "data_kind": truth.kind if truth is not None else "unknown",
-        # per variant and subset, on people's grades (judged data only)
-        "judged": judged,
-        "config": asdict(config),
-        "environment": current_environment().as_dict(),
-    }
-    report["metrics"] = report["variants"][report["candidate"]]
     rewrites_table = pd.DataFrame(rewrites_rows)
     if len(rewrites_table):
         rewrites_table["searches"] = (
             rewrites_table["query"].map(normalize_query).map(searches_per_query).fillna(0)
         ).astype("int64")
-    report["samples"] = sample_rewrites(rewrites_table, chosen, SAMPLE_ROWS)
+    variant_metrics = {k: {key: results[k][key] for key in METRIC_KEYS} for k in results}
+    report = EvaluationReport(
+        schema_version=1,
+        qrewrite_version=__version__,
+        candidate=chosen,
+        model_alone={k: results[chosen][k] for k in MODEL_ALONE_KEYS},
+        with_serving_policy={k: results[chosen][k] for k in SERVING_POLICY_KEYS},
+        variants=variant_metrics,
+        models={NO_REWRITE: "", **variants, **(model_refs or {})},
+        held_out_queries=len(held.queries),
+        overlap_dropped=held.overlap_dropped,
+        data_kind=truth.kind if truth is not None else "unknown",
+        judged=judged,
+        config=asdict(config),
+        environment=current_environment().as_dict(),
+        metrics=variant_metrics[chosen],
+        samples=sample_rewrites(rewrites_table, chosen, SAMPLE_ROWS),
+    )
     # every file at once when all are written: a failure keeps a previous evaluation whole, and
     # an earlier run's reward curves of other variants go
     owned = [*EVALUATION_OUTPUTS, *(p.name for p in out.glob("rewards_*.png"))]
     with staged_output(out, owned, step="evaluate") as stage:
         rewrites_table.to_parquet(stage / "rewrites.parquet", index=False)
-        (stage / "metrics.json").write_text(json.dumps(_finite(report), indent=2) + "\n")
-        write_report(report, grades, variants, stage)
+        (stage / "metrics.json").write_text(json.dumps(_finite(report.to_dict()), indent=2) + "\n")
+        write_report(report.to_dict(), grades, variants, stage)
     with mlflow_run(config.tracking_uri, config.experiment, "evaluate", config) as run:
         import mlflow
 
         mlflow.log_metrics(
             {
                 f"eval/{variant}/{k}".replace("+", "_plus_"): float(v)
-                for variant, row in report["variants"].items()
+                for variant, row in report.variants.items()
                 for k, v in row.items()
                 if v is not None and np.isfinite(v)
             }
@@ -583,7 +626,7 @@ def evaluate(
         for name in ("report.md", "report.html", "metrics.json", "metrics.png", "grades.png"):
             if (out / name).exists():
                 mlflow.log_artifact(str(out / name), "evaluation")
-        report["mlflow_run_id"] = run.info.run_id
+        report.mlflow_run_id = run.info.run_id
     return report
 
 

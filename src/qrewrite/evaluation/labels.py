@@ -17,7 +17,9 @@ by reason, and left out of the metrics.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -101,7 +103,30 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     return df.assign(grade=grades.astype(np.int64))
 
 
-def evaluate_labels(data_dir: str | Path, labels_path: str | Path) -> dict:
+@dataclass
+class LabelEvaluation:
+    """Labels measured against the truth; :meth:`to_dict` is ``label_eval.json``. Every metrics
+    value is a :func:`grade_metrics` mapping."""
+
+    data: str
+    labels: str
+    truth_kind: str  # synthetic | judged
+    pairs: int
+    judged: int
+    unjudged: dict[str, int]  # reason -> pairs without truth
+    overall: dict[str, Any]
+    by_pair_kind: dict[str, dict[str, Any]]
+    by_source: dict[str, dict[str, Any]]
+    # who graded: the rules, or the teacher calibrated on judgments (cross-fitted: a model
+    # that never saw the query's judgments)
+    by_grader: dict[str, dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The evaluation as a mapping, keys in the order of ``label_eval.json``."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def evaluate_labels(*, data_dir: str | Path, labels_path: str | Path) -> LabelEvaluation:
     """Metrics of a labels table against the truth of ``data_dir``, overall and per group."""
     labels = read_labels(labels_path)
     lookup = TruthLookup.load(data_dir)
@@ -112,32 +137,30 @@ def evaluate_labels(data_dir: str | Path, labels_path: str | Path) -> dict:
         "query_title",
         "query_rewrite",
     )
-    result: dict = {
-        "data": str(data_dir),
-        "labels": str(labels_path),
-        "truth_kind": lookup.kind,
-        "pairs": len(labels),
-        "judged": int(judged.sum()),
-        "unjudged": {k: int(v) for k, v in reason[~judged].value_counts().sort_index().items()},
-        "overall": grade_metrics(truth[judged], labels["grade"].to_numpy()[judged]),
-        "by_pair_kind": {},
-        "by_source": {},
-        # who graded: the rules, or the teacher calibrated on judgments (cross-fitted: a model
-        # that never saw the query's judgments)
-        "by_grader": {},
-    }
+    result = LabelEvaluation(
+        data=str(data_dir),
+        labels=str(labels_path),
+        truth_kind=lookup.kind,
+        pairs=len(labels),
+        judged=int(judged.sum()),
+        unjudged={k: int(v) for k, v in reason[~judged].value_counts().sort_index().items()},
+        overall=grade_metrics(truth[judged], labels["grade"].to_numpy()[judged]),
+        by_pair_kind={},
+        by_source={},
+        by_grader={},
+    )
     for k in sorted(set(kind[judged])):
         m = judged & (kind == k)
-        result["by_pair_kind"][k] = grade_metrics(truth[m], labels["grade"].to_numpy()[m])
+        result.by_pair_kind[k] = grade_metrics(truth[m], labels["grade"].to_numpy()[m])
     if "source" in labels:
         for s in sorted(labels.loc[judged, "source"].dropna().unique()):
             m = judged & (labels["source"] == s).to_numpy()
-            result["by_source"][s] = grade_metrics(truth[m], labels["grade"].to_numpy()[m])
+            result.by_source[s] = grade_metrics(truth[m], labels["grade"].to_numpy()[m])
     if "signals" in labels:
         grader = labels["signals"].map(_grader).to_numpy()
         for g in sorted(set(grader[judged])):
             m = judged & (grader == g)
-            result["by_grader"][g] = grade_metrics(truth[m], labels["grade"].to_numpy()[m])
+            result.by_grader[g] = grade_metrics(truth[m], labels["grade"].to_numpy()[m])
     return result
 
 
@@ -150,7 +173,7 @@ def _grader(signals: object) -> str:
 
 
 def metrics_markdown(result: dict) -> str:
-    """A readable summary of :func:`evaluate_labels`."""
+    """A readable summary of :func:`evaluate_labels` (its :meth:`LabelEvaluation.to_dict`)."""
     o = result["overall"]
     lines = [
         "# Label quality",

@@ -329,13 +329,3 @@ def write_report(
     )
     (out / "report.html").write_text(html, encoding="utf-8")
     return out / "report.md"
-
-
-def summary_lines(report: dict[str, Any], out_dir: str | Path) -> list[str]:
-    """What ``evaluate`` says when it is done: the variants, the ablation table, the files."""
-    return [
-        f"evaluate: {report['held_out_queries']:,} held-out queries, variants: "
-        + ", ".join(report["variants"]),
-        ablation_table(report),
-        f"evaluate: report {out_dir}/report.md (and report.html), metrics {out_dir}/metrics.json",
-    ]

@@ -13,9 +13,10 @@ import csv
 import html
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -209,7 +210,45 @@ IMPORTED_OUTPUTS = (
 )
 
 
-def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: str | Path) -> dict:
+@dataclass
+class ImportManifest:
+    """What ``import-judged`` wrote; :meth:`to_dict` is ``manifest.json`` (written with sorted
+    keys)."""
+
+    kind: str  # "judged"
+    qrewrite_version: str
+    source: str  # the judged file
+    config: dict[str, Any]  # ``asdict`` of :class:`JudgedImportConfig`
+    grade_scale: str  # the scale the grades were read on
+    columns: dict[str, str]  # role -> the file's column
+    window: dict[str, str]  # start, end (ISO)
+    counts: dict[str, Any]  # rows read, set aside by reason, judgments, queries, products, ...
+    tables: dict[str, Any]  # table name -> its path(s) in the output folder
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as a mapping, keys in field order."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def summary_lines(self, out_dir: str | Path) -> list[str]:
+        """What ``import-judged`` says when it is done: what it kept, and what it set aside."""
+        c = self.counts
+        lines = [
+            f"import-judged: {c['judgments']:,} judgments of {c['queries']:,} queries over "
+            f"{c['products']:,} products (scale {self.grade_scale}) -> {out_dir}"
+        ]
+        rejected = sum(c["rows_rejected"].values())
+        if rejected:
+            reasons = ", ".join(f"{k}: {v}" for k, v in c["rows_rejected"].items())
+            lines.append(
+                f"import-judged: set aside {rejected:,} of {c['rows_read']:,} rows ({reasons}); "
+                f"see {Path(out_dir) / 'quarantine' / 'judged_rejected.parquet'}"
+            )
+        return lines
+
+
+def import_judged(
+    config: JudgedImportConfig, *, input_path: str | Path, out_dir: str | Path
+) -> ImportManifest:
     """Convert a judged file into ``out_dir`` (catalog, search_log, truth, manifest)."""
     path, out = Path(input_path), Path(out_dir)
     df = read_judged_file(path)
@@ -338,18 +377,18 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
         pq.write_table(log_table, stage / "search_log.parquet", compression="zstd")
 
         start = datetime.fromisoformat(config.start_date)
-        manifest = {
-            "kind": "judged",
-            "qrewrite_version": __version__,
-            "source": str(path),
-            "config": asdict(config),
-            "grade_scale": scale,
-            "columns": {**cols, **{k: v for k, v in extras.items() if v}},
-            "window": {
+        manifest = ImportManifest(
+            kind="judged",
+            qrewrite_version=__version__,
+            source=str(path),
+            config=asdict(config),
+            grade_scale=scale,
+            columns={**cols, **{k: v for k, v in extras.items() if v}},
+            window={
                 "start": start.isoformat(),
                 "end": (start + timedelta(days=config.days)).isoformat(),
             },
-            "counts": {
+            counts={
                 "rows_read": len(rows),
                 "rows_rejected": {
                     k: int(v)
@@ -371,14 +410,16 @@ def import_judged(config: JudgedImportConfig, input_path: str | Path, out_dir: s
                 },
                 "impressions": log_table.num_rows,
             },
-            "tables": {
+            tables={
                 "catalog": "catalog.parquet",
                 "search_log": "search_log.parquet",
                 "judgments": "judgments.parquet",
                 "truth": ["truth/judgments.parquet"],
             },
-        }
-        (stage / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        )
+        (stage / "manifest.json").write_text(
+            json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
+        )
     return manifest
 
 
@@ -432,20 +473,3 @@ def _replay(config: JudgedImportConfig, kept: pd.DataFrame) -> pa.Table:
         },
         schema=schemas.SEARCH_LOG,
     )
-
-
-def summary_lines(manifest: dict, out_dir: str | Path) -> list[str]:
-    """What ``import-judged`` says when it is done: what it kept, and what it set aside."""
-    c = manifest["counts"]
-    lines = [
-        f"import-judged: {c['judgments']:,} judgments of {c['queries']:,} queries over "
-        f"{c['products']:,} products (scale {manifest['grade_scale']}) -> {out_dir}"
-    ]
-    rejected = sum(c["rows_rejected"].values())
-    if rejected:
-        reasons = ", ".join(f"{k}: {v}" for k, v in c["rows_rejected"].items())
-        lines.append(
-            f"import-judged: set aside {rejected:,} of {c['rows_read']:,} rows ({reasons}); "
-            f"see {Path(out_dir) / 'quarantine' / 'judged_rejected.parquet'}"
-        )
-    return lines

@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -106,9 +107,72 @@ def read_candidates(path: Path) -> pd.DataFrame:
     return table.to_pandas()
 
 
+@dataclass
+class LabelReport:
+    """What ``label`` did; :meth:`to_dict` is ``<out>.report.json``."""
+
+    qrewrite_version: str
+    backend: str
+    config: dict[str, Any]  # ``asdict`` of :class:`LabelConfig`
+    candidates: str  # the candidates file read
+    output: str  # the labeled_pairs file written
+    pairs_read: int
+    pairs_labeled: int
+    fingerprints: dict[str, str]
+    set_aside: dict[str, int]  # reason -> pairs
+    set_aside_file: str | None
+    truncated_to_chars: dict[str, int]  # limit, pairs
+    grades: dict[int, int]
+    grades_by_source: dict[str, dict[int, int]]
+    learned: dict[str, Any]  # synonyms, synonym_examples, filler_words
+    encoder: dict[str, Any]  # load_seconds, texts
+    llm: dict[str, Any] | None  # the llm backend's requests, retries and fallbacks
+    calibration: dict[str, Any] | None  # the teacher's calibration on judgments
+    seconds: float
+    pairs_per_second: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a mapping, keys in the order of ``<out>.report.json``."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def summary_lines(self, out_path: str | Path) -> list[str]:
+        """What ``label`` says when it is done: grades, speed, and every pair not graded
+        normally."""
+        grades = ", ".join(f"{g}: {n:,}" for g, n in self.grades.items())
+        lines = [
+            f"label: {self.pairs_labeled:,} pairs graded by {self.backend} in "
+            f"{self.seconds:.1f}s ({self.pairs_per_second:,} pairs/s; encoder load "
+            f"{self.encoder['load_seconds']:.1f}s) -> {out_path} (grades {grades})"
+        ]
+        if self.set_aside:
+            reasons = ", ".join(f"{k}: {v}" for k, v in self.set_aside.items())
+            lines.append(
+                f"label: set aside {sum(self.set_aside.values()):,} pairs ({reasons}); see "
+                f"{self.set_aside_file}"
+            )
+        if self.llm and self.llm["fell_back_to_teacher"]:
+            llm = self.llm
+            reasons = "; ".join(f"{k} ({v})" for k, v in list(llm["failure_reasons"].items())[:3])
+            lines.append(
+                f"label: the llm endpoint could not grade {llm['fell_back_to_teacher']:,} pairs; "
+                f"the teacher graded them (backend column says which): {reasons}"
+            )
+        truncated = self.truncated_to_chars
+        if truncated["pairs"]:
+            lines.append(
+                f"label: {truncated['pairs']:,} pairs had text longer than {truncated['limit']} "
+                f"characters, graded on the first {truncated['limit']}"
+            )
+        return lines
+
+
 def label(
-    config: LabelConfig, data_dir: str | Path, candidates_path: str | Path, out_path: str | Path
-) -> dict:
+    config: LabelConfig,
+    *,
+    data_dir: str | Path,
+    candidates_path: str | Path,
+    out_path: str | Path,
+) -> LabelReport:
     """Grade every candidate pair and write ``labeled_pairs`` to ``out_path`` (parquet), pairs set
     aside to ``<out>.rejected.parquet`` and a report to ``<out>.report.json``. Returns the report.
     """
@@ -207,37 +271,37 @@ def label(
     )
     rejected_path = out.with_suffix(".rejected.parquet")
 
-    report = {
-        "qrewrite_version": __version__,
-        "backend": config.backend,
-        "config": asdict(config),
-        "candidates": str(candidates_path),
-        "output": str(out),
-        "pairs_read": len(pairs),
-        "pairs_labeled": len(result),
-        "fingerprints": {
+    report = LabelReport(
+        qrewrite_version=__version__,
+        backend=config.backend,
+        config=asdict(config),
+        candidates=str(candidates_path),
+        output=str(out),
+        pairs_read=len(pairs),
+        pairs_labeled=len(result),
+        fingerprints={
             "candidates": table_fingerprint(pairs),
             "labeled_pairs": table_fingerprint(result),
         },
-        "set_aside": {k: int(v) for k, v in rejected["reject_reason"].value_counts().items()},
-        "set_aside_file": str(rejected_path) if len(rejected) else None,
-        "truncated_to_chars": {"limit": MAX_TEXT_CHARS, "pairs": truncated},
-        "grades": {int(g): int(n) for g, n in result["grade"].value_counts().sort_index().items()},
-        "grades_by_source": {
+        set_aside={k: int(v) for k, v in rejected["reject_reason"].value_counts().items()},
+        set_aside_file=str(rejected_path) if len(rejected) else None,
+        truncated_to_chars={"limit": MAX_TEXT_CHARS, "pairs": truncated},
+        grades={int(g): int(n) for g, n in result["grade"].value_counts().sort_index().items()},
+        grades_by_source={
             str(s): {int(g): int(n) for g, n in grp["grade"].value_counts().sort_index().items()}
             for s, grp in result.groupby(result["source"].fillna("unknown"))
         },
-        "learned": {
+        learned={
             "synonyms": len(teacher.learned["synonyms"]),
             "synonym_examples": dict(sorted(teacher.learned["synonyms"].items())[:30]),
             "filler_words": teacher.learned["filler"],
         },
-        "encoder": {"load_seconds": round(encoder_load, 2), "texts": teacher.encoder_texts},
-        "llm": llm_report,
-        "calibration": calibration,
-        "seconds": round(seconds, 2),
-        "pairs_per_second": round(len(result) / seconds) if seconds else None,
-    }
+        encoder={"load_seconds": round(encoder_load, 2), "texts": teacher.encoder_texts},
+        llm=llm_report,
+        calibration=calibration,
+        seconds=round(seconds, 2),
+        pairs_per_second=round(len(result) / seconds) if seconds else None,
+    )
     with staged_output(out.parent, owned, step="label") as stage:
         pq.write_table(
             pa.Table.from_pandas(result, schema=LABELED_PAIRS, preserve_index=False),
@@ -246,37 +310,7 @@ def label(
         )
         if len(rejected):
             rejected.to_parquet(stage / rejected_path.name, index=False)
-        report_json = json.dumps(report, indent=2, default=str) + "\n"
+        report_json = json.dumps(report.to_dict(), indent=2, default=str) + "\n"
         (stage / out.with_suffix(".report.json").name).write_text(report_json)
     log.info("label: %d pairs in %.1fs", len(result), seconds)
     return report
-
-
-def summary_lines(report: dict, out_path: str | Path) -> list[str]:
-    """What ``label`` says when it is done: grades, speed, and every pair not graded normally."""
-    grades = ", ".join(f"{g}: {n:,}" for g, n in report["grades"].items())
-    lines = [
-        f"label: {report['pairs_labeled']:,} pairs graded by {report['backend']} in "
-        f"{report['seconds']:.1f}s ({report['pairs_per_second']:,} pairs/s; encoder load "
-        f"{report['encoder']['load_seconds']:.1f}s) -> {out_path} (grades {grades})"
-    ]
-    if report["set_aside"]:
-        reasons = ", ".join(f"{k}: {v}" for k, v in report["set_aside"].items())
-        lines.append(
-            f"label: set aside {sum(report['set_aside'].values()):,} pairs ({reasons}); see "
-            f"{report['set_aside_file']}"
-        )
-    if report["llm"] and report["llm"]["fell_back_to_teacher"]:
-        llm = report["llm"]
-        reasons = "; ".join(f"{k} ({v})" for k, v in list(llm["failure_reasons"].items())[:3])
-        lines.append(
-            f"label: the llm endpoint could not grade {llm['fell_back_to_teacher']:,} pairs; "
-            f"the teacher graded them (backend column says which): {reasons}"
-        )
-    truncated = report["truncated_to_chars"]
-    if truncated["pairs"]:
-        lines.append(
-            f"label: {truncated['pairs']:,} pairs had text longer than {truncated['limit']} "
-            f"characters, graded on the first {truncated['limit']}"
-        )
-    return lines

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -278,7 +279,33 @@ def _write_table(df: pd.DataFrame, path: Path, schema: pa.Schema | None = None) 
 SYNTH_OUTPUTS = ("catalog.parquet", "search_log.parquet", "truth", "manifest.json")
 
 
-def synthesize(config: SynthConfig, out_dir: str | Path, progress: bool = True) -> dict:
+@dataclass
+class SynthManifest:
+    """What ``synth`` wrote; :meth:`to_dict` is ``manifest.json`` (written with sorted keys)."""
+
+    kind: str  # "synthetic"
+    qrewrite_version: str
+    config: dict[str, Any]  # the resolved settings (``asdict`` of :class:`SynthConfig`)
+    window: dict[str, str]  # start, end (ISO)
+    counts: dict[str, int]  # products, intents, phrasings, sessions, searches, impressions
+    tables: dict[str, Any]  # table name -> its path(s) in the output folder
+    fingerprints: dict[str, str]  # catalog, search_log
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as a mapping, keys in field order."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def summary_lines(self, out_dir: str | Path) -> list[str]:
+        """What ``synth`` says when it is done (the CLI and the pipeline step print the same)."""
+        c = self.counts
+        return [
+            f"synth: {c['products']:,} products, {c['intents']:,} intents, "
+            f"{c['sessions']:,} sessions, {c['searches']:,} searches, "
+            f"{c['impressions']:,} impressions -> {out_dir}"
+        ]
+
+
+def synthesize(config: SynthConfig, *, out_dir: str | Path, progress: bool = True) -> SynthManifest:
     """Write ``catalog``, ``search_log``, ``truth/`` and ``manifest.json`` under ``out_dir``.
 
     Returns the manifest (counts, time window, settings).
@@ -292,7 +319,7 @@ def synthesize(config: SynthConfig, out_dir: str | Path, progress: bool = True) 
     return manifest
 
 
-def _synthesize(cfg: SynthConfig, stage: Path, progress: bool) -> tuple[dict, int, int]:
+def _synthesize(cfg: SynthConfig, stage: Path, progress: bool) -> tuple[SynthManifest, int, int]:
     """:func:`synthesize` into ``stage``; returns the manifest and the rows and searches written."""
     (stage / "truth").mkdir()
     seeds = np.random.SeedSequence(cfg.seed)
@@ -330,15 +357,15 @@ def _synthesize(cfg: SynthConfig, stage: Path, progress: bool) -> tuple[dict, in
         bar.close()
 
     start = datetime.fromisoformat(cfg.start_date)
-    manifest = {
-        "kind": "synthetic",
-        "qrewrite_version": __version__,
-        "config": asdict(cfg),
-        "window": {
+    manifest = SynthManifest(
+        kind="synthetic",
+        qrewrite_version=__version__,
+        config=asdict(cfg),
+        window={
             "start": start.isoformat(),
             "end": (start + timedelta(days=cfg.days)).isoformat(),
         },
-        "counts": {
+        counts={
             "products": len(world.catalog),
             "intents": len(world.intents),
             "phrasings": len(world.universe),
@@ -346,25 +373,18 @@ def _synthesize(cfg: SynthConfig, stage: Path, progress: bool) -> tuple[dict, in
             "searches": n_searches,
             "impressions": n_rows,
         },
-        "tables": {
+        tables={
             "catalog": "catalog.parquet",
             "search_log": "search_log.parquet",
             "truth": ["truth/intents.parquet", "truth/queries.parquet", "truth/searches.parquet"],
         },
         # what this machine made of the seed: compare across machines to find where they part
-        "fingerprints": {
+        fingerprints={
             name: table_fingerprint(pq.read_table(stage / f"{name}.parquet"))
             for name in ("catalog", "search_log")
         },
-    }
-    (stage / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    )
+    (stage / "manifest.json").write_text(
+        json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
+    )
     return manifest, n_rows, n_searches
-
-
-def summary_lines(manifest: dict, out_dir: str | Path) -> list[str]:
-    """What ``synth`` says when it is done (the CLI and the pipeline step print the same)."""
-    c = manifest["counts"]
-    return [
-        f"synth: {c['products']:,} products, {c['intents']:,} intents, {c['sessions']:,} sessions,"
-        f" {c['searches']:,} searches, {c['impressions']:,} impressions -> {out_dir}"
-    ]

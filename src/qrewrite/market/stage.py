@@ -10,6 +10,7 @@ that changes later cannot change what an earlier run trained on.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,39 @@ def _rows(path: Path) -> int:
         raise DataError(f"{path}: not a readable parquet file ({e})") from e
 
 
+@dataclass
+class StagedMarketplace:
+    """Where the staged marketplace came from and its row counts; :meth:`to_dict` is what the
+    pipeline step records as its output's metadata."""
+
+    source: str  # "synthetic", or the directory copied
+    scale: str | None  # the simulator's scale; None for a copy (and no key in the mapping)
+    rows: dict[str, int]  # file name -> rows
+
+    def to_dict(self) -> dict[str, Any]:
+        """The staged marketplace as a mapping, keys in field order (``scale`` when
+        synthesized)."""
+        values = ((f.name, getattr(self, f.name)) for f in fields(self))
+        return {k: v for k, v in values if not (k == "scale" and v is None)}
+
+    def summary_lines(self, out_dir: str | Path) -> list[str]:
+        """What staging says when it is done: where the data came from and how many rows."""
+        what = (
+            f"synthesized the {self.scale or ''} marketplace"
+            if self.source == SYNTHETIC
+            else f"copied {self.source}"
+        )
+        rows = ", ".join(f"{name} {n:,} rows" for name, n in self.rows.items())
+        return [f"stage: {what} -> {out_dir}: {rows}"]
+
+
 def stage_marketplace(
-    source: str, out_dir: str | Path, synth: SynthConfig | None = None, progress: bool = False
-) -> dict[str, Any]:
+    *,
+    source: str,
+    out_dir: str | Path,
+    synth: SynthConfig | None = None,
+    progress: bool = False,
+) -> StagedMarketplace:
     """Write the marketplace of ``source`` under ``out_dir``; return where it came from and its
     row counts."""
     out = Path(out_dir)
@@ -45,12 +76,13 @@ def stage_marketplace(
             + " and ".join(REQUIRED_FILES)
         )
     if source == SYNTHETIC:
-        manifest = synthesize(synth or SynthConfig(), out, progress)
-        return {
-            "source": SYNTHETIC,
-            "scale": manifest.get("scale", (synth or SynthConfig()).scale),
-            "rows": {f: _rows(out / f) for f in REQUIRED_FILES},
-        }
+        cfg = synth or SynthConfig()
+        synthesize(cfg, out_dir=out, progress=progress)
+        return StagedMarketplace(
+            source=SYNTHETIC,
+            scale=cfg.scale,
+            rows={f: _rows(out / f) for f in REQUIRED_FILES},
+        )
     src = Path(source.removeprefix("file://"))
     if not src.is_dir():
         raise ConfigError(
@@ -72,15 +104,6 @@ def stage_marketplace(
             shutil.copytree(src / name, out / name, dirs_exist_ok=True)
         elif (src / name).is_file():
             shutil.copy2(src / name, out / name)
-    return {"source": str(src), "rows": {f: _rows(out / f) for f in REQUIRED_FILES}}
-
-
-def summary_lines(staged: dict[str, Any], out_dir: str | Path) -> list[str]:
-    """What staging says when it is done: where the data came from and how many rows."""
-    what = (
-        f"synthesized the {staged.get('scale', '')} marketplace"
-        if staged["source"] == SYNTHETIC
-        else f"copied {staged['source']}"
+    return StagedMarketplace(
+        source=str(src), scale=None, rows={f: _rows(out / f) for f in REQUIRED_FILES}
     )
-    rows = ", ".join(f"{name} {n:,} rows" for name, n in staged["rows"].items())
-    return [f"stage: {what} -> {out_dir}: {rows}"]

@@ -6,8 +6,9 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -143,7 +144,68 @@ def _candidates_sql(cfg: MiningConfig) -> str:
     """
 
 
-def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dict:
+@dataclass
+class MiningReport:
+    """What ``mine`` did; :meth:`to_dict` is ``mining_report.json``."""
+
+    qrewrite_version: str
+    data_dir: str
+    config: dict[str, Any]  # ``asdict`` of :class:`MiningConfig`
+    input: dict[str, Any]  # what the search log held: rows read, set aside, duplicates, window
+    catalog_products: int
+    engaged_pairs_with_unknown_product: int
+    queries: int
+    candidates: dict[str, int]  # per source
+    outputs: dict[str, str]  # rewrite_candidates, query_stats
+    fingerprints: dict[str, str]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a mapping, keys in the order of ``mining_report.json``."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def summary_lines(self, out_dir: str | Path) -> list[str]:
+        """What ``mine`` says when it is done: counts, rows set aside, duplicates, outputs."""
+        inp = self.input
+        cands = ", ".join(f"{k} {v:,}" for k, v in self.candidates.items())
+        lines = [
+            f"mine: {inp['rows_read']:,} impressions, {inp['searches']:,} searches, "
+            f"{self.queries:,} queries -> candidates: {cands} ({self.seconds:.1f}s)"
+        ]
+        set_aside = {
+            **inp["rows_rejected"],
+            **(
+                {"outside_window": inp["rows_outside_window"]} if inp["rows_outside_window"] else {}
+            ),
+        }
+        if set_aside:
+            lines.append(
+                "mine: set aside rows: "
+                + ", ".join(f"{k} {v:,}" for k, v in set_aside.items())
+                + (
+                    f"; rejected rows in {Path(out_dir) / 'quarantine'}"
+                    if inp["rows_rejected"]
+                    else ""
+                )
+            )
+        if inp["duplicate_impressions"] + inp["duplicate_engaged_events"]:
+            lines.append(
+                f"mine: counted duplicated events once: {inp['duplicate_impressions']:,} "
+                f"impressions, {inp['duplicate_engaged_events']:,} engagement events"
+            )
+        if self.engaged_pairs_with_unknown_product:
+            lines.append(
+                f"mine: {self.engaged_pairs_with_unknown_product:,} (query, product) engagements"
+                " name products missing from the catalog; they give no engaged_title candidates"
+            )
+        lines.append(
+            f"mine: wrote {out_dir}/rewrite_candidates.parquet, query_stats.parquet, "
+            "mining_report.json; read mining_report.md"
+        )
+        return lines
+
+
+def mine(config: MiningConfig, *, data_dir: str | Path, out_dir: str | Path) -> MiningReport:
     """Mine ``data_dir/search_log.parquet`` (+ ``catalog.parquet``) into ``out_dir``.
 
     Writes ``rewrite_candidates.parquet``, ``query_stats.parquet``, ``mining_report.json``,
@@ -156,7 +218,7 @@ def mine(config: MiningConfig, data_dir: str | Path, out_dir: str | Path) -> dic
         return _mine(config, data, stage, out)
 
 
-def _mine(config: MiningConfig, data: Path, stage: Path, out: Path) -> dict:
+def _mine(config: MiningConfig, data: Path, stage: Path, out: Path) -> MiningReport:
     """:func:`mine`, writing into ``stage``; the report names the final paths in ``out``."""
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="qrewrite-duckdb-", dir=stage) as spill:
@@ -216,63 +278,28 @@ def _mine(config: MiningConfig, data: Path, stage: Path, out: Path) -> dict:
         finally:
             con.close()
 
-    report = {
-        "qrewrite_version": __version__,
-        "data_dir": str(data),
-        "config": asdict(config),
-        "input": inputs.as_dict(),
-        "catalog_products": n_products,
-        "engaged_pairs_with_unknown_product": int(unknown[0]),
-        "queries": int(n_queries[0]),
-        "candidates": {s: int(per_source.get(s, 0)) for s in SOURCES},
-        "outputs": {
+    report = MiningReport(
+        qrewrite_version=__version__,
+        data_dir=str(data),
+        config=asdict(config),
+        input=inputs.as_dict(),
+        catalog_products=n_products,
+        engaged_pairs_with_unknown_product=int(unknown[0]),
+        queries=int(n_queries[0]),
+        candidates={s: int(per_source.get(s, 0)) for s in SOURCES},
+        outputs={
             "rewrite_candidates": str(out / "rewrite_candidates.parquet"),
             "query_stats": str(out / "query_stats.parquet"),
         },
-        "fingerprints": {
+        fingerprints={
             name: table_fingerprint(pq.read_table(stage / f"{name}.parquet"))
             for name in ("rewrite_candidates", "query_stats")
         },
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
-    (stage / "mining_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        seconds=round(time.perf_counter() - t0, 3),
+    )
+    (stage / "mining_report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     stats = pd.read_parquet(
         stage / "query_stats.parquet", columns=["searches", "cvr", "ctr", "zero_result_searches"]
     )
-    write_mining_report(report, stats, stage)
+    write_mining_report(report.to_dict(), stats, stage)
     return report
-
-
-def summary_lines(report: dict, out_dir: str | Path) -> list[str]:
-    """What ``mine`` says when it is done: counts, rows set aside, duplicates, outputs."""
-    inp = report["input"]
-    cands = ", ".join(f"{k} {v:,}" for k, v in report["candidates"].items())
-    lines = [
-        f"mine: {inp['rows_read']:,} impressions, {inp['searches']:,} searches, "
-        f"{report['queries']:,} queries -> candidates: {cands} ({report['seconds']:.1f}s)"
-    ]
-    set_aside = {
-        **inp["rows_rejected"],
-        **({"outside_window": inp["rows_outside_window"]} if inp["rows_outside_window"] else {}),
-    }
-    if set_aside:
-        lines.append(
-            "mine: set aside rows: "
-            + ", ".join(f"{k} {v:,}" for k, v in set_aside.items())
-            + (f"; rejected rows in {Path(out_dir) / 'quarantine'}" if inp["rows_rejected"] else "")
-        )
-    if inp["duplicate_impressions"] + inp["duplicate_engaged_events"]:
-        lines.append(
-            f"mine: counted duplicated events once: {inp['duplicate_impressions']:,} impressions,"
-            f" {inp['duplicate_engaged_events']:,} engagement events"
-        )
-    if report["engaged_pairs_with_unknown_product"]:
-        lines.append(
-            f"mine: {report['engaged_pairs_with_unknown_product']:,} (query, product) engagements"
-            " name products missing from the catalog; they give no engaged_title candidates"
-        )
-    lines.append(
-        f"mine: wrote {out_dir}/rewrite_candidates.parquet, query_stats.parquet, "
-        "mining_report.json; read mining_report.md"
-    )
-    return lines

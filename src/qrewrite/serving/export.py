@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -187,18 +187,53 @@ def serving_setup(
     return ExportSetup(policy, teacher, config.generation(), "config")
 
 
+@dataclass
+class ExportSummary:
+    """What ``rewrite`` exported; :meth:`to_dict` is the ``.json`` summary beside the table."""
+
+    qrewrite_version: str
+    model: str  # the model's pinned reference, else its directory
+    queries: int
+    rows: int
+    queries_without_rewrite: int
+    queries_served: int
+    policy: str  # the serving policy, described
+    policy_source: str  # where the policy came from
+    generation: dict[str, Any]  # ``asdict`` of the generation settings
+    set_aside: dict[str, int]  # reason -> queries skipped
+    seconds: float
+    vetting_seconds: float
+    queries_per_second: float | None
+    config: dict[str, Any]  # ``asdict`` of :class:`RewriteConfig`
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as a mapping, keys in the order of the ``.json`` file."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def summary_lines(self, out_path: str | Path) -> list[str]:
+        """What ``rewrite`` says when it is done: rewritten, served, set aside, speed."""
+        aside = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.set_aside.items() if v)
+        return [
+            f"rewrite: {self.queries:,} queries -> {self.rows:,} rewrites "
+            f"({self.queries_without_rewrite} queries without one, {self.queries_served} served "
+            f"by the policy {self.policy_source}: {self.policy}) in {self.seconds} s "
+            f"({self.queries_per_second} queries/s) with {self.model} -> {out_path}"
+            + (f"; set aside: {aside}" if aside else "")
+        ]
+
+
 def export_rewrites(
     config: RewriteConfig,
+    *,
     model_dir: str | Path,
     queries_file: str | Path,
     out_file: str | Path,
-    *,
     model_ref: str = "",
     progress: bool = True,
     data_dir: str | Path | None = None,
     labels: str | Path | None = None,
     policy_dir: str | Path | None = None,
-) -> dict[str, Any]:
+) -> ExportSummary:
     """Rewrite every query of ``queries_file`` and write the serving table to ``out_file``
     (parquet; one row per (query, rank)) with a ``.json`` summary next to it. The rank-1
     rewrite of each query is marked ``served`` when it passes the serving policy
@@ -247,40 +282,29 @@ def export_rewrites(
     table = pa.Table.from_pylist(
         [dict(zip(REWRITES_SCHEMA.names, r, strict=True)) for r in rows], schema=REWRITES_SCHEMA
     )
-    summary = {
-        "qrewrite_version": __version__,
-        "model": model_ref or str(model_dir),
-        "queries": len(queries),
-        "rows": table.num_rows,
-        "queries_without_rewrite": sum(1 for r in ranked if not r),
-        "queries_served": sum(s.served for s in served),
-        "policy": setup.policy.describe(),
-        "policy_source": setup.source,
-        "generation": asdict(setup.generation),
-        "set_aside": {k: v for k, v in counts.items() if k != "rows"},
-        "seconds": round(seconds, 2),
-        "vetting_seconds": round(time.perf_counter() - t1, 2),
-        "queries_per_second": round(len(queries) / seconds, 1) if seconds else None,
-        "config": asdict(config),
-    }
+    summary = ExportSummary(
+        qrewrite_version=__version__,
+        model=model_ref or str(model_dir),
+        queries=len(queries),
+        rows=table.num_rows,
+        queries_without_rewrite=sum(1 for r in ranked if not r),
+        queries_served=sum(s.served for s in served),
+        policy=setup.policy.describe(),
+        policy_source=setup.source,
+        generation=asdict(setup.generation),
+        set_aside={k: v for k, v in counts.items() if k != "rows"},
+        seconds=round(seconds, 2),
+        vetting_seconds=round(time.perf_counter() - t1, 2),
+        queries_per_second=round(len(queries) / seconds, 1) if seconds else None,
+        config=asdict(config),
+    )
     # the table and its summary together, once both are written (a cache loader never reads a
     # half-written table, and a failure keeps the previous one)
     with staged_output(
         out.parent, [out.name, out.with_suffix(".json").name], step="rewrite"
     ) as stage:
         pq.write_table(table, stage / out.name, compression="zstd")
-        (stage / out.with_suffix(".json").name).write_text(json.dumps(summary, indent=2) + "\n")
+        (stage / out.with_suffix(".json").name).write_text(
+            json.dumps(summary.to_dict(), indent=2) + "\n"
+        )
     return summary
-
-
-def summary_lines(summary: dict[str, Any], out_path: str | Path, model_ref: str) -> list[str]:
-    """What ``rewrite`` says when it is done: rewritten, served, set aside, speed."""
-    s = summary
-    aside = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in s["set_aside"].items() if v)
-    return [
-        f"rewrite: {s['queries']:,} queries -> {s['rows']:,} rewrites "
-        f"({s['queries_without_rewrite']} queries without one, {s['queries_served']} served "
-        f"by the policy {s['policy_source']}: {s['policy']}) in {s['seconds']} s "
-        f"({s['queries_per_second']} queries/s) with {model_ref} -> {out_path}"
-        + (f"; set aside: {aside}" if aside else "")
-    ]

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from qrewrite import __version__
 from qrewrite.errors import ContractViolation, DataError
 from qrewrite.labeling.teacher import GRADE_COLUMNS
 from qrewrite.mining.judged import JUDGED_SOURCES
-from qrewrite.outputs import staged_output
+from qrewrite.outputs import check_output_folder, staged_output
 from qrewrite.search_engine import ProductRetriever
 from qrewrite.tables import read_parquet_table, table_fingerprint
 from qrewrite.text import normalize_query
@@ -111,14 +111,51 @@ def _balanced(df: pd.DataFrame, max_ratio: float, seed: int) -> pd.DataFrame:
 DATASET_OUTPUTS = (SFT_DIR, GRPO_DIR, "dataset_report.json", "dataset_report.md")
 
 
+@dataclass
+class DatasetReport:
+    """What ``build-datasets`` built; :meth:`to_dict` is ``dataset_report.json``."""
+
+    qrewrite_version: str
+    config: dict[str, Any]  # ``asdict`` of :class:`DatasetConfig`
+    task_a: dict[str, Any]  # the rewrite task's filters: pairs, graded relevant, evidence, kept
+    task_b: dict[str, Any]  # the tagging task: pairs, below confidence, kept, grades per split
+    sft_examples: dict[str, dict[str, int]]  # split -> task -> examples
+    grpo_prompts: dict[str, int]  # split -> prompts
+    distinct_queries: dict[str, int]  # split -> queries
+    contracts: dict[str, str]  # contract -> its summary line
+    fingerprints: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a mapping, keys in the order of ``dataset_report.json``."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def summary_lines(self, out_dir: str | Path) -> list[str]:
+        """What ``build-datasets`` says when it is done: each task's examples and the split."""
+        a, e = self.task_a, self.sft_examples
+        return [
+            f"build-datasets: rewrite task {a['kept_after_per_query_cap']:,} examples "
+            f"({a['graded_relevant']:,} graded relevant, {a['without_conversion_evidence']:,} "
+            "without conversion evidence, "
+            + ("kept" if a["kept_without_conversion_evidence"] else "set aside")
+            + "); tagging task "
+            f"{self.task_b['kept']:,} examples; GRPO prompts "
+            f"{self.grpo_prompts['train']:,} train / {self.grpo_prompts['eval']:,} eval",
+            f"build-datasets: split by query: train {e['train'].get('rewrite', 0):,} + "
+            f"{e['train'].get('tag', 0):,}, eval {e['eval'].get('rewrite', 0):,} + "
+            f"{e['eval'].get('tag', 0):,} (rewrite + tag) -> {out_dir}/sft, {out_dir}/grpo; "
+            f"read {out_dir}/dataset_report.md",
+        ]
+
+
 def build_datasets(
     config: DatasetConfig,
+    *,
     data_dir: str | Path,
     mined_dir: str | Path,
     labels_path: str | Path,
     out_dir: str | Path,
     report_dir: str | Path | None = None,
-) -> dict[str, Any]:
+) -> DatasetReport:
     """Write ``<out>/sft`` and ``<out>/grpo`` (HF ``DatasetDict`` with train/eval) and a report.
 
     Both are checked against their data contracts before they are saved; a failing contract raises
@@ -130,6 +167,8 @@ def build_datasets(
 
     quiet_libraries()
     data_dir, mined_dir, out = Path(data_dir), Path(mined_dir), Path(out_dir)
+    if report_dir is not None:
+        check_output_folder("build-datasets", report_dir)
     labels, candidates, stats, catalog = _read_inputs(data_dir, mined_dir, Path(labels_path))
     retrieval = ProductRetriever(catalog, config.retrieve_k)
     titles = dict(zip(catalog["product_id"], catalog["title"], strict=True))
@@ -296,10 +335,10 @@ def build_datasets(
             for s in SPLITS
         }
 
-    report = {
-        "qrewrite_version": __version__,
-        "config": asdict(config),
-        "task_a": {
+    report = DatasetReport(
+        qrewrite_version=__version__,
+        config=asdict(config),
+        task_a={
             "query_rewrite_pairs": len(qr),
             "graded_relevant": len(relevant),
             "with_cvr_lift": int(by_lift.sum()),
@@ -321,23 +360,21 @@ def build_datasets(
             ),
             "kept_after_per_query_cap": len(kept),
         },
-        "task_b": {
+        task_b={
             "pairs": int(labels["pair_kind"].isin(kinds).sum()),
             "below_confidence": int((confidence < config.min_tag_confidence).sum()),
             "kept": len(tag_kept),
             "grades": counts(sft_df[sft_df["task"] == "tag"], "target"),
         },
-        "sft_examples": counts(sft_df, "task"),
-        "grpo_prompts": {s: int((grpo_df["split"] == s).sum()) for s in SPLITS},
-        "distinct_queries": {
-            s: int(sft_df[sft_df["split"] == s]["query"].nunique()) for s in SPLITS
-        },
-        "contracts": {k: v.summary_line() for k, v in results.items()},
-        "fingerprints": {
+        sft_examples=counts(sft_df, "task"),
+        grpo_prompts={s: int((grpo_df["split"] == s).sum()) for s in SPLITS},
+        distinct_queries={s: int(sft_df[sft_df["split"] == s]["query"].nunique()) for s in SPLITS},
+        contracts={k: v.summary_line() for k, v in results.items()},
+        fingerprints={
             "sft_examples": table_fingerprint(sft_frame(sft_df)),
             "grpo_prompts": table_fingerprint(grpo_frame(grpo_df)),
         },
-    }
+    )
     # the datasets and their report together, when all are written: a failure keeps the
     # previous build whole
     inputs = [data_dir, mined_dir, labels_path]
@@ -352,9 +389,11 @@ def build_datasets(
                     for s in SPLITS
                 }
             ).save_to_disk(str(stage / name))
-        report_json = json.dumps(report, indent=2) + "\n"
+        report_json = json.dumps(report.to_dict(), indent=2) + "\n"
         (stage / "dataset_report.json").write_text(report_json, encoding="utf-8")
-        (stage / "dataset_report.md").write_text(report_markdown(report), encoding="utf-8")
+        (stage / "dataset_report.md").write_text(
+            report_markdown(report.to_dict()), encoding="utf-8"
+        )
     return report
 
 
@@ -494,21 +533,3 @@ def report_markdown(report: dict[str, Any]) -> str:
         )
     lines += ["", "## Contracts", ""] + [f"- {v}" for v in report["contracts"].values()]
     return "\n".join(lines) + "\n"
-
-
-def summary_lines(report: dict[str, Any], out_dir: str | Path) -> list[str]:
-    """What ``build-datasets`` says when it is done: each task's examples and the split."""
-    a, e = report["task_a"], report["sft_examples"]
-    return [
-        f"build-datasets: rewrite task {a['kept_after_per_query_cap']:,} examples "
-        f"({a['graded_relevant']:,} graded relevant, {a['without_conversion_evidence']:,} "
-        "without conversion evidence, "
-        + ("kept" if a["kept_without_conversion_evidence"] else "set aside")
-        + "); tagging task "
-        f"{report['task_b']['kept']:,} examples; GRPO prompts "
-        f"{report['grpo_prompts']['train']:,} train / {report['grpo_prompts']['eval']:,} eval",
-        f"build-datasets: split by query: train {e['train'].get('rewrite', 0):,} + "
-        f"{e['train'].get('tag', 0):,}, eval {e['eval'].get('rewrite', 0):,} + "
-        f"{e['eval'].get('tag', 0):,} (rewrite + tag) -> {out_dir}/sft, {out_dir}/grpo; "
-        f"read {out_dir}/dataset_report.md",
-    ]

@@ -20,6 +20,7 @@ import numpy as np
 
 from qrewrite import __version__
 from qrewrite.errors import ConfigError
+from qrewrite.outputs import check_not_an_input, staged_output
 from qrewrite.search_engine import ProductRetriever
 from qrewrite.tables import read_parquet_table
 from qrewrite.tracking import mlflow_callback, mlflow_run
@@ -38,7 +39,7 @@ from qrewrite.training.common import (
 )
 from qrewrite.training.datasets import GRPO_DIR, load_training_split
 from qrewrite.training.judge import RelevanceJudge
-from qrewrite.training.models import load_model, load_tokenizer, save_model
+from qrewrite.training.models import MODEL_FILES, load_model, load_tokenizer, save_model
 from qrewrite.training.options import LoraOptions, TrackingOptions, TrainerOptions
 from qrewrite.training.rewards import (
     DEFAULT_WEIGHTS,
@@ -49,6 +50,9 @@ from qrewrite.training.rewards import (
 )
 
 log = logging.getLogger(__name__)
+
+# what the step writes into its model folder (MODEL_FILES: the model itself)
+GRPO_OUTPUTS = (*MODEL_FILES, "grpo_rewards.png", "grpo_report.json", "grpo_report.md")
 
 JUDGES = ("self", "teacher")
 
@@ -252,6 +256,13 @@ def grpo(
     quiet_libraries()
     config.check()
     out = Path(out_dir)
+    # the model folder is replaced only when the new policy is whole (qrewrite.outputs); the
+    # checkpoints stay in it across a failure, for the resume
+    check_not_an_input(
+        "grpo",
+        [out / name for name in GRPO_OUTPUTS],
+        [config.model, config.judge_model or None, datasets_dir, data_dir, labels],
+    )
     ckpt_dir = out / "checkpoints"
     arguments = grpo_arguments(config, output_dir=ckpt_dir, progress=progress)
     data = load_training_split(Path(datasets_dir) / GRPO_DIR, GRPO_DIR)
@@ -341,17 +352,18 @@ def grpo(
             }
         )
         policy = trainer.model.merge_and_unload() if config.use_lora else trainer.model
-        save_model(policy, tokenizer, out, {"step": "grpo", **report})
-        plot_curves(
-            {
-                "total": total,
-                **{n: series(history, f"rewards/{n}/mean") for n in names},
-            },
-            "GRPO rewards (mean per step)",
-            out / "grpo_rewards.png",
-        )
-        (out / "grpo_report.json").write_text(json.dumps(report, indent=2) + "\n")
-        (out / "grpo_report.md").write_text(grpo_markdown(report), encoding="utf-8")
+        with staged_output(out, GRPO_OUTPUTS, step="grpo") as stage:
+            save_model(policy, tokenizer, stage, {"step": "grpo", **report})
+            plot_curves(
+                {
+                    "total": total,
+                    **{n: series(history, f"rewards/{n}/mean") for n in names},
+                },
+                "GRPO rewards (mean per step)",
+                stage / "grpo_rewards.png",
+            )
+            (stage / "grpo_report.json").write_text(json.dumps(report, indent=2) + "\n")
+            (stage / "grpo_report.md").write_text(grpo_markdown(report), encoding="utf-8")
         mlflow.log_artifact(str(out / "grpo_report.md"))
         mlflow.log_artifact(str(out / "grpo_rewards.png"))
     if not config.keep_checkpoints:

@@ -148,6 +148,21 @@ def load_model(path: str | Path, what: str = "base model", dtype: str = "auto") 
     return model.to("cuda") if cuda else model
 
 
+# what save_model writes: a step that replaces a model folder owns these names (an earlier
+# model's file that this save does not write again is removed, not left beside the new one)
+MODEL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "qrewrite_model.json",
+)
+
+
 def save_model(model: Any, tokenizer: Any, out: str | Path, card: dict[str, Any]) -> Path:
     """Save a merged model ready to serve (weights, tokenizer, and what made it)."""
     out = Path(out)

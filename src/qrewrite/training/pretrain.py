@@ -19,6 +19,7 @@ import pandas as pd
 
 from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
+from qrewrite.outputs import check_not_an_input, staged_output
 from qrewrite.tables import read_parquet_table
 from qrewrite.text import normalize_query
 from qrewrite.tracking import mlflow_callback, mlflow_run
@@ -33,11 +34,20 @@ from qrewrite.training.common import (
     tokens_seen,
     trainer_arguments,
 )
-from qrewrite.training.models import ModelShape, build_small_model, save_model, train_tokenizer
+from qrewrite.training.models import (
+    MODEL_FILES,
+    ModelShape,
+    build_small_model,
+    save_model,
+    train_tokenizer,
+)
 from qrewrite.training.options import TrackingOptions, TrainerOptions
 from qrewrite.training.prompts import answer, rewrite_prompt
 
 log = logging.getLogger(__name__)
+
+# what the step writes into its model folder (MODEL_FILES: the model itself)
+PRETRAIN_OUTPUTS = (*MODEL_FILES, "pretrain_loss.png", "pretrain_report.json")
 
 
 MIN_VOCAB = 512  # bytes, special and prompt tokens, and a few hundred merges
@@ -280,6 +290,9 @@ def pretrain(
     config.check()
     objectives = config.objectives()
     out = Path(out_dir)
+    check_not_an_input(
+        "pretrain", [out / name for name in PRETRAIN_OUTPUTS], [data_dir, mined_dir, datasets_dir]
+    )
     # a pass-through trainer argument that cannot be used fails here, before any work
     pretrain_arguments(
         config, output_dir=out / "checkpoints", progress=progress, denoising="denoise" in objectives
@@ -359,7 +372,9 @@ def pretrain(
             }
         )
         report = outcome.to_dict()
-        save_model(trainer.model, tokenizer, out, {"step": "pretrain", **report})
-        plot_curves({"loss": losses}, "Domain pretraining loss", out / "pretrain_loss.png")
-        (out / "pretrain_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        # the model folder is replaced only when the new model is whole (qrewrite.outputs)
+        with staged_output(out, PRETRAIN_OUTPUTS, step="pretrain") as stage:
+            save_model(trainer.model, tokenizer, stage, {"step": "pretrain", **report})
+            plot_curves({"loss": losses}, "Domain pretraining loss", stage / "pretrain_loss.png")
+            (stage / "pretrain_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return outcome

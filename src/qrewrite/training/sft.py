@@ -18,6 +18,7 @@ from typing import Any
 
 from qrewrite import __version__
 from qrewrite.errors import ConfigError
+from qrewrite.outputs import check_not_an_input, staged_output
 from qrewrite.tracking import mlflow_callback, mlflow_run
 from qrewrite.training.common import (
     check_schedule,
@@ -35,11 +36,14 @@ from qrewrite.training.common import (
 )
 from qrewrite.training.datasets import SFT_DIR, load_training_split
 from qrewrite.training.judge import evaluate_tagging
-from qrewrite.training.models import load_model, load_tokenizer, save_model
+from qrewrite.training.models import MODEL_FILES, load_model, load_tokenizer, save_model
 from qrewrite.training.options import LoraOptions, TrackingOptions, TrainerOptions
 from qrewrite.training.prompts import GRADE_WORDS
 
 log = logging.getLogger(__name__)
+
+# what the step writes into its model folder (MODEL_FILES: the model itself)
+SFT_OUTPUTS = (*MODEL_FILES, "sft_loss.png", "sft_report.json", "sft_report.md")
 
 
 @dataclass(kw_only=True)
@@ -150,6 +154,11 @@ def sft(
     if not config.base_model:
         raise ConfigError("sft.base_model is not set; pass --base-model DIR")
     out = Path(out_dir)
+    # the model folder is replaced only when the new model is whole (qrewrite.outputs); the
+    # checkpoints stay in it across a failure, for the resume
+    check_not_an_input(
+        "sft", [out / name for name in SFT_OUTPUTS], [config.base_model, datasets_dir]
+    )
     ckpt_dir = out / "checkpoints"
     arguments = sft_arguments(config, output_dir=ckpt_dir, progress=progress)
     # everything that can be wrong is checked before the first step
@@ -220,10 +229,11 @@ def sft(
                 **{f"sft/{k}": v for k, v in tagging.items()},
             }
         )
-        save_model(final, tokenizer, out, {"step": "sft", **report})
-        plot_curves({"train loss": losses}, "SFT loss", out / "sft_loss.png")
-        (out / "sft_report.json").write_text(json.dumps(report, indent=2) + "\n")
-        (out / "sft_report.md").write_text(sft_markdown(report), encoding="utf-8")
+        with staged_output(out, SFT_OUTPUTS, step="sft") as stage:
+            save_model(final, tokenizer, stage, {"step": "sft", **report})
+            plot_curves({"train loss": losses}, "SFT loss", stage / "sft_loss.png")
+            (stage / "sft_report.json").write_text(json.dumps(report, indent=2) + "\n")
+            (stage / "sft_report.md").write_text(sft_markdown(report), encoding="utf-8")
         mlflow.log_artifact(str(out / "sft_report.md"))
     if not config.keep_checkpoints:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
