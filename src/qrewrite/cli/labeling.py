@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from qrewrite.cli.common import Subparsers, add_config_flags, with_flags
 from qrewrite.config import load_config
@@ -74,17 +73,17 @@ def add_label_eval(sub: Subparsers) -> None:
 
 def run_label_eval(args: argparse.Namespace) -> int:
     from qrewrite.evaluation.labels import evaluate_labels, metrics_markdown
-    from qrewrite.outputs import check_output_folder
+    from qrewrite.outputs import check_output_folder, staged_output
 
     if args.report:
         check_output_folder("label-eval", args.report)
     result = evaluate_labels(data_dir=args.data, labels_path=args.labels).to_dict()
     summary = metrics_markdown(result)
     if args.report:
-        out = Path(args.report)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "label_eval.json").write_text(json.dumps(result, indent=2) + "\n")
-        (out / "label_eval.md").write_text(summary)
+        written = ("label_eval.json", "label_eval.md")
+        with staged_output(args.report, written, step="label-eval") as stage:
+            (stage / "label_eval.json").write_text(json.dumps(result, indent=2) + "\n")
+            (stage / "label_eval.md").write_text(summary)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
