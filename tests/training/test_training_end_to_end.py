@@ -190,19 +190,23 @@ def test_teacher_judge_grades_rewrites(tiny_market, tiny_labels, monkeypatch) ->
 
 
 def test_bad_base_model_and_batch_fail_before_training(tiny_datasets, tmp_path, capsys) -> None:
-    (tmp_path / "config.json").write_text("{}")
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match="no weights"):
         sft(
-            SFTStepConfig(base_model=str(tmp_path)),
+            SFTStepConfig(base_model=str(base)),
             datasets_dir=tiny_datasets,
             out_dir=tmp_path / "o",
         )
+    with pytest.raises(ConfigError, match="is inside\\) the input"):  # never into the base model
+        sft(SFTStepConfig(base_model=str(base)), datasets_dir=tiny_datasets, out_dir=base / "o")
     code = main(
         [
             "grpo",
             f"--datasets={tiny_datasets}",
-            f"--data={tmp_path}",
-            f"--model={tmp_path}",
+            f"--data={base}",
+            f"--model={base}",
             f"--out={tmp_path / 'g'}",
             "--set=batch_size=6",
         ]
