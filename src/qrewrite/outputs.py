@@ -47,6 +47,16 @@ def check_output_folder(step: str, folder: str | Path) -> Path:
     return folder
 
 
+def check_output(
+    step: str, directory: str | Path, owned: Sequence[str], *, inputs: Sequence[str | Path | None]
+) -> Path:
+    """What :func:`staged_output` refuses on entry, for a step to call before its long work: an
+    output folder that is a file, an output that is (or is inside) an input."""
+    target = check_output_folder(step, directory)
+    check_not_an_input(step, [target / name for name in owned], inputs)
+    return target
+
+
 @contextmanager
 def staged_output(
     directory: str | Path,
@@ -59,8 +69,7 @@ def staged_output(
     error, move what it holds into ``directory``, replacing the previous ones, and remove the
     ``owned`` names (files or folders the step writes) that this run did not write; on an
     error, drop the stage and leave ``directory`` as it was."""
-    target = check_output_folder(step, directory)
-    check_not_an_input(step, [target / name for name in owned], inputs)
+    target = check_output(step, directory, owned, inputs=inputs)
     target.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.{step}-", dir=target.parent))
     try:

@@ -33,3 +33,8 @@ def with_flags(config: Any, **flags: Any) -> Any:
         if value is not None:
             setattr(config, key, value)
     return config
+
+
+def add_progress_flag(p: argparse.ArgumentParser, *, bars: str = "bar") -> None:
+    """``--no-progress``: for logs and CI, where a progress bar is noise."""
+    p.add_argument("--no-progress", action="store_true", help=f"hide the progress {bars}")

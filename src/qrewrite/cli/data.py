@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from qrewrite.cli.common import Subparsers, add_config_flags, with_flags
+from qrewrite.cli.common import Subparsers, add_config_flags, add_progress_flag, with_flags
 from qrewrite.config import load_config
 from qrewrite.errors import ContractViolation, QrewriteError
 
@@ -36,7 +36,7 @@ def add_synth(sub: Subparsers) -> None:
         help="tiny: tests, seconds; demo (default): ~0.6M impressions; large: ~10M; huge: ~100M "
         "written in chunks with bounded memory",
     )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_flag(p)
     add_config_flags(p, "synth")
     p.set_defaults(func=run_synth)
 

@@ -5,9 +5,8 @@ Each command's ``add_*`` (its parser) sits beside its ``run_*`` (what it does)."
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from qrewrite.cli.common import Subparsers, add_config_flags
+from qrewrite.cli.common import Subparsers, add_config_flags, add_progress_flag
 from qrewrite.config import load_config
 from qrewrite.errors import ConfigError
 
@@ -15,12 +14,6 @@ from qrewrite.errors import ConfigError
 def add_parsers(sub: Subparsers) -> None:
     """This group's commands, in the order ``qrewrite --help`` lists them."""
     add_evaluate(sub)
-
-
-def _model_dir(uri: str, tracking_uri: str) -> tuple[Path, str]:
-    from qrewrite.registry.resolve import resolve_model_dir
-
-    return resolve_model_dir(uri, tracking_uri=tracking_uri)
 
 
 def _named(spec: str) -> tuple[str, str]:
@@ -58,7 +51,7 @@ def add_evaluate(sub: Subparsers) -> None:
     )
     p.add_argument("--labels", help="labeled_pairs.parquet (the teacher's learned synonyms)")
     p.add_argument("--out", required=True, help="output directory for the report")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_progress_flag(p, bars="bars")
     add_config_flags(p, "evaluate")
     p.set_defaults(func=run_evaluate)
 
@@ -66,7 +59,7 @@ def add_evaluate(sub: Subparsers) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from qrewrite.evaluation.evaluate import EvaluateConfig, evaluate
     from qrewrite.registry.config import CHAMPION
-    from qrewrite.registry.resolve import resolve_champion
+    from qrewrite.registry.resolve import resolve_champion, resolve_model_dir
 
     cfg = load_config(EvaluateConfig, args.config, "evaluate", args.overrides)
     specs = [_named(b) for b in args.baseline] + [(args.name, args.model)]
@@ -76,7 +69,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     variants: dict[str, str] = {}
     refs: dict[str, str] = {}
     for name, uri in specs:
-        path, refs[name] = _model_dir(uri, cfg.tracking_uri)
+        path, refs[name] = resolve_model_dir(uri, tracking_uri=cfg.tracking_uri)
         variants[name] = str(path)
     champion = (
         resolve_champion(args.champion, tracking_uri=cfg.tracking_uri) if args.champion else None

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from qrewrite.cli.common import Subparsers, add_config_flags, with_flags
+from qrewrite.cli.common import Subparsers, add_config_flags, add_progress_flag, with_flags
 from qrewrite.config import load_config
 from qrewrite.errors import ConfigError
 
@@ -20,6 +20,10 @@ def add_parsers(sub: Subparsers) -> None:
     add_rollback(sub)
     add_models(sub)
     add_rewrite(sub)
+
+
+def _add_registered_model_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--registered-model", help="registered model name (default query-rewriter)")
 
 
 def _registry_config(args: argparse.Namespace) -> Any:
@@ -53,7 +57,7 @@ def add_register(sub: Subparsers) -> None:
     p.add_argument("--datasets", help="build-datasets output (lineage)")
     p.add_argument("--contracts", help="directory of contract reports (lineage)")
     p.add_argument("--pipeline-run-id", help="the KFP run id, when run by the pipeline")
-    p.add_argument("--registered-model", help="registered model name (default query-rewriter)")
+    _add_registered_model_flag(p)
     add_config_flags(p, "registry")
     p.set_defaults(func=run_register)
 
@@ -94,7 +98,7 @@ def add_promote(sub: Subparsers) -> None:
     )
     p.add_argument("--version", required=True, help="model version number")
     p.add_argument("--reason", default="promoted by hand", help="recorded on the version")
-    p.add_argument("--registered-model", help="registered model name (default query-rewriter)")
+    _add_registered_model_flag(p)
     add_config_flags(p, "registry")
     p.set_defaults(func=run_promote)
 
@@ -117,7 +121,7 @@ def add_rollback(sub: Subparsers) -> None:
         help="point champion back at the previous champion",
         description="Move alias champion back to the version that held it before.",
     )
-    p.add_argument("--registered-model", help="registered model name (default query-rewriter)")
+    _add_registered_model_flag(p)
     add_config_flags(p, "registry")
     p.set_defaults(func=run_rollback)
 
@@ -138,7 +142,7 @@ def add_models(sub: Subparsers) -> None:
         description="Print the aliases and the champion history of the registered model; with "
         "--require-alias, exit 3 when an alias is not set (for scripts).",
     )
-    p.add_argument("--registered-model", help="registered model name (default query-rewriter)")
+    _add_registered_model_flag(p)
     p.add_argument(
         "--require-alias",
         action="append",
@@ -190,7 +194,7 @@ def add_rewrite(sub: Subparsers) -> None:
     p.add_argument(
         "--tracking-uri", help="MLflow tracking URI for models:/ URIs (default: env, then preset)"
     )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_flag(p)
     add_config_flags(p, "rewrite")
     p.set_defaults(func=run_rewrite)
 

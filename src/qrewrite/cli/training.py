@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from qrewrite.cli.common import Subparsers, add_config_flags, with_flags
+from qrewrite.cli.common import Subparsers, add_config_flags, add_progress_flag, with_flags
 from qrewrite.config import load_config
 
 
@@ -65,7 +65,7 @@ def add_pretrain(sub: Subparsers) -> None:
     p.add_argument("--mined", required=True, help="the mine output directory")
     p.add_argument("--datasets", help="build-datasets output: its eval queries are left out")
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_flag(p)
     add_config_flags(p, "pretrain")
     p.set_defaults(func=run_pretrain)
 
@@ -98,7 +98,7 @@ def add_sft(sub: Subparsers) -> None:
     p.add_argument("--datasets", required=True, help="build-datasets output directory")
     p.add_argument("--base-model", help="local model directory (default: sft.base_model)")
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_flag(p)
     add_config_flags(p, "sft")
     p.set_defaults(func=run_sft)
 
@@ -128,7 +128,7 @@ def add_grpo(sub: Subparsers) -> None:
     p.add_argument("--model", help="the SFT model directory (default: grpo.model)")
     p.add_argument("--labels", help="labeled_pairs.parquet, for judge=teacher's learned synonyms")
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_flag(p)
     add_config_flags(p, "grpo")
     p.set_defaults(func=run_grpo)
 

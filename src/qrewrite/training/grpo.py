@@ -20,7 +20,7 @@ import numpy as np
 
 from qrewrite import __version__
 from qrewrite.errors import ConfigError
-from qrewrite.outputs import check_not_an_input, staged_output
+from qrewrite.outputs import check_output, staged_output
 from qrewrite.search_engine import ProductRetriever
 from qrewrite.tables import read_parquet_table
 from qrewrite.tracking import mlflow_callback, mlflow_run
@@ -258,10 +258,11 @@ def grpo(
     out = Path(out_dir)
     # the model folder is replaced only when the new policy is whole (qrewrite.outputs); the
     # checkpoints stay in it across a failure, for the resume
-    check_not_an_input(
+    check_output(
         "grpo",
-        [out / name for name in GRPO_OUTPUTS],
-        [config.model, config.judge_model or None, datasets_dir, data_dir, labels],
+        out,
+        GRPO_OUTPUTS,
+        inputs=[config.model, config.judge_model or None, datasets_dir, data_dir, labels],
     )
     ckpt_dir = out / "checkpoints"
     arguments = grpo_arguments(config, output_dir=ckpt_dir, progress=progress)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
-from qrewrite.outputs import check_not_an_input, staged_output
+from qrewrite.outputs import check_output, staged_output
 from qrewrite.tables import read_parquet_table
 from qrewrite.text import normalize_query
 from qrewrite.tracking import mlflow_callback, mlflow_run
@@ -290,9 +290,7 @@ def pretrain(
     config.check()
     objectives = config.objectives()
     out = Path(out_dir)
-    check_not_an_input(
-        "pretrain", [out / name for name in PRETRAIN_OUTPUTS], [data_dir, mined_dir, datasets_dir]
-    )
+    check_output("pretrain", out, PRETRAIN_OUTPUTS, inputs=[data_dir, mined_dir, datasets_dir])
     # a pass-through trainer argument that cannot be used fails here, before any work
     pretrain_arguments(
         config, output_dir=out / "checkpoints", progress=progress, denoising="denoise" in objectives

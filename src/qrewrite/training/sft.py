@@ -18,7 +18,7 @@ from typing import Any
 
 from qrewrite import __version__
 from qrewrite.errors import ConfigError
-from qrewrite.outputs import check_not_an_input, staged_output
+from qrewrite.outputs import check_output, staged_output
 from qrewrite.tracking import mlflow_callback, mlflow_run
 from qrewrite.training.common import (
     check_schedule,
@@ -156,9 +156,7 @@ def sft(
     out = Path(out_dir)
     # the model folder is replaced only when the new model is whole (qrewrite.outputs); the
     # checkpoints stay in it across a failure, for the resume
-    check_not_an_input(
-        "sft", [out / name for name in SFT_OUTPUTS], [config.base_model, datasets_dir]
-    )
+    check_output("sft", out, SFT_OUTPUTS, inputs=[config.base_model, datasets_dir])
     ckpt_dir = out / "checkpoints"
     arguments = sft_arguments(config, output_dir=ckpt_dir, progress=progress)
     # everything that can be wrong is checked before the first step
