@@ -42,6 +42,22 @@ def test_unknown_key_and_bad_type_are_one_line_errors(tmp_path: Path) -> None:
         load_config(MiningConfig, tmp_path / "missing.yaml", "mine")
 
 
+def test_floats_written_without_a_dot_are_numbers(tmp_path: Path) -> None:
+    # PyYAML reads "5e-4" as a string; a learning rate is written that way on every command line
+    from qrewrite.training.grpo import GRPOStepConfig
+
+    cfg = load_config(GRPOStepConfig, None, None, ["learning_rate=5e-4", "beta=1E-2"])
+    assert (cfg.learning_rate, cfg.beta) == (5e-4, 1e-2)
+    preset = tmp_path / "p.yaml"
+    preset.write_text("grpo:\n  learning_rate: 3e-5\n  reward_weights: {relevance: 2e0}\n")
+    cfg = load_config(GRPOStepConfig, preset, "grpo")
+    assert (cfg.learning_rate, cfg.reward_weights) == (3e-5, {"relevance": 2.0})
+    with pytest.raises(ConfigError, match=r"learning_rate='5e-4x' is not a valid float"):
+        load_config(GRPOStepConfig, None, None, ["learning_rate=5e-4x"])
+    with pytest.raises(ConfigError, match="max_steps='1e3' is not a valid int"):
+        load_config(GRPOStepConfig, None, None, ["max_steps=1e3"])
+
+
 def test_optional_fields_accept_null_and_dates() -> None:
     cfg = load_config(MiningConfig, None, None, ["start=2026-01-01", "end=null"])
     assert cfg.start == "2026-01-01" and cfg.end is None

@@ -70,6 +70,20 @@ def _short(value: Any, limit: int = 80) -> str:
 
 T = TypeVar("T")
 
+# YAML 1.1 (PyYAML) reads "5e-4" and "1E3" as strings: a float needs a dot ("5.0e-4")
+SCIENTIFIC_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a float when it is a number or a number YAML left as a string."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and SCIENTIFIC_NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return None
+
 
 def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
     hints = typing.get_type_hints(cls)
@@ -86,8 +100,8 @@ def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
             if isinstance(value, bool):
                 return value
             raise TypeError
-        if target is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+        if target is float and _number(value) is not None:
+            return _number(value)
         if target is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if target is str and isinstance(value, str | int | float | datetime.date):
@@ -99,9 +113,9 @@ def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
             number = args and args[1] is float
             out = {}
             for k, v in value.items():
-                if number and (isinstance(v, bool) or not isinstance(v, int | float)):
+                if number and _number(v) is None:
                     raise TypeError
-                out[str(k)] = float(v) if number else v
+                out[str(k)] = _number(v) if number else v
             return out
     except (TypeError, ValueError):
         pass
