@@ -173,7 +173,8 @@ def _train_pipeline(pretrain: bool, ablation: bool, options: BuildOptions) -> Gr
             on_cluster(task, gpus=gpu_count, resources=GPU_STEP, workspace=True, options=options)
             return retry(task, 1, options=options)
 
-        multi = sft("rewrite,tag", "sft-multitask")
+        # every task the datasets hold; the ablation drops the tagging task alone
+        multi = sft("rewrite,tag,normalize", "sft-multitask")
         aligned = grpo_align(
             config=config,
             datasets=datasets,
@@ -186,7 +187,8 @@ def _train_pipeline(pretrain: bool, ablation: bool, options: BuildOptions) -> Gr
         retry(aligned, 1, options=options)
         result = {"sft_model": multi.outputs["model"], "grpo_model": aligned.outputs["model"]}
         if ablation:
-            result["single_task_model"] = sft("rewrite", "sft-single-task").outputs["model"]
+            single = sft("rewrite,normalize", "sft-single-task")
+            result["single_task_model"] = single.outputs["model"]
         return TrainOutputs(**result)
 
     return train_pipeline

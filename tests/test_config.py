@@ -76,7 +76,7 @@ def test_training_presets_load_every_training_section() -> None:
         grpo = load_config(GRPOStepConfig, preset, "grpo")
         grpo.model = grpo.model or "set-by-cli"
         grpo.check()  # the shipped batch/generation sizes are consistent
-        assert sft.task_list() == ["rewrite", "tag"]
+        assert sft.task_list() == ["rewrite", "tag", "normalize"]
     local = ROOT / "configs" / "local.yaml"
     assert load_config(PretrainConfig, local, "pretrain").hidden_size <= 256
     cluster = load_config(SFTStepConfig, ROOT / "configs" / "cluster.yaml", "sft")
@@ -207,7 +207,12 @@ PRESETS = ("local", "tiny", "cluster")
 # differences from the snapshot that are meant: cluster has no pretrain: section, and its
 # tracking: section now reaches the pretrain config too (the pipeline never pretrains with it,
 # and $MLFLOW_TRACKING_URI wins in the cluster)
-MEANT = {("cluster", "pretrain", "tracking_uri"): "http://mlflow.mlflow.svc.cluster.local:5000"}
+MEANT = {
+    ("cluster", "pretrain", "tracking_uri"): "http://mlflow.mlflow.svc.cluster.local:5000",
+    # Task C, query normalisation (docs/benchmarks.md)
+    **{(p, "sft", "tasks"): "rewrite,tag,normalize" for p in ("local", "tiny", "cluster")},
+    **{(p, "build_datasets", "normalize_ratio"): 0.7 for p in ("local", "tiny")},
+}
 # what tiny changes of local, everything else inherited (configs/tiny.yaml)
 TINY_OVERRIDES: dict[str, dict[str, Any]] = {
     "synth": {"scale": "tiny"},
@@ -328,11 +333,26 @@ def test_shipped_presets_resolve_as_before_the_refactor(preset: str) -> None:
     assert list(weights) == SNAPSHOT["reward_weights_order"][preset]  # GRPO's reward order
 
 
+# added since the snapshot: the shared trainer options (every training step), and how many
+# processes train (SFT and GRPO: one, in the step's pod, unless a preset asks for a TrainJob)
+NEW_TRAINING_FIELDS = {"lr_scheduler_type": "cosine", "training_args": {}}
+NEW_DISTRIBUTED_FIELDS = {
+    "nodes": 1,
+    "processes_per_node": 1,
+    "distributed": "none",
+    "trainjob_timeout_s": 86400,
+    "trainjob_runtime": "torch-distributed",
+}
+
+
 def test_the_new_training_fields_are_the_listed_ones_at_their_defaults() -> None:
-    new = {"lr_scheduler_type": "cosine", "training_args": {}}
     for preset in PRESETS:
         resolved = _resolved(preset)
         for section in ("pretrain", "sft", "grpo"):
+            new = {
+                **NEW_TRAINING_FIELDS,
+                **(NEW_DISTRIBUTED_FIELDS if section != "pretrain" else {}),
+            }
             added = set(resolved[section]) - set(SNAPSHOT["resolved"][preset][section])
             assert added == set(new), (preset, section)
             assert {k: resolved[section][k] for k in new} == new

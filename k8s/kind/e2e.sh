@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# End to end on a local kind cluster: create it, install Kubeflow Pipelines 2.17 and the MLflow
-# stack (k8s/overlays/kind), load the runtime image, run the pipeline at tiny scale and check that
-# the run succeeded and that MLflow's `champion` alias is set.
+# End to end on a local kind cluster: create it, install Kubeflow Pipelines 2.17, Kubeflow Trainer
+# v2.3.0 and the MLflow stack (k8s/overlays/kind), load the runtime image, run the pipeline at
+# tiny scale with SFT on two CPU processes (a TrainJob, gloo), and check that the run succeeded,
+# that no TrainJob is left and that MLflow's `champion` alias is set.
 #
 # Usage: k8s/kind/e2e.sh            (from anywhere; about 20-30 minutes on a laptop)
 #   KEEP_CLUSTER=1   leave the cluster up afterwards (default: delete it when the run passed)
@@ -49,6 +50,12 @@ kubectl apply -k k8s/kfp/cluster-scoped
 kubectl wait --for condition=established --timeout=120s crd/applications.app.k8s.io
 kubectl apply -k k8s/kfp/platform-agnostic
 
+# ---- Kubeflow Trainer (two steps: the runtimes need the controller's webhook) -----------------
+step "Kubeflow Trainer v2.3.0 (controller, JobSet, torch-distributed runtime)"
+kubectl apply --server-side -k k8s/trainer/manager
+kubectl -n kubeflow-system wait --for=condition=Available deployment --all --timeout=10m
+kubectl apply --server-side -k k8s/trainer/runtimes
+
 # ---- Secrets: generated here, never written to disk ------------------------------------------
 step "Secrets (random credentials)"
 for ns in mlflow kubeflow; do
@@ -94,10 +101,16 @@ for _ in $(seq 60); do
   curl -sf "http://localhost:$KFP_PORT/apis/v2beta1/healthz" >/dev/null && break
   sleep 2
 done
+# SFT on two CPU processes: the step launches a TrainJob (torch-distributed runtime, gloo)
+printf 'extends: tiny\nsft:\n  processes_per_node: 2\n  distributed: ddp\n' >"$WORK/two-processes.yaml"
 step "submit and wait (a margin of -1 lets the gate pass: quality means nothing at tiny scale)"
 "${QREWRITE[@]}" submit --host "http://localhost:$KFP_PORT" --package "$WORK/pipeline.yaml" \
   --run-name "e2e-tiny-$(date +%Y%m%d-%H%M%S)" --param promotion_margin=-1 \
-  --wait 3600
+  --param config="@$WORK/two-processes.yaml" --wait 3600
+
+step "no TrainJob left behind"
+left="$(kubectl -n kubeflow get trainjobs.trainer.kubeflow.org -o name)"
+[[ -z "$left" ]] || { echo "e2e: FAILED: TrainJobs left: $left"; exit 1; }
 
 # ---- what must be true afterwards ------------------------------------------------------------
 step "the champion alias in MLflow"

@@ -53,7 +53,10 @@ PRESET_KEYS = (EXTENDS, TRACKING)
 # bomb: a few lines, billions of nodes) is refused before anything walks it
 MAX_EXPANDED_NODES = 100_000
 # values at least 1; other integers at least 0 (or their default, when it is negative: -1 = off)
-AT_LEAST_ONE = re.compile(r"(^|_)(k|epochs|batch_size|sessions_per_query|num_generations|folds)$")
+AT_LEAST_ONE = re.compile(
+    r"(^|_)(k|epochs|batch_size|sessions_per_query|num_generations|folds|nodes|processes_per_node"
+    r"|trainjob_timeout_s)$"
+)
 # floats that are shares or probabilities: within [0, 1]
 UNIT_INTERVAL = re.compile(
     r"(^|_)(fraction|share|tolerance|similarity|confidence)($|_)|_rate$|^min_p_"

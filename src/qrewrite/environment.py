@@ -83,6 +83,21 @@ class Environment:
         )
 
 
+def process_rank() -> int:
+    """This process's rank in a distributed run (torchrun sets ``$RANK``); 0 when alone."""
+    return int(os.environ.get("RANK") or 0)
+
+
+def world_size() -> int:
+    """How many processes train together (torchrun sets ``$WORLD_SIZE``); 1 when alone."""
+    return int(os.environ.get("WORLD_SIZE") or 1)
+
+
+def is_main_process() -> bool:
+    """Whether this process logs and writes for a distributed run (rank 0; always when alone)."""
+    return process_rank() == 0
+
+
 def _cpu_info() -> tuple[str, list[str]]:
     model, flags = platform.processor() or platform.machine(), set()
     cpuinfo = Path("/proc/cpuinfo")

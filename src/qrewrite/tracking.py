@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,15 @@ def _use_experiment(uri: str, experiment: str) -> str:
 def mlflow_run(
     tracking_uri: str, experiment: str, run_name: str, config: Any = None
 ) -> Iterator[Any]:
-    """Start (or resume, with ``$MLFLOW_RUN_ID``) an MLflow run and log ``config`` as params."""
+    """Start (or resume, with ``$MLFLOW_RUN_ID``) an MLflow run and log ``config`` as params.
+
+    In a distributed run only the main process logs: the others get a stand-in whose
+    ``info.run_id`` is empty, and no MLflow run is active in them."""
+    from qrewrite.environment import is_main_process
+
+    if not is_main_process():
+        yield SimpleNamespace(info=SimpleNamespace(run_id=""))
+        return
     import mlflow
 
     logging.getLogger("alembic").setLevel(logging.WARNING)

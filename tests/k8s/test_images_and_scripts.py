@@ -133,12 +133,17 @@ def test_the_kind_e2e_does_what_the_issue_asks_in_order() -> None:
         "kind create cluster",
         "kubectl apply -k k8s/kfp/cluster-scoped",
         "kubectl apply -k k8s/kfp/platform-agnostic",
+        "kubectl apply --server-side -k k8s/trainer/manager",
+        "kubectl apply --server-side -k k8s/trainer/runtimes",
         "create_secret mlflow mlflow-postgres",
         "kind load docker-image",
         "kubectl apply -k k8s/overlays/kind",
         "compile --profile kind --preset tiny",
+        "processes_per_node: 2",
         "submit --host",
+        "--param config=",
         "--wait 3600",
+        "get trainjobs.trainer.kubeflow.org",
         'get_model_version_by_alias("query-rewriter", "champion")',
     ]
     positions = [text.index(step) for step in order]

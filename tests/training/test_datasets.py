@@ -18,7 +18,7 @@ from qrewrite.training.datasets import (
     load_training_split,
     split_of,
 )
-from qrewrite.training.prompts import GRADE_WORDS
+from qrewrite.training.prompts import GRADE_WORDS, NORMALIZE_INSTRUCTION
 
 
 def _frames(path: Path) -> dict[str, pd.DataFrame]:
@@ -146,3 +146,41 @@ def test_tagging_ratio_weights_the_task_by_repeating_train_pairs_only(
     held_tags = held[held["task"] == "tag"]
     pairs = held_tags["prompt"].map(lambda m: m[-1]["content"])
     assert pairs.is_unique  # held-out pairs are never repeated
+
+
+def test_normalisation_pairs_are_train_only_and_never_a_held_out_query(
+    tiny_datasets: Path,
+) -> None:
+    frames = _frames(tiny_datasets / "sft")
+    train, held = frames["train"], frames["eval"]
+    normalize = train[train["task"] == "normalize"]
+    assert not (held["task"] == "normalize").any()
+    n_rewrite = (train["task"] == "rewrite").sum()
+    report = __import__("json").loads((tiny_datasets / "dataset_report.json").read_text())
+    task_c = report["task_c"]
+    assert task_c["requested"] == round(0.7 * n_rewrite)
+    assert task_c["kept"] == len(normalize) == task_c["requested"] - task_c["set_aside_held_out"]
+    assert len(normalize) > 0.5 * n_rewrite
+    held_out = {normalize_query(q) for q in held["query"]}
+    held_out |= {normalize_query(q) for q in _frames(tiny_datasets / "grpo")["eval"]["query"]}
+    for noisy, clean in zip(normalize["query"], normalize["target"], strict=True):
+        assert normalize_query(noisy) not in held_out and normalize_query(clean) not in held_out
+    prompt = normalize["prompt"].iloc[0][-1]["content"]
+    assert prompt.startswith(NORMALIZE_INSTRUCTION + "\nquery: ")
+    # most pairs change the text: a pair that changes nothing teaches copying
+    assert (normalize["query"].map(normalize_query) != normalize["target"]).mean() > 0.7
+    assert "normalisation examples" in (tiny_datasets / "dataset_report.md").read_text()
+
+
+def test_no_normalisation_task_unless_asked(
+    tiny_market: Path, tiny_mined: Path, tiny_labels: Path, tmp_path: Path
+) -> None:
+    report = build_datasets(
+        DatasetConfig(eval_fraction=0.3),
+        data_dir=tiny_market,
+        mined_dir=tiny_mined,
+        labels_path=tiny_labels,
+        out_dir=tmp_path,
+    )
+    assert report.task_c["kept"] == 0
+    assert set(_frames(tmp_path / "sft")["train"]["task"]) == {"rewrite", "tag"}

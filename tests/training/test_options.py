@@ -29,6 +29,14 @@ ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOT = json.loads((ROOT / "tests" / "training" / "presets_before_refactor.json").read_text())
 STEPS = {"pretrain": PretrainConfig, "sft": SFTStepConfig, "grpo": GRPOStepConfig}
 NEW_FIELDS = {"lr_scheduler_type": "cosine", "training_args": {}}
+# how many processes train (SFT and GRPO; training/options.py DistributedOptions)
+DISTRIBUTED_FIELDS = {
+    "nodes": 1,
+    "processes_per_node": 1,
+    "distributed": "none",
+    "trainjob_timeout_s": 86400,
+    "trainjob_runtime": "torch-distributed",
+}
 OUT = Path("/out/checkpoints")
 
 
@@ -50,7 +58,8 @@ def test_every_step_config_shares_the_option_groups() -> None:
 @pytest.mark.parametrize("step", STEPS)
 def test_each_step_keeps_its_defaults(step: str) -> None:
     values = json.loads(json.dumps(dataclasses.asdict(STEPS[step]())))
-    assert values == {**SNAPSHOT["training_defaults"][step], **NEW_FIELDS}
+    distributed = DISTRIBUTED_FIELDS if step != "pretrain" else {}
+    assert values == {**SNAPSHOT["training_defaults"][step], **NEW_FIELDS, **distributed}
 
 
 @pytest.mark.parametrize("preset", ["local", "tiny", "cluster"])

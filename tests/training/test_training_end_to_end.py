@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from datasets import load_from_disk
 
 from qrewrite.cli import main
 from qrewrite.errors import ConfigError
@@ -73,9 +74,13 @@ def test_pretrain_saves_a_model_with_a_chat_tokenizer(pretrained: Path) -> None:
     assert text.endswith("<|im_end|>\n")
 
 
-def test_sft_loss_falls_and_tagging_is_scored(sft_model) -> None:
+def test_sft_loss_falls_and_tagging_is_scored(sft_model, tiny_datasets) -> None:
     out, result = sft_model
     assert result.loss_last_20pct < result.loss_first_20pct
+    assert result.tasks == ["rewrite", "tag", "normalize"]
+    train = load_from_disk(str(tiny_datasets / "sft"))["train"]
+    assert result.train_examples == len(train)  # every task, the normalisation one too
+    assert "normalize" in set(train["task"])
     t = result.tagging
     assert t["pairs"] == 40 and 0 <= t["tagging_accuracy"] <= 1
     assert {"majority_accuracy", "tagging_macro_f1"} <= set(t)
@@ -109,7 +114,7 @@ def test_metrics_reach_mlflow(sft_model, tracking) -> None:
     _, result = sft_model
     run = mlflow.MlflowClient(tracking).get_run(result.mlflow_run_id)
     assert "sft/loss" in run.data.metrics and "sft/tagging_accuracy" in run.data.metrics
-    assert run.data.params["sft.tasks"] == "rewrite,tag"
+    assert run.data.params["sft.tasks"] == "rewrite,tag,normalize"
 
 
 def test_sft_resumes_from_its_last_checkpoint(pretrained, tiny_datasets, tracking, tmp_path):

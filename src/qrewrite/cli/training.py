@@ -8,6 +8,7 @@ import argparse
 
 from qrewrite.cli.common import Subparsers, add_config_flags, add_progress_flag, with_flags
 from qrewrite.config import load_config
+from qrewrite.environment import is_main_process
 
 
 def add_parsers(sub: Subparsers) -> None:
@@ -111,7 +112,8 @@ def run_sft(args: argparse.Namespace) -> int:
         base_model=args.base_model,
     )
     r = sft(cfg, datasets_dir=args.datasets, out_dir=args.out, progress=not args.no_progress)
-    print("\n".join(r.summary_lines(args.out)))
+    if is_main_process():  # under torchrun the main process speaks for all
+        print("\n".join(r.summary_lines(args.out)))
     return 0
 
 
@@ -147,5 +149,6 @@ def run_grpo(args: argparse.Namespace) -> int:
         labels=args.labels,
         progress=not args.no_progress,
     )
-    print("\n".join(r.summary_lines(args.out)))
+    if is_main_process():
+        print("\n".join(r.summary_lines(args.out)))
     return 0

@@ -10,6 +10,7 @@ from typing import Any
 
 from qrewrite.errors import ConfigError
 from qrewrite.training.options import (
+    DistributedOptions,
     LoraOptions,
     TrainerOptions,
     check_scheduler,
@@ -78,6 +79,11 @@ def trainer_arguments(
         "dataloader_num_workers": 0,
         "use_cpu": not _cuda(),
     }
+    if isinstance(options, DistributedOptions):
+        from qrewrite.training.distributed import strategy_arguments
+
+        # FSDP or DeepSpeed settings from configs/distributed/ ({} for one process and DDP)
+        arguments.update(strategy_arguments(step, options))
     twice = sorted(set(arguments) & set(step_arguments or {}))
     if twice:  # a step's own argument never replaces a shared one unnoticed
         raise ValueError(f"{step}: {', '.join(twice)} set by trainer_arguments already")
@@ -159,10 +165,18 @@ _RESUME_NEUTRAL = {
     "logging_steps",
     "max_steps",
     "epochs",
+    "trainjob_timeout_s",
+    "trainjob_runtime",
 }
 # settings added after checkpoints recorded their identity: at these values they train as before,
 # so a checkpoint written without them still belongs to the run
-_IDENTITY_ADDED = {"lr_scheduler_type": "cosine", "training_args": {}}
+_IDENTITY_ADDED = {
+    "lr_scheduler_type": "cosine",
+    "training_args": {},
+    "nodes": 1,
+    "processes_per_node": 1,
+    "distributed": "none",
+}
 
 
 def run_identity(config: Any, model_dir: str | Path, train: Any) -> dict[str, Any]:
@@ -187,6 +201,14 @@ def last_checkpoint(output_dir: Path, identity: dict[str, Any] | None = None) ->
     Checkpoints of another run (other settings, starting model or data) are removed with a
     warning: resuming them would silently train the wrong thing, or nothing at all.
     """
+    from qrewrite.training.distributed import main_process_first
+
+    # under torchrun every process asks; the main one removes stale checkpoints first
+    with main_process_first():
+        return _last_checkpoint(output_dir, identity)
+
+
+def _last_checkpoint(output_dir: Path, identity: dict[str, Any] | None) -> str | None:
     import json
     import shutil
 

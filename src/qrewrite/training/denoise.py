@@ -242,3 +242,62 @@ def denoising_pairs(
         pairs.append((noisy, target))
     order = rng.permutation(len(pairs))
     return [pairs[i] for i in order]
+
+
+def shop_denoising_pairs(
+    catalog: pd.DataFrame,
+    query_stats: pd.DataFrame,
+    candidates: pd.DataFrame,
+    *,
+    exclude_queries: set[str],
+    n_pairs: int,
+    seed: int,
+    query_share: float = 0.3,
+) -> list[tuple[str, str]]:
+    """:func:`denoising_pairs` for a shop: its catalog, its logged queries (``query_stats``) and
+    the shopper synonyms and filler words the teacher's lexicon mines from its mined rewrite
+    ``candidates``. Queries in ``exclude_queries`` (normalised) are neither targets nor
+    evidence, and no pair has one as its input or its answer."""
+    from qrewrite.labeling.lexicon import CatalogLexicon, mine_filler_words, mine_synonyms
+
+    queries = [
+        q for q in query_stats["query"].astype(str) if normalize_query(q) not in exclude_queries
+    ]
+    product_ids = (
+        candidates["product_id"] if "product_id" in candidates else [None] * len(candidates)
+    )
+    query_pairs = [
+        (q, r)
+        for q, r, pid in zip(
+            candidates["query"].astype(str),
+            candidates["rewrite"].astype(str),
+            product_ids,
+            strict=True,
+        )
+        if (pid is None or pd.isna(pid))
+        and normalize_query(q) not in exclude_queries
+        and normalize_query(r) not in exclude_queries
+    ]
+    lexicon = CatalogLexicon(catalog)
+    synonyms = mine_synonyms(lexicon, query_pairs)
+    # a word the catalog itself prints has its own meaning there: no synonym for another value
+    synonyms = {w: v for w, v in synonyms.items() if w not in lexicon.token_counts}
+    lexicon.add_synonyms(synonyms)
+    filler = mine_filler_words(lexicon, queries)
+    pairs = denoising_pairs(
+        catalog,
+        queries,
+        n_pairs=n_pairs,
+        synonyms=synonyms,
+        filler=sorted(filler),
+        noise=NoiseConfig(),
+        seed=seed,
+        query_share=query_share,
+    )
+    # a catalog form can read like a held-out query, and a corruption can land on one
+    return [
+        (noisy, clean)
+        for noisy, clean in pairs
+        if normalize_query(noisy) not in exclude_queries
+        and normalize_query(clean) not in exclude_queries
+    ]

@@ -38,9 +38,15 @@ from qrewrite.training.common import (
     trainer_arguments,
 )
 from qrewrite.training.datasets import GRPO_DIR, load_training_split
+from qrewrite.training.distributed import final_model
 from qrewrite.training.judge import RelevanceJudge
 from qrewrite.training.models import MODEL_FILES, load_model, load_tokenizer, save_model
-from qrewrite.training.options import LoraOptions, TrackingOptions, TrainerOptions
+from qrewrite.training.options import (
+    DistributedOptions,
+    LoraOptions,
+    TrackingOptions,
+    TrainerOptions,
+)
 from qrewrite.training.rewards import (
     DEFAULT_WEIGHTS,
     REWARDS,
@@ -58,9 +64,10 @@ JUDGES = ("self", "teacher")
 
 
 @dataclass(kw_only=True)
-class GRPOStepConfig(TrainerOptions, LoraOptions, TrackingOptions):
-    """Options of ``qrewrite grpo`` (section ``grpo:``); the trainer, LoRA and tracking options
-    shared with the other training steps are in :mod:`qrewrite.training.options`."""
+class GRPOStepConfig(DistributedOptions, TrainerOptions, LoraOptions, TrackingOptions):
+    """Options of ``qrewrite grpo`` (section ``grpo:``); the trainer, LoRA, tracking and
+    distributed options shared with the other training steps are in
+    :mod:`qrewrite.training.options`."""
 
     model: str = ""  # the SFT model directory
     judge: str = "self"  # "self": the SFT model in tagging mode, frozen; "teacher": the labeler
@@ -342,6 +349,10 @@ def grpo(
             probe={"prompts": len(probe), "before": before, "after": after},
             mlflow_run_id=run.info.run_id,
         )
+        # None in a process other than the main one of a distributed run: it is done
+        policy = final_model(trainer, strategy=config.distributed, use_lora=config.use_lora)
+        if policy is None:
+            return outcome
         report = outcome.to_dict()
         mlflow.log_metrics(
             {
@@ -352,7 +363,6 @@ def grpo(
                 **{f"grpo/probe_after/{n}": v for n, v in after.items()},
             }
         )
-        policy = trainer.model.merge_and_unload() if config.use_lora else trainer.model
         with staged_output(out, GRPO_OUTPUTS, step="grpo") as stage:
             save_model(policy, tokenizer, stage, {"step": "grpo", **report})
             plot_curves(

@@ -1,4 +1,5 @@
-"""Options every training step shares: the trainer's schedule, LoRA and experiment tracking.
+"""Options every training step shares: the trainer's schedule, LoRA, experiment tracking and
+how many processes train (one in the step's pod, or a Kubeflow Trainer ``TrainJob``).
 
 A step's config (``PretrainConfig``, ``SFTStepConfig``, ``GRPOStepConfig``) inherits the groups it
 uses, so a preset section stays flat (``sft: {epochs: 4, use_lora: false}``, ``--set epochs=4``);
@@ -29,6 +30,9 @@ TRAINER_KEYS = {
     "precision": "bf16",
     "gradient_checkpointing": "gradient_checkpointing",
 }
+# TrainingArguments keys a distributed strategy sets (training/distributed.py): set
+# ``distributed`` instead of passing them through ``training_args``
+DISTRIBUTED_KEYS = {"deepspeed": "distributed", "fsdp": "distributed", "fsdp_config": "distributed"}
 
 
 @dataclass(kw_only=True)
@@ -67,6 +71,28 @@ class TrackingOptions:
 
     tracking_uri: str = DEFAULT_TRACKING_URI
     experiment: str = "qrewrite"
+
+
+@dataclass(kw_only=True)
+class DistributedOptions:
+    """How many processes train, and how they share the model (SFT and GRPO).
+
+    One process (the default) trains in the step's own pod, as always. More than one
+    (``nodes`` x ``processes_per_node``) runs the same step under torchrun in a Kubeflow Trainer
+    ``TrainJob`` (``qrewrite.cluster``) with the strategy ``distributed`` names: ``ddp`` (the
+    model on every process), ``fsdp``, ``deepspeed-zero2`` or ``deepspeed-zero3`` (settings from
+    the files in ``configs/distributed/``).
+    """
+
+    nodes: int = 1
+    processes_per_node: int = 1  # one per GPU on a GPU node
+    distributed: str = "none"  # none (one process), ddp, fsdp, deepspeed-zero2, deepspeed-zero3
+    trainjob_timeout_s: int = 86400  # the step fails (and its TrainJob is deleted) after this
+    trainjob_runtime: str = "torch-distributed"  # the ClusterTrainingRuntime the job refers to
+
+    def process_count(self) -> int:
+        """Processes in all: more than one trains in a TrainJob."""
+        return self.nodes * self.processes_per_node
 
 
 def argument_fields(args_class: type) -> frozenset[str]:
@@ -110,7 +136,7 @@ def merge_training_args(
     taken = sorted(k for k in options.training_args if k in arguments)
     if taken:
         own = {f.name for f in dataclasses.fields(options)}  # type: ignore[arg-type]
-        option = {v: k for k, v in TRAINER_KEYS.items()}.get(taken[0])
+        option = {**{v: k for k, v in TRAINER_KEYS.items()}, **DISTRIBUTED_KEYS}.get(taken[0])
         option = option or (taken[0] if taken[0] in own else None)
         how = f"set {step}.{option} instead" if option else f"{step} sets it itself"
         raise ConfigError(f"{step}.training_args: {taken[0]!r} cannot be passed through: {how}")

@@ -15,8 +15,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.outputs import check_output, staged_output
@@ -146,43 +144,18 @@ def domain_corpus(data_dir: Path, mined_dir: Path, exclude_queries: set[str]) ->
 def pretraining_pairs(
     config: PretrainConfig, data_dir: Path, mined_dir: Path, exclude_queries: set[str]
 ) -> list[tuple[str, str]]:
-    """Denoising pairs (training/denoise.py) from the catalog and the logged queries, with the
-    shopper synonyms and filler words the teacher's lexicon mines from the mined pairs; queries
+    """Denoising pairs (training/denoise.py) from the catalog and the logged queries; queries
     in ``exclude_queries`` are neither targets nor evidence."""
-    from qrewrite.labeling.lexicon import CatalogLexicon, mine_filler_words, mine_synonyms
-    from qrewrite.training.denoise import NoiseConfig, denoising_pairs
+    from qrewrite.training.denoise import shop_denoising_pairs
 
-    catalog = read_parquet_table(data_dir / "catalog.parquet", "catalog").to_pandas()
-    stats = read_parquet_table(mined_dir / "query_stats.parquet", "query stats").to_pandas()
-    cands = read_parquet_table(
-        mined_dir / "rewrite_candidates.parquet", "rewrite candidates"
-    ).to_pandas()
-    queries = [q for q in stats["query"].astype(str) if normalize_query(q) not in exclude_queries]
-    query_pairs = [
-        (q, r)
-        for q, r, pid in zip(
-            cands["query"].astype(str),
-            cands["rewrite"].astype(str),
-            cands["product_id"] if "product_id" in cands else [None] * len(cands),
-            strict=True,
-        )
-        if (pid is None or pd.isna(pid))
-        and normalize_query(q) not in exclude_queries
-        and normalize_query(r) not in exclude_queries
-    ]
-    lexicon = CatalogLexicon(catalog)
-    synonyms = mine_synonyms(lexicon, query_pairs)
-    # a word the catalog itself prints has its own meaning there: no synonym for another value
-    synonyms = {w: v for w, v in synonyms.items() if w not in lexicon.token_counts}
-    lexicon.add_synonyms(synonyms)
-    filler = mine_filler_words(lexicon, queries)
-    return denoising_pairs(
-        catalog,
-        queries,
+    return shop_denoising_pairs(
+        read_parquet_table(data_dir / "catalog.parquet", "catalog").to_pandas(),
+        read_parquet_table(mined_dir / "query_stats.parquet", "query stats").to_pandas(),
+        read_parquet_table(
+            mined_dir / "rewrite_candidates.parquet", "rewrite candidates"
+        ).to_pandas(),
+        exclude_queries=exclude_queries,
         n_pairs=config.denoise_pairs,
-        synonyms=synonyms,
-        filler=sorted(filler),
-        noise=NoiseConfig(),
         seed=config.seed,
         query_share=config.denoise_query_share,
     )

@@ -1,4 +1,4 @@
-"""The two tasks' prompt formats, shared by dataset building, training, judging and serving.
+"""The tasks' prompt formats, shared by dataset building, training, judging and serving.
 
 Every place that talks to the model builds its messages here, so a rewrite prompt at serving time
 is byte-for-byte the one the model was trained on.
@@ -13,6 +13,12 @@ GRADE_WORDS: tuple[str, str, str] = ("irrelevant", "partial", "relevant")
 
 REWRITE_INSTRUCTION = "Rewrite the shopper's search query so that the shop's search finds it."
 TAGGING_INSTRUCTION = "Grade how well the rewrite keeps the intent of the query."
+# Task C: a noisy query -> its clean form; it keeps the reading pretraining taught while SFT
+# teaches rewriting (under the rewrite instruction it pulled the rewrites towards copies)
+NORMALIZE_INSTRUCTION = "Correct the spelling and wording of the shopper's search query."
+
+# The SFT tasks, by the name a dataset row carries in its ``task`` column
+TASKS: tuple[str, ...] = ("rewrite", "tag", "normalize")
 
 # The constant pieces of the prompts, each one token in a tokenizer trained for the shop
 PROMPT_TOKENS: tuple[str, ...] = (
@@ -41,6 +47,11 @@ def rewrite_prompt(query: str, title: str | None = None) -> list[dict[str, str]]
     if title:
         content += f"\nproduct: {title}"
     return [{"role": "user", "content": content}]
+
+
+def normalize_prompt(query: str) -> list[dict[str, str]]:
+    """Task C prompt: a query as typed, to answer in the catalog's words."""
+    return [{"role": "user", "content": f"{NORMALIZE_INSTRUCTION}\nquery: {query}"}]
 
 
 def tagging_prompt(query: str, rewrite: str) -> list[dict[str, str]]:

@@ -35,10 +35,16 @@ from qrewrite.training.common import (
     trainer_arguments,
 )
 from qrewrite.training.datasets import SFT_DIR, load_training_split
+from qrewrite.training.distributed import final_model
 from qrewrite.training.judge import evaluate_tagging
 from qrewrite.training.models import MODEL_FILES, load_model, load_tokenizer, save_model
-from qrewrite.training.options import LoraOptions, TrackingOptions, TrainerOptions
-from qrewrite.training.prompts import GRADE_WORDS
+from qrewrite.training.options import (
+    DistributedOptions,
+    LoraOptions,
+    TrackingOptions,
+    TrainerOptions,
+)
+from qrewrite.training.prompts import GRADE_WORDS, TASKS
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +53,15 @@ SFT_OUTPUTS = (*MODEL_FILES, "sft_loss.png", "sft_report.json", "sft_report.md")
 
 
 @dataclass(kw_only=True)
-class SFTStepConfig(TrainerOptions, LoraOptions, TrackingOptions):
-    """Options of ``qrewrite sft`` (section ``sft:``); the trainer, LoRA and tracking options
-    shared with the other training steps are in :mod:`qrewrite.training.options`."""
+class SFTStepConfig(DistributedOptions, TrainerOptions, LoraOptions, TrackingOptions):
+    """Options of ``qrewrite sft`` (section ``sft:``); the trainer, LoRA, tracking and
+    distributed options shared with the other training steps are in
+    :mod:`qrewrite.training.options`."""
 
     base_model: str = ""  # a local model directory (pretrain output or a mounted instruct model)
-    tasks: str = "rewrite,tag"  # "rewrite" alone gives the single-task ablation
+    # the dataset's tasks to train on (prompts.TASKS); without "tag" it is the single-task
+    # ablation, which keeps "normalize" so that the ablation measures the tagging task alone
+    tasks: str = "rewrite,tag,normalize"
     max_length: int = 128
     packing: bool = False  # helps on GPU with long, uneven examples; padding is small here
     # this step's schedule (TrainerOptions defaults otherwise)
@@ -67,9 +76,12 @@ class SFTStepConfig(TrainerOptions, LoraOptions, TrackingOptions):
 
     def task_list(self) -> list[str]:
         tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
-        unknown = set(tasks) - {"rewrite", "tag"}
+        unknown = set(tasks) - set(TASKS)
         if unknown or "rewrite" not in tasks:
-            raise ConfigError(f"sft.tasks={self.tasks!r}: expected 'rewrite' or 'rewrite,tag'")
+            raise ConfigError(
+                f"sft.tasks={self.tasks!r}: expected 'rewrite' and any of "
+                f"{', '.join(t for t in TASKS if t != 'rewrite')}, comma-separated"
+            )
         return tasks
 
 
@@ -191,12 +203,13 @@ def sft(
         result = trainer.train(resume_from_checkpoint=resume_from)
         train_seconds = time.perf_counter() - t0
         eval_loss = float(trainer.evaluate()["eval_loss"])
-        final = trainer.model.merge_and_unload() if config.use_lora else trainer.model
+        # None in a process other than the main one of a distributed run: it is done
+        final = final_model(trainer, strategy=config.distributed, use_lora=config.use_lora)
         tagging = (
             evaluate_tagging(
                 final, tokenizer, data["train"], held_out, config.tagging_eval_pairs, config.seed
             )
-            if "tag" in tasks
+            if "tag" in tasks and final is not None
             else {}
         )
         losses = series(trainer.state.log_history, "loss")
@@ -218,6 +231,8 @@ def sft(
             tagging=tagging,
             mlflow_run_id=run.info.run_id,
         )
+        if final is None:  # the main process logs and saves
+            return outcome
         report = outcome.to_dict()
         mlflow.log_metrics(
             {
