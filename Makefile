@@ -13,7 +13,7 @@ RUNTIME_BASE_IMAGE  ?= docker.io/library/python:3.12-slim-bookworm
 TRAINING_BASE_IMAGE ?= docker.io/nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 DOCKER_BUILD_ARGS   ?=
 
-.PHONY: setup lock demo test test-serving-env lint bench bench-quality bench-quality-training bench-rewrite bench-serving bench-teacher bench-judged bench-training images images-runtime images-training test-containers clean
+.PHONY: setup lock demo test test-serving-env test-distributed lint bench bench-quality bench-quality-training bench-rewrite bench-serving bench-teacher bench-judged bench-training images images-runtime images-training test-containers clean
 
 # Exact versions of everything installed (pip-tools' compiled requirements of pyproject.toml):
 # `make setup`, CI and both images install under it, so two machines a week apart train with the
@@ -50,6 +50,10 @@ test: setup
 # it (2-3 min; CI runs it after `make test`)
 test-serving-env: setup
 	QREWRITE_TEST_SERVING_ENV=1 $(BIN)/python -m pytest -q tests/registry/test_served_model.py -k clean_environment
+
+# the distributed SFT path under FSDP on two CPU processes (about 40 s; CI runs it after `make test`)
+test-distributed: setup
+	QREWRITE_TEST_FSDP=1 $(BIN)/python -m pytest -q tests/training/test_distributed_sft.py
 
 lint: setup
 	$(BIN)/ruff check src components pipelines tests benchmarks

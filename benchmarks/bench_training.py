@@ -107,11 +107,14 @@ def run_shape(shape: str, args: argparse.Namespace, queries: list[str]) -> dict[
             "tagging_eval_pairs=200",
             "resume=false",
             f"tracking_uri={tracking}",
+            *args.sft_set,
         ],
     )
     sft_result = sft(sft_config, datasets_dir=args.datasets, out_dir=work / "sft", progress=False)
     row["sft"] = {k: getattr(sft_result, k) for k in ("steps", "train_seconds", "tokens_seen")}
     row["sft"]["tokens_per_second"] = sft_result.tokens_per_second
+    row["sft"]["model_flops_per_token"] = sft_result.model_flops_per_token
+    row["sft"]["mfu"] = sft_result.mfu
     row["sft"]["batch_size"] = args.batch_size
     grpo_config = load_config(
         GRPOStepConfig,
@@ -123,6 +126,7 @@ def run_shape(shape: str, args: argparse.Namespace, queries: list[str]) -> dict[
             f"save_steps={10 * args.grpo_steps}",
             "resume=false",
             f"tracking_uri={tracking}",
+            *args.grpo_set,
         ],
     )
     grpo_result = grpo(
@@ -157,18 +161,20 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, device: str) 
         f"{args.sft_steps} steps, GRPO capped at {args.grpo_steps} steps, rewriting greedy with at "
         "most 16 new tokens.",
         "",
-        "| shape | parameters | SFT tokens/s | SFT s | GRPO steps/s | completions/step | "
+        "| shape | parameters | SFT tokens/s | SFT MFU | SFT s | GRPO steps/s | completions/step | "
         + " | ".join(f"rewrite q/s, batch {b}" for b in args.batch_sizes)
         + " |",
-        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(args.batch_sizes),
+        "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(args.batch_sizes),
     ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['shape']} | failed: {r['error']} |")
             continue
         rates = r["rewrite_queries_per_second"]
+        mfu = r["sft"].get("mfu")
         lines.append(
             f"| {r['shape']} | {r['parameters'] / 1e6:.1f}M | {r['sft']['tokens_per_second']:,.0f} "
+            f"| {f'{mfu:.1%}' if mfu is not None else 'n/a'} "
             f"| {r['sft']['train_seconds']} | {r['grpo']['steps_per_second']} "
             f"| {r['grpo']['completions_per_step']} | "
             + " | ".join(f"{rates[b]:.0f}" for b in args.batch_sizes)
@@ -190,6 +196,16 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64, 256])
     ap.add_argument("--queries", type=int, default=1024)
+    ap.add_argument(
+        "--sft-set", nargs="*", default=[], metavar="KEY=VALUE", help="more SFT --set overrides"
+    )
+    ap.add_argument(
+        "--grpo-set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more GRPO --set overrides (use_vllm=true against use_vllm=false)",
+    )
     ap.add_argument("--work", type=Path, default=Path(".bench/training"))
     ap.add_argument("--write", type=Path, help="docs/benchmarks.md to update")
     ap.add_argument("--json", type=Path, help="where to keep the raw figures")

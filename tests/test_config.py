@@ -212,6 +212,9 @@ MEANT = {
     # Task C, query normalisation (docs/benchmarks.md)
     **{(p, "sft", "tasks"): "rewrite,tag,normalize" for p in ("local", "tiny", "cluster")},
     **{(p, "build_datasets", "normalize_ratio"): 0.7 for p in ("local", "tiny")},
+    # one GPU used well (issue 18): packed, padding-free SFT batches and the attention kernel
+    ("cluster", "sft", "packing"): True,
+    ("cluster", "sft", "attn_implementation"): "sdpa",
 }
 # what tiny changes of local, everything else inherited (configs/tiny.yaml)
 TINY_OVERRIDES: dict[str, dict[str, Any]] = {
@@ -343,6 +346,25 @@ NEW_DISTRIBUTED_FIELDS = {
     "trainjob_timeout_s": 86400,
     "trainjob_runtime": "torch-distributed",
 }
+# and each step's own (issue 18): SFT's efficiency options and MFU peak, GRPO's vLLM settings
+NEW_STEP_FIELDS: dict[str, dict[str, Any]] = {
+    "sft": {
+        "padding_free": False,
+        "attn_implementation": "",
+        "use_liger_kernel": False,
+        "peak_tflops": 0.0,
+    },
+    "grpo": {
+        "vllm_mode": "colocate",
+        "vllm_enable_sleep_mode": False,
+        "vllm_tensor_parallel_size": 1,
+        "vllm_max_model_length": 0,
+        "vllm_server_base_url": "",
+        "vllm_server_host": "",
+        "vllm_server_port": 8000,
+        "vllm_server_timeout": 240.0,
+    },
+}
 
 
 def test_the_new_training_fields_are_the_listed_ones_at_their_defaults() -> None:
@@ -352,10 +374,12 @@ def test_the_new_training_fields_are_the_listed_ones_at_their_defaults() -> None
             new = {
                 **NEW_TRAINING_FIELDS,
                 **(NEW_DISTRIBUTED_FIELDS if section != "pretrain" else {}),
+                **NEW_STEP_FIELDS.get(section, {}),
             }
             added = set(resolved[section]) - set(SNAPSHOT["resolved"][preset][section])
             assert added == set(new), (preset, section)
-            assert {k: resolved[section][k] for k in new} == new
+            expected = {k: MEANT.get((preset, section, k), v) for k, v in new.items()}
+            assert {k: resolved[section][k] for k in new} == expected
 
 
 def test_tiny_is_local_with_its_overrides() -> None:

@@ -37,6 +37,38 @@ DISTRIBUTED_FIELDS = {
     "trainjob_timeout_s": 86400,
     "trainjob_runtime": "torch-distributed",
 }
+# each step's own fields added since (issue 18): SFT's efficiency options, GRPO's vLLM settings
+STEP_FIELDS: dict[str, dict[str, Any]] = {
+    "sft": {
+        "padding_free": False,
+        "attn_implementation": "",
+        "use_liger_kernel": False,
+        "peak_tflops": 0.0,
+    },
+    "grpo": {
+        "vllm_mode": "colocate",
+        "vllm_enable_sleep_mode": False,
+        "vllm_tensor_parallel_size": 1,
+        "vllm_max_model_length": 0,
+        "vllm_server_base_url": "",
+        "vllm_server_host": "",
+        "vllm_server_port": 8000,
+        "vllm_server_timeout": 240.0,
+    },
+}
+# defaults changed on purpose since the snapshot: task C, query normalisation
+CHANGED_DEFAULTS = {"sft": {"tasks": "rewrite,tag,normalize"}}
+# trainer arguments changed on purpose since the snapshot (issue 18): the cluster preset packs
+# SFT batches, and its GRPO (use_vllm) names the colocated vLLM's settings
+CHANGED_ARGUMENTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("cluster", "sft"): {"packing": True},
+    ("cluster", "grpo"): {
+        "vllm_mode": "colocate",
+        "vllm_enable_sleep_mode": False,
+        "vllm_tensor_parallel_size": 1,
+        "vllm_max_model_length": None,
+    },
+}
 OUT = Path("/out/checkpoints")
 
 
@@ -59,7 +91,13 @@ def test_every_step_config_shares_the_option_groups() -> None:
 def test_each_step_keeps_its_defaults(step: str) -> None:
     values = json.loads(json.dumps(dataclasses.asdict(STEPS[step]())))
     distributed = DISTRIBUTED_FIELDS if step != "pretrain" else {}
-    assert values == {**SNAPSHOT["training_defaults"][step], **NEW_FIELDS, **distributed}
+    assert values == {
+        **SNAPSHOT["training_defaults"][step],
+        **CHANGED_DEFAULTS.get(step, {}),
+        **NEW_FIELDS,
+        **distributed,
+        **STEP_FIELDS.get(step, {}),
+    }
 
 
 @pytest.mark.parametrize("preset", ["local", "tiny", "cluster"])
@@ -70,6 +108,7 @@ def test_trainer_arguments_are_the_ones_built_before(preset: str, step: str) -> 
     arguments = _arguments(step, config)
     expected = {
         **SNAPSHOT["trainer_arguments"][preset][step],
+        **CHANGED_ARGUMENTS.get((preset, step), {}),
         "bf16": use_bf16(config.precision),
         "use_cpu": not _cuda(),
     }

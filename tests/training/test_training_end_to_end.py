@@ -99,6 +99,10 @@ def test_sft_loss_falls_and_tagging_is_scored(sft_model, tiny_datasets) -> None:
         "train_seconds",
         "tokens_seen",
         "tokens_per_second",
+        "model_flops_per_token",
+        "device",
+        "peak_tflops",
+        "mfu",
         "loss_first_20pct",
         "loss_last_20pct",
         "eval_loss",
@@ -115,6 +119,9 @@ def test_metrics_reach_mlflow(sft_model, tracking) -> None:
     run = mlflow.MlflowClient(tracking).get_run(result.mlflow_run_id)
     assert "sft/loss" in run.data.metrics and "sft/tagging_accuracy" in run.data.metrics
     assert run.data.params["sft.tasks"] == "rewrite,tag,normalize"
+    # throughput, and MFU where the device's peak is known (never on the CPU)
+    assert run.data.metrics["sft/model_flops_per_token"] == result.model_flops_per_token > 0
+    assert ("sft/mfu" in run.data.metrics) == (result.mfu is not None)
 
 
 def test_sft_resumes_from_its_last_checkpoint(pretrained, tiny_datasets, tracking, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ import pyarrow.parquet as pq
 from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.outputs import check_not_an_input, staged_output
+from qrewrite.serving import engines
+from qrewrite.serving.engines import VllmCandidates, choose_engine
 from qrewrite.serving.policy import ServingPolicy
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter, generation_settings
 from qrewrite.serving.served import TEACHER_DIR, ServedRewriter, load_policy
@@ -68,6 +71,12 @@ class RewriteConfig:
     vet: str = REGISTERED
     min_p_relevant: float = 0.5
     seed: int = 7
+    # what generates the candidates (serving/engines.py): auto: vLLM's offline engine where the
+    # vllm package and a CUDA device are there, else HF generate; hf; vllm (an error without them).
+    # Prompts, candidate set, scoring and the serving policy are the same either way
+    engine: str = "auto"
+    # the share of the GPU vLLM takes; the HF model that scores and grades shares the GPU
+    vllm_gpu_memory_utilization: float = 0.5
     tracking_uri: str = (
         DEFAULT_TRACKING_URI  # where models:/ URIs resolve ($MLFLOW_TRACKING_URI wins)
     )
@@ -200,6 +209,8 @@ class ExportSummary:
     policy: str  # the serving policy, described
     policy_source: str  # where the policy came from
     generation: dict[str, Any]  # ``asdict`` of the generation settings
+    engine: str  # what generated the candidates: hf or vllm
+    engine_reason: str  # why that engine (``rewrite.engine``, and what auto found)
     set_aside: dict[str, int]  # reason -> queries skipped
     seconds: float
     vetting_seconds: float
@@ -217,7 +228,8 @@ class ExportSummary:
             f"rewrite: {self.queries:,} queries -> {self.rows:,} rewrites "
             f"({self.queries_without_rewrite} queries without one, {self.queries_served} served "
             f"by the policy {self.policy_source}: {self.policy}) in {self.seconds} s "
-            f"({self.queries_per_second} queries/s) with {self.model} -> {out_path}"
+            f"({self.queries_per_second} queries/s, candidates by {self.engine}: "
+            f"{self.engine_reason}) with {self.model} -> {out_path}"
             + (f"; set aside: {aside}" if aside else "")
         ]
 
@@ -233,16 +245,25 @@ def export_rewrites(
     data_dir: str | Path | None = None,
     labels: str | Path | None = None,
     policy_dir: str | Path | None = None,
+    cuda_available: Callable[[], bool] = engines.cuda_available,
 ) -> ExportSummary:
     """Rewrite every query of ``queries_file`` and write the serving table to ``out_file``
     (parquet; one row per (query, rank)) with a ``.json`` summary next to it. The rank-1
     rewrite of each query is marked ``served`` when it passes the serving policy
-    (:func:`serving_policy` says which)."""
+    (:func:`serving_policy` says which). ``config.engine`` says what generates the candidates
+    (:func:`~qrewrite.serving.engines.choose_engine`, asking ``cuda_available`` whether there
+    is a CUDA device); only that differs between the engines."""
     if config.k < 1:
         raise ConfigError("rewrite.k must be >= 1")
+    if not 0 < config.vllm_gpu_memory_utilization <= 1:
+        raise ConfigError(
+            f"rewrite.vllm_gpu_memory_utilization={config.vllm_gpu_memory_utilization}: "
+            "expected a share of the GPU, above 0 and at most 1"
+        )
     out = Path(out_file)
     check_not_an_input("rewrite", [out, out.with_suffix(".json")], [queries_file, model_dir])
-    # before reading or generating: a wrong --data fails in seconds
+    # before reading or generating: a wrong --data or engine fails in seconds
+    engine = choose_engine(config.engine, cuda=cuda_available)
     setup = serving_setup(config, policy_dir=policy_dir, data_dir=data_dir, labels=labels)
     queries, counts = read_queries(Path(queries_file), config)
     for what in ("empty", "too_long", "duplicates", "beyond_max_queries"):
@@ -257,9 +278,18 @@ def export_rewrites(
         raise DataError(
             f"{queries_file}: no queries to rewrite ({counts['rows']} rows, all skipped)"
         )
-    served_rewriter = ServedRewriter(
-        Rewriter.from_dir(model_dir, setup.generation), setup.policy, setup.teacher
-    )
+    rewriter = Rewriter.from_dir(model_dir, setup.generation)
+    if engine.name == "vllm":
+        rewriter.candidates = VllmCandidates(
+            engine.vllm,
+            model_dir,
+            rewriter.tokenizer,
+            setup.generation,
+            generation_config=getattr(rewriter.model, "generation_config", None),
+            gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+        )
+    log.info("rewrite: candidates by %s (%s)", engine.name, engine.reason)
+    served_rewriter = ServedRewriter(rewriter, setup.policy, setup.teacher)
     t0 = time.perf_counter()
     ranked = served_rewriter.rewriter.rewrite(queries, k=config.k, progress=progress)
     seconds = time.perf_counter() - t0  # the model's work alone: what queries/s measures
@@ -292,6 +322,8 @@ def export_rewrites(
         policy=setup.policy.describe(),
         policy_source=setup.source,
         generation=asdict(setup.generation),
+        engine=engine.name,
+        engine_reason=engine.reason,
         set_aside={k: v for k, v in counts.items() if k != "rows"},
         seconds=round(seconds, 2),
         vetting_seconds=round(time.perf_counter() - t1, 2),

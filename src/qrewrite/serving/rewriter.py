@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -72,13 +72,43 @@ class GenerationStats:
         return self.queries / self.seconds if self.seconds else 0.0
 
 
-class Rewriter:
-    """A causal LM in rewrite mode (and tagging mode, to grade its rewrites)."""
+def rewrite_prompt_texts(tokenizer: Any, queries: Sequence[str]) -> list[str]:
+    """The text the model is prompted with for each query: the rewrite prompt under the
+    tokenizer's chat template, ready for the assistant's answer. Tokenised without special
+    tokens, it is what every generation engine is given."""
+    return [
+        tokenizer.apply_chat_template(rewrite_prompt(q), add_generation_prompt=True, tokenize=False)
+        for q in queries
+    ]
 
-    def __init__(self, model: Any, tokenizer: Any, settings: GenerationSettings | None = None):
+
+class CandidateGenerator(Protocol):
+    """Another engine's candidate generation (``serving/engines.py``): raw generations per
+    query, the greedy one first, then the sampled ones."""
+
+    def generate_candidates(
+        self, queries: Sequence[str], progress: bool = False
+    ) -> list[list[str]]: ...
+
+
+class Rewriter:
+    """A causal LM in rewrite mode (and tagging mode, to grade its rewrites).
+
+    ``candidates`` generates the candidates with another engine (vLLM's); scoring, ranking and
+    grading stay on ``model``."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        settings: GenerationSettings | None = None,
+        *,
+        candidates: CandidateGenerator | None = None,
+    ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.settings = settings or GenerationSettings()
+        self.candidates = candidates
         self._judge: RelevanceJudge | None = None
         self.stats = GenerationStats()
 
@@ -100,12 +130,7 @@ class Rewriter:
         import torch
 
         s = self.settings
-        texts = [
-            self.tokenizer.apply_chat_template(
-                rewrite_prompt(q), add_generation_prompt=True, tokenize=False
-            )
-            for q in queries
-        ]
+        texts = rewrite_prompt_texts(self.tokenizer, queries)
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         device = next(self.model.parameters()).device
         enc = {k: v.to(device) for k, v in enc.items()}
@@ -166,7 +191,10 @@ class Rewriter:
     def generate_candidates(
         self, queries: Sequence[str], progress: bool = False
     ) -> list[list[str]]:
-        """Raw generations per query: the greedy one first, then the sampled ones."""
+        """Raw generations per query: the greedy one first, then the sampled ones (by
+        ``candidates`` when another engine generates)."""
+        if self.candidates is not None:
+            return self.candidates.generate_candidates(queries, progress)
         greedy = self.generate(queries, sample=False, progress=progress)
         sampled = self.generate(queries, sample=True, progress=progress)
         return [g + s for g, s in zip(greedy, sampled, strict=True)]

@@ -167,6 +167,12 @@ _RESUME_NEUTRAL = {
     "epochs",
     "trainjob_timeout_s",
     "trainjob_runtime",
+    "peak_tflops",  # only what MFU is measured against
+    # where a vLLM server is, not what is trained
+    "vllm_server_base_url",
+    "vllm_server_host",
+    "vllm_server_port",
+    "vllm_server_timeout",
 }
 # settings added after checkpoints recorded their identity: at these values they train as before,
 # so a checkpoint written without them still belongs to the run
@@ -176,6 +182,13 @@ _IDENTITY_ADDED = {
     "nodes": 1,
     "processes_per_node": 1,
     "distributed": "none",
+    "padding_free": False,
+    "attn_implementation": "",
+    "use_liger_kernel": False,
+    "vllm_mode": "colocate",
+    "vllm_enable_sleep_mode": False,
+    "vllm_tensor_parallel_size": 1,
+    "vllm_max_model_length": 0,
 }
 
 

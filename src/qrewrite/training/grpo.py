@@ -8,6 +8,7 @@ mean and std at every step (``rewards/<name>/mean``); they go to MLflow with the
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import shutil
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 GRPO_OUTPUTS = (*MODEL_FILES, "grpo_rewards.png", "grpo_report.json", "grpo_report.md")
 
 JUDGES = ("self", "teacher")
+VLLM_MODES = ("colocate", "server")  # TRL's vllm_mode
 
 
 @dataclass(kw_only=True)
@@ -91,8 +93,24 @@ class GRPOStepConfig(DistributedOptions, TrainerOptions, LoraOptions, TrackingOp
     learning_rate: float = 2e-4
     warmup_steps: int = 0
     logging_steps: int = 1  # per-step reward means for the first-vs-last comparison
-    use_vllm: bool = False  # GPU only: generate with vLLM (colocated)
+    # GPU only: generate the completions with vLLM instead of transformers' generate; TRL merges
+    # the LoRA adapters into the weights in place, streams them to vLLM one tensor at a time
+    # after every optimizer step, and unmerges them (docs/training.md, "GRPO with vLLM")
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"  # colocate: vLLM in this process, on its GPU; server: a vLLM server
+    # colocate: the share of the GPU vLLM takes for its weights and KV cache (training gets the
+    # rest); with sleep mode vLLM gives that memory back while the trainer steps, and re-uploads
+    # its weights before each generation (slower steps, less memory held: for a larger model)
     vllm_gpu_memory_utilization: float = 0.3
+    vllm_enable_sleep_mode: bool = False
+    vllm_tensor_parallel_size: int = 1  # colocate: GPUs one vLLM instance spans
+    vllm_max_model_length: int = 0  # colocate: vLLM's context in tokens (0: the model's)
+    # server: where the server is (base URL, e.g. http://vllm-grpo:8000, or host and port) and
+    # how long to wait for it; the trainer pushes its weights to it over NCCL every step
+    vllm_server_base_url: str = ""
+    vllm_server_host: str = ""
+    vllm_server_port: int = 8000
+    vllm_server_timeout: float = 240.0
     save_steps: int = 50
     save_total_limit: int = 2
     resume: bool = True
@@ -124,6 +142,40 @@ class GRPOStepConfig(DistributedOptions, TrainerOptions, LoraOptions, TrackingOp
             )
         if not self.model:
             raise ConfigError("grpo.model is not set; pass --model DIR (the SFT output)")
+        self.check_vllm()
+
+    def check_vllm(self) -> None:
+        """The vLLM settings TRL would refuse mid-setup, or could not connect with."""
+        if self.vllm_mode not in VLLM_MODES:
+            raise ConfigError(
+                f"grpo.vllm_mode={self.vllm_mode!r}: expected one of {', '.join(VLLM_MODES)}"
+            )
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            raise ConfigError(
+                f"grpo.vllm_gpu_memory_utilization={self.vllm_gpu_memory_utilization}: "
+                "expected a share of the GPU, above 0 and at most 1"
+            )
+        tp, processes = self.vllm_tensor_parallel_size, self.process_count()
+        if tp < 1 or (self.vllm_mode == "colocate" and processes % tp):
+            raise ConfigError(
+                f"grpo.vllm_tensor_parallel_size={tp} must divide the {processes} training "
+                "process(es): each colocated vLLM spans that many of them"
+            )
+        url = self.vllm_server_base_url
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"grpo.vllm_server_base_url={url!r}: expected http://HOST:PORT or https://..."
+            )
+        if not 0 < self.vllm_server_port < 65536 or self.vllm_server_timeout <= 0:
+            raise ConfigError(
+                f"grpo: vllm_server_port={self.vllm_server_port} (1..65535) and "
+                f"vllm_server_timeout={self.vllm_server_timeout} (> 0 s) are not usable"
+            )
+        if self.use_vllm and self.vllm_mode == "server" and not (url or self.vllm_server_host):
+            raise ConfigError(
+                "grpo.vllm_mode=server needs the server's address: set grpo.vllm_server_base_url "
+                "(http://HOST:PORT) or grpo.vllm_server_host (and vllm_server_port)"
+            )
 
 
 def build_judge(config: GRPOStepConfig, data_dir: Path, labels: Path | None) -> Any:
@@ -243,11 +295,44 @@ def grpo_arguments(config: GRPOStepConfig, *, output_dir: Path, progress: bool) 
             "reward_weights": [config.reward_weights[n] for n in names],
             "use_vllm": config.use_vllm,
             "vllm_gpu_memory_utilization": config.vllm_gpu_memory_utilization,
+            **vllm_arguments(config),
             "save_strategy": "steps",
             "save_steps": config.save_steps,
             "save_total_limit": config.save_total_limit,
         },
     )
+
+
+def vllm_arguments(config: GRPOStepConfig) -> dict[str, Any]:
+    """``GRPOConfig``'s vLLM settings for ``config``: none without ``use_vllm`` (the arguments of
+    a preset that generates with transformers stay as they were), else the mode's own."""
+    if not config.use_vllm:
+        return {}
+    if config.vllm_mode == "server":
+        return {
+            "vllm_mode": "server",
+            # a base URL wins over host and port in TRL; None lets host and port apply
+            "vllm_server_base_url": config.vllm_server_base_url or None,
+            **({"vllm_server_host": config.vllm_server_host} if config.vllm_server_host else {}),
+            "vllm_server_port": config.vllm_server_port,
+            "vllm_server_timeout": config.vllm_server_timeout,
+        }
+    return {
+        "vllm_mode": "colocate",
+        "vllm_enable_sleep_mode": config.vllm_enable_sleep_mode,
+        "vllm_tensor_parallel_size": config.vllm_tensor_parallel_size,
+        "vllm_max_model_length": config.vllm_max_model_length or None,
+    }
+
+
+def check_vllm_installed(config: GRPOStepConfig) -> None:
+    """``use_vllm`` where the vllm package is missing fails here, in one line, instead of in
+    TRL's trainer after the models have loaded."""
+    if config.use_vllm and not importlib.util.find_spec("vllm"):
+        raise ConfigError(
+            "grpo.use_vllm: the vllm package is not installed here (the training image has it, "
+            "pip install 'qrewrite[vllm]'); set use_vllm: false to generate with transformers"
+        )
 
 
 def grpo(
@@ -262,6 +347,7 @@ def grpo(
     """Align ``config.model`` on ``<datasets>/grpo``; save the merged policy to ``out_dir``."""
     quiet_libraries()
     config.check()
+    check_vllm_installed(config)
     out = Path(out_dir)
     # the model folder is replaced only when the new policy is whole (qrewrite.outputs); the
     # checkpoints stay in it across a failure, for the resume

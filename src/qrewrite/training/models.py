@@ -129,11 +129,19 @@ def load_tokenizer(path: str | Path) -> Any:
     return tokenizer
 
 
-def load_model(path: str | Path, what: str = "base model", dtype: str = "auto") -> Any:
+def load_model(
+    path: str | Path,
+    what: str = "base model",
+    dtype: str = "auto",
+    *,
+    attn_implementation: str | None = None,
+) -> Any:
     """The model at ``path``, on the GPU in bf16 where there is one, else on the CPU in fp32.
 
     On the GPU from the start: the judge and the rewriter generate with it directly (a trainer
-    would move it, inference code does not).
+    would move it, inference code does not). ``attn_implementation`` (``sdpa``,
+    ``flash_attention_2``, ``eager``) picks the attention kernel; None keeps transformers'
+    choice for the model (sdpa where torch has it).
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -144,7 +152,8 @@ def load_model(path: str | Path, what: str = "base model", dtype: str = "auto") 
         torch_dtype = torch.bfloat16 if cuda else torch.float32
     else:
         torch_dtype = getattr(torch, dtype)
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+    kernel = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype, **kernel)
     return model.to("cuda") if cuda else model
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qrewrite import __version__
+from qrewrite.environment import world_size
 from qrewrite.errors import ConfigError
 from qrewrite.outputs import check_output, staged_output
 from qrewrite.tracking import mlflow_callback, mlflow_run
@@ -36,6 +37,15 @@ from qrewrite.training.common import (
 )
 from qrewrite.training.datasets import SFT_DIR, load_training_split
 from qrewrite.training.distributed import final_model
+from qrewrite.training.efficiency import (
+    check_efficiency_environment,
+    check_efficiency_options,
+    cuda_device_name,
+    linear_weights,
+    model_flops_per_token,
+    model_flops_utilization,
+    peak_tflops,
+)
 from qrewrite.training.judge import evaluate_tagging
 from qrewrite.training.models import MODEL_FILES, load_model, load_tokenizer, save_model
 from qrewrite.training.options import (
@@ -63,7 +73,15 @@ class SFTStepConfig(DistributedOptions, TrainerOptions, LoraOptions, TrackingOpt
     # ablation, which keeps "normalize" so that the ablation measures the tagging task alone
     tasks: str = "rewrite,tag,normalize"
     max_length: int = 128
-    packing: bool = False  # helps on GPU with long, uneven examples; padding is small here
+    # packing (TRL's best-fit decreasing): examples share rows of max_length tokens and train
+    # padding-free; helps on a GPU with uneven examples; the small CPU model pads little
+    packing: bool = False
+    # the GPU's efficiency options (docs/training.md, "One GPU, used well"); each reaches TRL or
+    # the model only when set, so a preset without them trains exactly as before
+    padding_free: bool = False  # TRL's padding-free batches; needs packing
+    attn_implementation: str = ""  # sdpa, flash_attention_2, eager; "": the model's default
+    use_liger_kernel: bool = False  # Liger's fused RMSNorm/SwiGLU/RoPE (GPU, liger-kernel)
+    peak_tflops: float = 0.0  # the device's peak for MFU; 0: by GPU name (training/efficiency.py)
     # this step's schedule (TrainerOptions defaults otherwise)
     epochs: float = 3.0
     batch_size: int = 32
@@ -73,6 +91,10 @@ class SFTStepConfig(DistributedOptions, TrainerOptions, LoraOptions, TrackingOpt
     resume: bool = True  # continue from the newest checkpoint in <out>/checkpoints
     keep_checkpoints: bool = False  # delete them once the merged model is saved
     tagging_eval_pairs: int = 600  # held-out pairs scored at the end (0: all)
+
+    def check(self) -> None:
+        """The efficiency options' mistakes, before anything loads."""
+        check_efficiency_options("sft", self)
 
     def task_list(self) -> list[str]:
         tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
@@ -98,6 +120,10 @@ class SFTResult:
     train_seconds: float
     tokens_seen: int
     tokens_per_second: float | None
+    model_flops_per_token: float  # 6N (4N with LoRA), training/efficiency.py
+    device: str  # the GPU's name, or "cpu"
+    peak_tflops: float | None  # the devices' bf16 peak each; None: unknown (MFU not measured)
+    mfu: float | None  # model FLOPs utilisation, 0..1, over every training process's device
     loss_first_20pct: float
     loss_last_20pct: float
     eval_loss: float
@@ -124,8 +150,28 @@ class SFTResult:
                 f"{t['tagging_accuracy']:.3f} (majority class {t['majority_accuracy']:.3f}), "
                 f"macro-F1 {t['tagging_macro_f1']:.3f} (majority {t['majority_macro_f1']:.3f})"
             )
+        lines.append(f"sft: {self.throughput()}")
         lines.append(f"sft: MLflow run {self.mlflow_run_id}")
         return lines
+
+    def throughput(self) -> str:
+        """Tokens/s and MFU in words (:func:`throughput_text`)."""
+        return throughput_text(self.to_dict())
+
+
+def throughput_text(report: dict[str, Any]) -> str:
+    """A report's tokens/s and MFU in words, e.g. ``12,000 tokens/s at 2.96 GFLOP/token, MFU
+    31.2% (989 TFLOP/s bf16 peak, NVIDIA H100 80GB HBM3)``."""
+    tps = report.get("tokens_per_second")
+    rate = f"{tps:,.0f} tokens/s" if tps else "tokens/s not counted"
+    flops = f"{report['model_flops_per_token'] / 1e9:.3g} GFLOP/token"
+    if report.get("mfu") is None:
+        why = "CPU" if report["device"] == "cpu" else "no peak known for this GPU: set peak_tflops"
+        return f"{rate} at {flops}, MFU n/a ({why})"
+    return (
+        f"{rate} at {flops}, MFU {report['mfu']:.1%} ({report['peak_tflops']:g} TFLOP/s bf16 "
+        f"peak, {report['device']})"
+    )
 
 
 def sft_arguments(config: SFTStepConfig, *, output_dir: Path, progress: bool) -> dict[str, Any]:
@@ -142,6 +188,9 @@ def sft_arguments(config: SFTStepConfig, *, output_dir: Path, progress: bool) ->
         step_arguments={
             "max_length": config.max_length,
             "packing": config.packing,
+            # only when set: the arguments of a preset without them stay as they were
+            **({"padding_free": True} if config.padding_free else {}),
+            **({"use_liger_kernel": True} if config.use_liger_kernel else {}),
             "completion_only_loss": True,
             "save_strategy": "steps",
             "save_steps": config.save_steps,
@@ -165,6 +214,9 @@ def sft(
     check_schedule("sft", config)
     if not config.base_model:
         raise ConfigError("sft.base_model is not set; pass --base-model DIR")
+    config.check()
+    device_name = cuda_device_name()
+    check_efficiency_environment("sft", config, cuda=device_name is not None)
     out = Path(out_dir)
     # the model folder is replaced only when the new model is whole (qrewrite.outputs); the
     # checkpoints stay in it across a failure, for the resume
@@ -174,7 +226,11 @@ def sft(
     # everything that can be wrong is checked before the first step
     data = load_training_split(Path(datasets_dir) / SFT_DIR, SFT_DIR)
     tokenizer = load_tokenizer(config.base_model)
-    model = load_model(config.base_model)
+    model = load_model(config.base_model, attn_implementation=config.attn_implementation or None)
+    # counted before PEFT wraps the model: the base model's linear layers
+    flops_per_token = model_flops_per_token(
+        linear_weights(model), full_fine_tuning=not config.use_lora
+    )
     from trl import SFTConfig, SFTTrainer
 
     train = data["train"].filter(lambda r: r["task"] in tasks)
@@ -215,6 +271,12 @@ def sft(
         losses = series(trainer.state.log_history, "loss")
         first, last = edge_means([v for _, v in losses])
         tokens = tokens_seen(trainer.state.log_history)
+        tokens_per_second = round(tokens / train_seconds, 1) if tokens else None
+        peak = peak_tflops(config.peak_tflops, device_name)
+        # TRL counts the tokens of every process: the peak is that of every process's device
+        mfu = model_flops_utilization(
+            flops_per_token, tokens_per_second, peak, devices=world_size()
+        )
         outcome = SFTResult(
             qrewrite_version=__version__,
             config=asdict(config),
@@ -224,7 +286,11 @@ def sft(
             resumed_from=resume_from,
             train_seconds=round(train_seconds, 1),
             tokens_seen=tokens,
-            tokens_per_second=round(tokens / train_seconds, 1) if tokens else None,
+            tokens_per_second=tokens_per_second,
+            model_flops_per_token=flops_per_token,
+            device=device_name or "cpu",
+            peak_tflops=peak,
+            mfu=round(mfu, 4) if mfu is not None else None,
             loss_first_20pct=first,
             loss_last_20pct=last,
             eval_loss=eval_loss,
@@ -239,6 +305,9 @@ def sft(
                 "sft/loss_first_20pct": first,
                 "sft/loss_last_20pct": last,
                 "sft/eval_loss": eval_loss,
+                "sft/model_flops_per_token": flops_per_token,
+                **({"sft/tokens_per_second": tokens_per_second} if tokens_per_second else {}),
+                **({"sft/mfu": outcome.mfu} if outcome.mfu is not None else {}),
                 **{f"sft/{k}": v for k, v in tagging.items()},
             }
         )
@@ -262,6 +331,7 @@ def sft_markdown(report: dict[str, Any]) -> str:
         + (f" (resumed from {report['resumed_from']})" if report["resumed_from"] else ""),
         f"- loss: {report['loss_first_20pct']:.3f} (first 20% of steps) -> "
         f"{report['loss_last_20pct']:.3f} (last 20%); held-out loss {report['eval_loss']:.3f}",
+        f"- throughput: {throughput_text(report)}",
     ]
     t = report["tagging"]
     if t:
