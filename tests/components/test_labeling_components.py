@@ -76,7 +76,8 @@ def test_build_datasets_writes_both_training_sets_and_their_contracts(
     out = tmp_path / "datasets"
     sft, grpo = load_from_disk(str(out / "sft")), load_from_disk(str(out / "grpo"))
     assert set(sft) == set(grpo) == {"train", "eval"}
-    assert set(sft["train"]["task"]) == {"rewrite", "tag"} and len(grpo["train"]) > 0
+    # the preset (tiny extends local) asks for task C too
+    assert set(sft["train"]["task"]) == {"rewrite", "tag", "normalize"} and len(grpo["train"]) > 0
     results = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "contracts").glob("*.json")}
     assert set(results) == {"sft_examples", "grpo_prompts"}
     assert all(r["success"] for r in results.values())
