@@ -24,38 +24,11 @@ from qrewrite.training.grpo import GRPOStepConfig, grpo_arguments
 from qrewrite.training.options import LoraOptions, TrackingOptions, TrainerOptions
 from qrewrite.training.pretrain import PretrainConfig, pretrain_arguments
 from qrewrite.training.sft import SFTStepConfig, sft_arguments
+from tests.test_config import NEW_DISTRIBUTED_FIELDS, NEW_STEP_FIELDS, NEW_TRAINING_FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOT = json.loads((ROOT / "tests" / "training" / "presets_before_refactor.json").read_text())
 STEPS = {"pretrain": PretrainConfig, "sft": SFTStepConfig, "grpo": GRPOStepConfig}
-NEW_FIELDS = {"lr_scheduler_type": "cosine", "training_args": {}}
-# how many processes train (SFT and GRPO; training/options.py DistributedOptions)
-DISTRIBUTED_FIELDS = {
-    "nodes": 1,
-    "processes_per_node": 1,
-    "distributed": "none",
-    "trainjob_timeout_s": 86400,
-    "trainjob_runtime": "torch-distributed",
-}
-# each step's own fields added since (issue 18): SFT's efficiency options, GRPO's vLLM settings
-STEP_FIELDS: dict[str, dict[str, Any]] = {
-    "sft": {
-        "padding_free": False,
-        "attn_implementation": "",
-        "use_liger_kernel": False,
-        "peak_tflops": 0.0,
-    },
-    "grpo": {
-        "vllm_mode": "colocate",
-        "vllm_enable_sleep_mode": False,
-        "vllm_tensor_parallel_size": 1,
-        "vllm_max_model_length": 0,
-        "vllm_server_base_url": "",
-        "vllm_server_host": "",
-        "vllm_server_port": 8000,
-        "vllm_server_timeout": 240.0,
-    },
-}
 # defaults changed on purpose since the snapshot: task C, query normalisation
 CHANGED_DEFAULTS = {"sft": {"tasks": "rewrite,tag,normalize"}}
 # trainer arguments changed on purpose since the snapshot (issue 18): the cluster preset packs
@@ -90,13 +63,13 @@ def test_every_step_config_shares_the_option_groups() -> None:
 @pytest.mark.parametrize("step", STEPS)
 def test_each_step_keeps_its_defaults(step: str) -> None:
     values = json.loads(json.dumps(dataclasses.asdict(STEPS[step]())))
-    distributed = DISTRIBUTED_FIELDS if step != "pretrain" else {}
+    distributed = NEW_DISTRIBUTED_FIELDS if step != "pretrain" else {}
     assert values == {
         **SNAPSHOT["training_defaults"][step],
         **CHANGED_DEFAULTS.get(step, {}),
-        **NEW_FIELDS,
+        **NEW_TRAINING_FIELDS,
         **distributed,
-        **STEP_FIELDS.get(step, {}),
+        **NEW_STEP_FIELDS.get(step, {}),
     }
 
 
@@ -201,7 +174,7 @@ def test_trainer_arguments_refuse_a_step_argument_that_a_shared_one_sets() -> No
 
 def test_a_checkpoint_identity_ignores_the_new_fields_at_their_defaults(tmp_path: Path) -> None:
     plain = run_identity(SFTStepConfig(base_model="x"), tmp_path, None)["config"]
-    assert not set(NEW_FIELDS) & set(plain)
+    assert not set(NEW_TRAINING_FIELDS) & set(plain)
     changed = SFTStepConfig(base_model="x", lr_scheduler_type="linear", training_args={"a": 1})
     config = run_identity(changed, tmp_path, None)["config"]
     assert config["lr_scheduler_type"] == "linear" and config["training_args"] == {"a": 1}
