@@ -22,14 +22,22 @@ def evaluate_rewriter(
     single_task_model: Input[Model] = None,
 ):
     """Evaluate the GRPO model against no-rewrite, the multi-task SFT model, the single-task
-    SFT model when the ablation ran, and the registry's champion when there is one.
+    SFT model when the ablation ran, and the registry's champion when there is one. The GRPO
+    model is the candidate when it improves on the SFT model it came from, else the SFT model
+    is (``evaluate.candidate_must_improve``); ``metrics.json`` names which.
     Library: ``qrewrite.evaluation.evaluate``."""
     import os
     import shutil
     from pathlib import Path
 
     from qrewrite.config import config_from_preset_text
-    from qrewrite.evaluation.evaluate import EvaluateConfig, evaluate
+    from qrewrite.evaluation.evaluate import (
+        ALIGNED,
+        MULTI_TASK_SFT,
+        SINGLE_TASK_SFT,
+        EvaluateConfig,
+        evaluate,
+    )
     from qrewrite.registry.config import CHAMPION, RegistryConfig
     from qrewrite.registry.resolve import resolve_champion
     from qrewrite.tracking import PARENT_RUN_ENV, flatten_numbers
@@ -37,10 +45,9 @@ def evaluate_rewriter(
     os.environ[PARENT_RUN_ENV] = parent_run_id
     cfg = config_from_preset_text(EvaluateConfig, config, "evaluate")
     registry = config_from_preset_text(RegistryConfig, config, "registry")
-    candidate = "multi-task-sft+grpo"
-    variants = {"multi-task-sft": sft_model.path, candidate: model.path}
+    variants = {MULTI_TASK_SFT: sft_model.path, ALIGNED: model.path}
     if single_task_model is not None:
-        variants = {"single-task-sft": single_task_model.path, **variants}
+        variants = {SINGLE_TASK_SFT: single_task_model.path, **variants}
     refs = dict(variants)
     champion = resolve_champion(registry.registered_model, tracking_uri=registry.tracking_uri)
     if champion is not None:
@@ -52,7 +59,8 @@ def evaluate_rewriter(
         variants=variants,
         out_dir=evaluation.path,
         labels=Path(labels.path) / "labeled_pairs.parquet",
-        candidate=candidate,
+        candidate=ALIGNED,
+        fallback=MULTI_TASK_SFT,
         progress=False,
         model_refs=refs,
     )

@@ -219,6 +219,7 @@ def _evaluate_and_promote(
     registered = register_challenger(
         config=config,
         model=models["model"],
+        sft_model=models["sft_model"],
         evaluation=evaluated.outputs["evaluation"],
         market=market,
         labels=labels,

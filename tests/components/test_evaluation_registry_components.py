@@ -63,7 +63,9 @@ def _evaluation(folder: Path, uplift: float) -> Path:
     return folder
 
 
-def _register(tmp_path, model, evaluation, inputs, parent, margin: float) -> str:
+def _register(
+    tmp_path, model, evaluation, inputs, parent, margin: float, sft_model: Path | None = None
+) -> str:
     tiny_market, tiny_labels, tiny_datasets = inputs
     contracts = {}
     for step, results in CONTRACTS.items():
@@ -75,6 +77,7 @@ def _register(tmp_path, model, evaluation, inputs, parent, margin: float) -> str
     return register_challenger.python_func(
         config=preset(),
         model=artifact(Model, model),
+        sft_model=artifact(Model, sft_model or model),
         evaluation=artifact(Artifact, evaluation),
         market=artifact(Dataset, tiny_market),
         labels=artifact(Dataset, tiny_labels.parent),
@@ -209,14 +212,22 @@ def test_evaluate_compares_every_variant_and_the_registry_champion(
     out = tmp_path / "first" / "evaluation"
     saved = json.loads((out / "metrics.json").read_text())
     assert set(saved["variants"]) == {"no-rewrite", "multi-task-sft", "multi-task-sft+grpo"}
-    assert saved["candidate"] == "multi-task-sft+grpo"
+    # the same weights as both: GRPO does not improve on SFT, so SFT's model is put forward
+    assert saved["candidate"] == "multi-task-sft"
+    assert saved["candidate_choice"]["reason"].startswith("multi-task-sft+grpo does not lift")
+    assert saved["metrics"] == saved["variants"]["multi-task-sft"]
+    assert "**candidate chosen**: multi-task-sft" in (out / "report.md").read_text()
     assert first["metrics"].metadata["hit_rate"] == saved["metrics"]["hit_rate"]
     assert "<html" in (tmp_path / "first" / "report.html").read_text().lower()
     assert (tmp_path / "first" / "report.md").read_text() == (out / "report.md").read_text()
     assert "evaluate" in child_runs(parent)
 
-    # the candidate's evaluation registers it, the gate passes, the next step promotes it
-    version = _register(tmp_path, tiny_model, out, inputs, parent, margin=-1.0)
+    # the candidate's evaluation registers it (the SFT model: no GRPO folder is read), the
+    # gate passes, the next step promotes it
+    not_a_model = tmp_path / "grpo-model-not-put-forward"
+    version = _register(
+        tmp_path, not_a_model, out, inputs, parent, margin=-1.0, sft_model=tiny_model
+    )
     assert version == "1"
     promote_champion.python_func(config=preset(), version=version, parent_run_id=parent)
 

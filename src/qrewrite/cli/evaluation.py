@@ -45,6 +45,13 @@ def add_evaluate(sub: Subparsers) -> None:
         help="another model to compare (repeatable): the ablation's variants",
     )
     p.add_argument(
+        "--fallback",
+        metavar="NAME",
+        help="a --baseline the model was trained from (e.g. its SFT model): it becomes the "
+        "candidate when the model does not improve on it (unvetted uplift higher, relevance at "
+        "most 1 point lower; evaluate.candidate_must_improve)",
+    )
+    p.add_argument(
         "--champion",
         metavar="REGISTERED_MODEL",
         help="also evaluate models:/REGISTERED_MODEL@champion when the alias is set",
@@ -66,6 +73,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     names = [n for n, _ in specs]
     if len(set(names)) != len(names):
         raise ConfigError(f"evaluate: variant names repeat ({', '.join(names)}); name each once")
+    if args.fallback is not None and args.fallback not in names[:-1]:
+        raise ConfigError(f"evaluate: --fallback {args.fallback!r} is not a --baseline name")
     variants: dict[str, str] = {}
     refs: dict[str, str] = {}
     for name, uri in specs:
@@ -84,6 +93,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         out_dir=args.out,
         labels=args.labels,
         candidate=args.name,
+        fallback=args.fallback,
         progress=not args.no_progress,
         model_refs=refs,  # registry URIs pinned to versions, not cache folders
     )

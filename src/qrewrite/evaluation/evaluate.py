@@ -150,6 +150,9 @@ class EvaluateConfig:
     bootstrap: int = 1000
     tagging_eval_pairs: int = 600
     teacher: bool = True  # grade rewrites with the teacher labeler too
+    # with a fallback variant (the model the candidate was aligned from), the candidate is put
+    # forward only when it improves on it (:func:`choose_candidate`); false: always the candidate
+    candidate_must_improve: bool = True
     seed: int = 7
     tracking_uri: str = DEFAULT_TRACKING_URI
     experiment: str = "qrewrite"
@@ -175,6 +178,81 @@ class EvaluateConfig:
 
     def generation(self) -> GenerationSettings:
         return generation_settings(self)
+
+
+# the pipeline's trained variants, by the names evaluation and registration share
+SINGLE_TASK_SFT = "single-task-sft"
+MULTI_TASK_SFT = "multi-task-sft"
+ALIGNED = "multi-task-sft+grpo"  # the GRPO model: the candidate unless it fails to improve
+RELEVANCE_TOLERANCE = 0.01  # "relevance no more than 1 point lower" (issue 15's bar for GRPO)
+
+
+@dataclass(frozen=True)
+class CandidateChoice:
+    """Which variant evaluation puts forward for registration, and why."""
+
+    preferred: str  # the model the run trained last (the GRPO model)
+    fallback: str  # the model it was trained from (multi-task SFT)
+    chosen: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _measured_in_both(
+    a: dict[str, float | None], b: dict[str, float | None], keys: tuple[str, ...]
+) -> str | None:
+    """The first of ``keys`` with finite values in both rows (metrics.json writes NaN as
+    null)."""
+    for key in keys:
+        values = (a.get(key), b.get(key))
+        if all(v is not None and np.isfinite(v) for v in values):
+            return key
+    return None
+
+
+# the unvetted uplift the data measures: the simulated A/B test's, else nDCG@10 on people's grades
+UPLIFT_KEYS = ("ucvr_uplift_unfiltered", "ndcg_at_10_uplift_unfiltered")
+RELEVANCE_KEYS = ("relevance_rate_truth", "relevance_rate")
+
+
+def choose_candidate(
+    variants: dict[str, dict[str, float | None]],
+    *,
+    preferred: str,
+    fallback: str,
+    relevance_tolerance: float = RELEVANCE_TOLERANCE,
+) -> CandidateChoice:
+    """``preferred`` stays the candidate when it improves on ``fallback``: its uplift with every
+    rewrite served (simulated UCVR, else nDCG@10 on people's grades) higher, and its relevance
+    (truth where the data has it, else the teacher's) at most ``relevance_tolerance`` lower.
+    Otherwise ``fallback`` is put forward: an alignment step that makes search worse is not
+    shipped. Without an uplift to compare, ``preferred`` stays.
+
+    >>> choose_candidate(
+    ...     {"sft": {"ucvr_uplift_unfiltered": 0.22, "relevance_rate_truth": 0.61},
+    ...      "grpo": {"ucvr_uplift_unfiltered": 0.05, "relevance_rate_truth": 0.62}},
+    ...     preferred="grpo", fallback="sft").chosen
+    'sft'
+    """
+    new, old = variants[preferred], variants[fallback]
+    uplift = _measured_in_both(new, old, UPLIFT_KEYS)
+    if uplift is None:
+        return CandidateChoice(
+            preferred, fallback, preferred, "no unvetted uplift measured for both: kept"
+        )
+    relevance = _measured_in_both(new, old, RELEVANCE_KEYS)
+    said = f"{uplift} {new[uplift]:+.2%} vs {old[uplift]:+.2%}"
+    if relevance is not None:
+        said += f", {relevance} {new[relevance]:.1%} vs {old[relevance]:.1%}"
+    if new[uplift] <= old[uplift]:
+        why = f"{preferred} does not lift more: {said}"
+        return CandidateChoice(preferred, fallback, fallback, why)
+    if relevance is not None and new[relevance] < old[relevance] - relevance_tolerance:
+        why = f"{preferred} loses over {100 * relevance_tolerance:g} points of relevance: {said}"
+        return CandidateChoice(preferred, fallback, fallback, why)
+    return CandidateChoice(preferred, fallback, preferred, f"{preferred} improves: {said}")
 
 
 @dataclass
@@ -442,6 +520,9 @@ class EvaluationReport:
     schema_version: int
     qrewrite_version: str
     candidate: str
+    # when a fallback was named: the candidate it was weighed against and why this one is put
+    # forward (:class:`CandidateChoice`); None otherwise
+    candidate_choice: dict[str, str] | None
     # what the model does alone, first; then what the serving policy adds on top of it
     model_alone: dict[str, float]
     with_serving_policy: dict[str, float]
@@ -486,6 +567,7 @@ def evaluate(
     out_dir: str | Path,
     labels: str | Path | None = None,
     candidate: str | None = None,
+    fallback: str | None = None,
     progress: bool = True,
     model_refs: dict[str, str] | None = None,
 ) -> EvaluationReport:
@@ -493,7 +575,11 @@ def evaluate(
     write ``metrics.json``, ``rewrites.parquet``, ``report.md``/``report.html`` and plots.
 
     ``model_refs`` names where each variant came from when that is not its directory (a registry
-    URI pinned to a version); ``metrics.json`` records it, and the gate reads it."""
+    URI pinned to a version); ``metrics.json`` records it, and the gate reads it.
+
+    ``fallback``: the variant ``candidate`` was trained from; with
+    ``config.candidate_must_improve`` it is put forward instead when ``candidate`` does not
+    improve on it (:func:`choose_candidate`), and the report's figures are its."""
     from qrewrite.evaluation.report import write_report
 
     config.check()
@@ -501,6 +587,10 @@ def evaluate(
         raise ConfigError("evaluate: no model to evaluate; pass --model")
     if candidate is not None and candidate not in variants:
         raise ConfigError(f"evaluate: the candidate {candidate!r} is not one of the variants")
+    if fallback is not None and (candidate is None or fallback not in variants):
+        raise ConfigError(
+            f"evaluate: the fallback {fallback!r} needs a candidate and must be one of the variants"
+        )
     if NO_REWRITE in variants:
         raise ConfigError(f"evaluate: {NO_REWRITE!r} is the built-in baseline; rename the variant")
     data_dir, datasets_dir, out = Path(data_dir), Path(datasets_dir), Path(out_dir)
@@ -582,6 +672,17 @@ def evaluate(
         for key in METRIC_KEYS:
             res.setdefault(key, float("nan"))
     chosen = candidate or next(iter(variants))
+    choice = None
+    if fallback is not None and candidate is not None and fallback != candidate:
+        choice = (
+            choose_candidate(results, preferred=candidate, fallback=fallback)
+            if config.candidate_must_improve
+            else CandidateChoice(
+                candidate, fallback, candidate, "evaluate.candidate_must_improve is off"
+            )
+        )
+        chosen = choice.chosen
+        log.info("evaluate: candidate %s (%s)", chosen, choice.reason)
     rewrites_table = pd.DataFrame(rewrites_rows)
     if len(rewrites_table):
         rewrites_table["searches"] = (
@@ -592,6 +693,7 @@ def evaluate(
         schema_version=1,
         qrewrite_version=__version__,
         candidate=chosen,
+        candidate_choice=choice.to_dict() if choice is not None else None,
         model_alone={k: results[chosen][k] for k in MODEL_ALONE_KEYS},
         with_serving_policy={k: results[chosen][k] for k in SERVING_POLICY_KEYS},
         variants=variant_metrics,

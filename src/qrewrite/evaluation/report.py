@@ -230,6 +230,15 @@ def headline(report: dict[str, Any]) -> list[str]:
     policy serves (the report's and the model card's opening)."""
     cand = report["metrics"]
     serving = ServingPolicy.of(report.get("config") or {}).describe()
+    choice = report.get("candidate_choice")
+    chosen = (
+        [
+            f"- **candidate chosen**: {choice['chosen']} of {choice['preferred']} and "
+            f"{choice['fallback']} ({choice['reason']})"
+        ]
+        if choice
+        else []
+    )
     return [
         f"- held-out queries: {report.get('held_out_queries', 0):,} (never seen in training"
         + (
@@ -248,6 +257,7 @@ def headline(report: dict[str, Any]) -> list[str]:
         f"{_fmt(cand.get('served_rate'), 'pct')} of queries served, UCVR uplift "
         f"{_fmt(cand.get('ucvr_uplift'), 'ci', cand, 'ucvr_uplift')}; vetting adds "
         f"{_fmt(cand.get('ucvr_uplift_from_vetting'), 'pp')}",
+        *chosen,
     ]
 
 

@@ -143,6 +143,19 @@ def _read_metrics(path: Path) -> dict[str, Any]:
     return report
 
 
+def evaluated_candidate(metrics_path: str | Path, model_dirs: dict[str, str]) -> str:
+    """The directory, out of ``model_dirs`` (variant name -> directory), of the variant the
+    evaluation in ``metrics_path`` put forward as its candidate: what was measured is what gets
+    registered, also when the GRPO model lost to the SFT model it came from."""
+    path = Path(metrics_path)
+    name = _read_metrics(path).get("candidate")
+    if name not in model_dirs:
+        raise DataError(
+            f"{path}: its candidate {name!r} is none of the models passed ({', '.join(model_dirs)})"
+        )
+    return model_dirs[name]
+
+
 def _log_model(
     name: str,
     model_dir: Path,
