@@ -217,6 +217,8 @@ def test_evaluate_compares_every_variant_and_the_registry_champion(
     assert saved["candidate_choice"]["reason"].startswith("multi-task-sft+grpo does not lift")
     assert saved["metrics"] == saved["variants"]["multi-task-sft"]
     assert "**candidate chosen**: multi-task-sft" in (out / "report.md").read_text()
+    assert 0 < saved["head_search_share"] <= 1
+    assert "most searched make" in (out / "report.md").read_text()
     assert first["metrics"].metadata["hit_rate"] == saved["metrics"]["hit_rate"]
     assert "<html" in (tmp_path / "first" / "report.html").read_text().lower()
     assert (tmp_path / "first" / "report.md").read_text() == (out / "report.md").read_text()

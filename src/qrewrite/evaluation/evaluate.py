@@ -23,6 +23,7 @@ from qrewrite.errors import ConfigError, DataError
 from qrewrite.evaluation import metrics as m
 from qrewrite.evaluation.ab_test import ABSettings, held_out_searches, simulate_ab
 from qrewrite.evaluation.judged import SpellingCheck, compare_on_judgments
+from qrewrite.evaluation.report import HEAD_QUERIES
 from qrewrite.evaluation.truth import GradedTruth
 from qrewrite.outputs import staged_output
 from qrewrite.search_engine import ProductRetriever
@@ -520,16 +521,20 @@ class EvaluationReport:
     schema_version: int
     qrewrite_version: str
     candidate: str
-    # when a fallback was named: the candidate it was weighed against and why this one is put
-    # forward (:class:`CandidateChoice`); None otherwise
-    candidate_choice: dict[str, str] | None
     # what the model does alone, first; then what the serving policy adds on top of it
     model_alone: dict[str, float]
     with_serving_policy: dict[str, float]
+    # when a fallback was named: the candidate it was weighed against and why this one is put
+    # forward (:class:`CandidateChoice`); None otherwise
+    candidate_choice: dict[str, str] | None
     variants: dict[str, dict[str, float]]  # variant -> METRIC_KEYS
     models: dict[str, str]  # variant -> where it came from
     held_out_queries: int
     overlap_dropped: int
+    # share of the held-out searches made with the HEAD_QUERIES most searched held-out queries
+    # (synthetic data): UCVR moves with their rewrites, so a model change that touches a few of
+    # them swings it by more than its bootstrap interval over users shows
+    head_search_share: float | None
     data_kind: str  # synthetic | judged | unknown
     # per variant and subset, on people's grades (judged data only)
     judged: dict[str, dict[str, list[dict[str, Any]]]]
@@ -700,6 +705,7 @@ def evaluate(
         models={NO_REWRITE: "", **variants, **(model_refs or {})},
         held_out_queries=len(held.queries),
         overlap_dropped=held.overlap_dropped,
+        head_search_share=head_share(searches_per_query, HEAD_QUERIES),
         data_kind=truth.kind if truth is not None else "unknown",
         judged=judged,
         config=asdict(config),
@@ -730,6 +736,17 @@ def evaluate(
                 mlflow.log_artifact(str(out / name), "evaluation")
         report.mlflow_run_id = run.info.run_id
     return report
+
+
+def head_share(searches_per_query: dict[str, int], n: int) -> float | None:
+    """Share of all searches made with the ``n`` most searched queries; None without searches.
+
+    >>> head_share({"a": 6, "b": 3, "c": 1}, 1)
+    0.6
+    """
+    counts = sorted(searches_per_query.values(), reverse=True)
+    total = sum(counts)
+    return sum(counts[:n]) / total if total else None
 
 
 def sample_rewrites(rewrites: pd.DataFrame, variant: str, n: int) -> list[dict[str, Any]]:

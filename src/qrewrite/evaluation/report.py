@@ -11,6 +11,8 @@ from typing import Any
 
 from qrewrite.serving.policy import ServingPolicy
 
+HEAD_QUERIES = 10  # the head whose share of the held-out searches the report gives
+
 GRADE_NAMES = ("irrelevant", "partial", "relevant")
 
 # (metric key, column title, format) of the ablation table
@@ -239,6 +241,7 @@ def headline(report: dict[str, Any]) -> list[str]:
         if choice
         else []
     )
+    head = report.get("head_search_share")
     return [
         f"- held-out queries: {report.get('held_out_queries', 0):,} (never seen in training"
         + (
@@ -246,7 +249,13 @@ def headline(report: dict[str, Any]) -> list[str]:
             if report.get("overlap_dropped")
             else ""
         )
-        + ")",
+        + ")"
+        + (
+            f"; the {HEAD_QUERIES} most searched make {head:.0%} of their searches, so UCVR "
+            "moves with their rewrites (the sample below)"
+            if head is not None
+            else ""
+        ),
         "- candidate, **the model alone** (every top rewrite served): "
         f"**{report.get('candidate')}**: "
         f"relevance {_fmt(cand.get('relevance_rate_truth'), 'pct')} (truth), "
