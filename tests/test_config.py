@@ -99,6 +99,12 @@ def test_grpo_config_mistakes_fail_before_training() -> None:
 
     with pytest.raises(ConfigError, match="not divisible by num_generations=4"):
         GRPOStepConfig(model="m", batch_size=6, num_generations=4).check()
+    # every training process holds its share of each group: 2 x 3 processes = 6 completions
+    with pytest.raises(ConfigError, match=r"2 x 3 process\(es\) x 1 .* = 6 completions"):
+        GRPOStepConfig(
+            model="m", batch_size=2, num_generations=4, nodes=3, distributed="ddp"
+        ).check()
+    GRPOStepConfig(model="m", batch_size=2, num_generations=4, nodes=2, distributed="ddp").check()
     with pytest.raises(ConfigError, match="unknown reward"):
         GRPOStepConfig(model="m", reward_weights={"clicks": 1.0}).check()
     with pytest.raises(ConfigError, match="judge"):
@@ -216,6 +222,8 @@ MEANT = {
     ("cluster", "sft", "packing"): True,
     ("cluster", "sft", "attn_implementation"): "sdpa",
 }
+# fields removed on purpose: GRPO's world_size, which nodes x processes_per_node now decides
+REMOVED = {"grpo": {"world_size"}}
 # what tiny changes of local, everything else inherited (configs/tiny.yaml)
 TINY_OVERRIDES: dict[str, dict[str, Any]] = {
     "synth": {"scale": "tiny"},
@@ -331,7 +339,8 @@ def test_shipped_presets_resolve_as_before_the_refactor(preset: str) -> None:
         for key, value in by_name.items():
             expected = MEANT.get((preset, section, key), before.get(key, defaults[key]))
             assert value == expected, f"{preset}:{section}.{key}"
-        assert set(before) <= set(by_name), f"{preset}:{section} lost {set(before) - set(by_name)}"
+        lost = set(before) - set(by_name) - REMOVED.get(section, set())
+        assert not lost, f"{preset}:{section} lost {lost}"
     weights = load_config(_section_classes()["grpo"], preset, "grpo").reward_weights
     assert list(weights) == SNAPSHOT["reward_weights_order"][preset]  # GRPO's reward order
 

@@ -110,7 +110,6 @@ def test_two_processes_may_share_a_colocated_vllm_over_tensor_parallelism() -> N
         vllm_tensor_parallel_size=2,
         processes_per_node=2,
         distributed="ddp",
-        world_size=2,
     )
     config.check()
 

@@ -115,7 +115,6 @@ class GRPOStepConfig(DistributedOptions, TrainerOptions, LoraOptions, TrackingOp
     save_total_limit: int = 2
     resume: bool = True
     keep_checkpoints: bool = False
-    world_size: int = 1  # processes in distributed training; the batch check uses it
 
     def check(self) -> None:
         """Every mistake that would otherwise surface mid-training."""
@@ -132,10 +131,12 @@ class GRPOStepConfig(DistributedOptions, TrainerOptions, LoraOptions, TrackingOp
         check_schedule("grpo", self)
         if self.num_generations < 2:
             raise ConfigError("grpo.num_generations must be >= 2: GRPO compares within a group")
-        global_batch = self.batch_size * self.world_size * self.gradient_accumulation_steps
+        # every process generates its share of each group: the check is on all of them
+        processes = self.process_count()
+        global_batch = self.batch_size * processes * self.gradient_accumulation_steps
         if global_batch % self.num_generations:
             raise ConfigError(
-                f"grpo: the batch of {self.batch_size} x {self.world_size} device(s) x "
+                f"grpo: the batch of {self.batch_size} x {processes} process(es) x "
                 f"{self.gradient_accumulation_steps} accumulation steps = {global_batch} "
                 f"completions is not divisible by num_generations={self.num_generations}; "
                 "make batch_size a multiple of num_generations"
