@@ -9,26 +9,36 @@ peak memory is that step's alone:
 
 It prints a Markdown table and, with ``--write``, replaces the mining section of
 ``docs/benchmarks.md``. Timings are measurements, never test assertions.
+
+``--sizing`` (``make bench-mining-sizing``) instead mines the largest scale asked for with one
+and two DuckDB threads and under memory limits well below the data, recording the wall time,
+peak RSS and how much DuckDB spilled to its temp directory: what docs/operations.md sizes a
+node by.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from docs_section import markers, write_section
+from docs_section import current_commit, markers, write_section
 
 from qrewrite.market.simulate import SynthConfig
 
 BEGIN, END = markers("mining")
+# (DuckDB threads, memory limit) per sizing run: the default limit on one and two threads, then
+# limits well below the log (huge: 320 MiB of parquet, about 2.8 GiB at peak with the default)
+SIZING_RUNS = ((1, "3GB"), (2, "3GB"), (2, "1GB"), (2, "512MB"), (2, "256MB"))
 
 SCAN_SQL = """
 SELECT count(*), count(DISTINCT session_id) > 0, max(user_id), max(search_id),
@@ -38,21 +48,41 @@ FROM read_parquet('{path}')
 """
 
 
-def _run_child(args: list[str]) -> tuple[float, int, str]:
+def _tree_bytes(folder: Path) -> int:
+    total = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):  # a spill file DuckDB removed while we looked
+            total += path.stat().st_size if path.is_file() else 0
+    return total
+
+
+def _run_child(args: list[str], watch: Path | None = None) -> tuple[float, int, str, int]:
     """Run a child that prints its own peak RSS (bytes) as its last stdout line.
 
-    Returns (wall seconds, peak RSS bytes, the rest of stdout). Each step runs in a fresh child
-    so its peak memory is its own, not the benchmark driver's.
+    Returns (wall seconds, peak RSS bytes, the rest of stdout, the most bytes ``watch`` held
+    while the child ran: DuckDB's spill files under mine's output). Each step runs in a fresh
+    child so its peak memory is its own, not the benchmark driver's.
     """
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak_disk = [0]
+
+    def poll() -> None:
+        while proc.poll() is None:
+            if watch is not None and watch.exists():
+                peak_disk[0] = max(peak_disk[0], _tree_bytes(watch))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
     stdout, stderr = proc.communicate()
+    watcher.join()
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"benchmark step failed: {' '.join(args)}\n{stderr}")
     lines = stdout.strip().splitlines()
     peak = int(lines[-1]) if lines and lines[-1].isdigit() else 0
-    return seconds, peak, "\n".join(lines[:-1])
+    return seconds, peak, "\n".join(lines[:-1]), peak_disk[0]
 
 
 _WRAPPER = """
@@ -111,7 +141,7 @@ def bench_scale(scale: str, work: Path, seed: int, threads: int) -> dict:
     data = work / scale
     log_path = data / "search_log.parquet"
     scan_code = _SCAN.format(threads=threads)
-    scan_s, scan_rss, _ = _run_child(
+    scan_s, scan_rss, _, _ = _run_child(
         [
             sys.executable,
             "-c",
@@ -120,7 +150,7 @@ def bench_scale(scale: str, work: Path, seed: int, threads: int) -> dict:
             SCAN_SQL.format(path=str(log_path).replace("'", "''")),
         ]
     )
-    mine_s, mine_rss, _ = _run_child(
+    mine_s, mine_rss, _, _ = _run_child(
         [
             sys.executable,
             "-c",
@@ -152,6 +182,76 @@ def bench_scale(scale: str, work: Path, seed: int, threads: int) -> dict:
         "mine_over_scan": round(mine_s / scan_s, 1),
         "candidates": sum(report["candidates"].values()),
     }
+
+
+def mine_sized(scale: str, work: Path, seed: int, threads: int, memory_limit: str) -> dict:
+    """``qrewrite mine`` at ``scale`` on ``threads`` DuckDB threads under ``memory_limit``."""
+    ensure_market(scale, work, seed)
+    out = work / f"{scale}_mined_sizing"
+    seconds, rss, _, spilled = _run_child(
+        [
+            sys.executable,
+            "-c",
+            _WRAPPER,
+            "qrewrite.cli",
+            "mine",
+            "--data",
+            str(work / scale),
+            "--out",
+            str(out),
+            "--set",
+            f"duckdb_threads={threads}",
+            "--set",
+            f"duckdb_memory_limit={memory_limit}",
+        ],
+        watch=out,
+    )
+    report = json.loads((out / "mining_report.json").read_text())
+    return {
+        "threads": threads,
+        "memory_limit": memory_limit,
+        "mine_s": round(seconds, 1),
+        "peak_rss_gib": round(rss / 2**30, 2),
+        # the output folder while mine ran: DuckDB's spill files and the staged outputs
+        "peak_disk_mib": round(spilled / 2**20),
+        "impressions_per_s": round(report["input"]["rows_read"] / seconds),
+        "candidates": sum(report["candidates"].values()),
+    }
+
+
+def sizing_markdown(scale: str, work: Path, results: list[dict]) -> str:
+    begin, end = markers("mining-sizing")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or platform.machine(),
+    )
+    log = work / scale / "search_log.parquet"
+    log_mib = log.stat().st_size / 2**20 if log.exists() else None
+    lines = [
+        begin,
+        f"`make bench-mining-sizing` on {datetime.now(UTC):%b %d %Y}, commit {current_commit()}, "
+        f"{cpu} ({os.cpu_count()} CPUs), Python {platform.python_version()}: `qrewrite mine` at "
+        f"`{scale}`"
+        + (f" ({log_mib:.1f} MiB of search log)" if log_mib else "")
+        + ", each run in a fresh process; peak disk is the output folder while mining (DuckDB's "
+        "spill files and the staged outputs).",
+        "",
+        "| DuckDB threads | memory limit | mining | impressions/s | peak RSS | peak disk "
+        "| candidates |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['threads']} | {r['memory_limit']} | {r['mine_s']:.1f} s | "
+            f"{r['impressions_per_s']:,} | {r['peak_rss_gib']} GiB | {r['peak_disk_mib']:,} MiB "
+            f"| {r['candidates']:,} |"
+        )
+    lines.append(end)
+    return "\n".join(lines)
 
 
 def to_markdown(results: list[dict], threads: int) -> str:
@@ -192,8 +292,26 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--write", type=Path, help="update this Markdown file's mining section")
+    parser.add_argument(
+        "--sizing",
+        action="store_true",
+        help="mine the last scale with 1 and 2 threads and under smaller memory limits",
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.sizing:
+        scale = args.scales[-1]
+        ensure_market(scale, args.work, args.seed)
+        runs = []
+        for threads, limit in SIZING_RUNS:
+            runs.append(mine_sized(scale, args.work, args.seed, threads, limit))
+            print(json.dumps(runs[-1]), flush=True)
+        section = sizing_markdown(scale, args.work, runs)
+        print(section)
+        if args.write:
+            write_section(args.write, "mining-sizing", section, "Mining: threads and memory")
+            print(f"wrote {args.write}")
+        return
     results = []
     for scale in args.scales:
         r = bench_scale(scale, args.work, args.seed, args.threads)
