@@ -10,9 +10,11 @@ from qrewrite.training.rewards import (
     DEFAULT_WEIGHTS,
     REWARDS,
     RewardContext,
+    attribute_values,
     catalog_vocabulary,
     hit_rate,
     increment,
+    keeps_values,
     length,
     no_drift,
     not_copy,
@@ -141,6 +143,36 @@ def test_no_drift_catches_new_brands_and_other_product_types() -> None:
     )
     # same brand ok; new brand; other type; query names no type; brand and type kept
     assert out == [1.0, 0.0, 0.0, 1.0, 1.0]
+
+
+def test_keeps_values_counts_the_numbers_and_attribute_values_kept() -> None:
+    c = ctx(attribute_values=frozenset({"blue", "cotton", "red"}))
+    out = keeps_values(
+        [
+            "blue jump rope under 20",  # the price bound dropped
+            "100% cotton jeans size 10",  # a share is no value; the size and material kept
+            "jeans",  # nothing to keep
+            "red running shoes 9.5",
+            "blue mug",
+        ],
+        ["blue jump rope", "cotton jeans size 10", "denim", "running shoes size 9.5", ""],
+        c,
+    )
+    # half kept; all kept; none named; the size kept, the colour lost; malformed
+    assert out == [0.5, 1.0, 1.0, 0.5, 0.0]
+
+
+def test_attribute_values_are_the_catalog_one_word_colours_materials_genders() -> None:
+    catalog = pd.DataFrame(
+        {
+            "colour": ["Navy", "Snow White", None],
+            "material": ["Cotton", "Cotton", "Suede"],
+            "gender": ["Women", "Men", "Unisex"],
+            "feature": ["laces", "waterproof", "laces"],  # what a product has, not a value
+        }
+    )
+    assert attribute_values(catalog) == {"navy", "cotton", "suede", "women", "men", "unisex"}
+    assert attribute_values(pd.DataFrame({"title": ["an imported title"]})) == frozenset()
 
 
 def test_catalog_vocabulary_is_normalised() -> None:

@@ -52,6 +52,7 @@ from qrewrite.training.rewards import (
     DEFAULT_WEIGHTS,
     REWARDS,
     RewardContext,
+    attribute_values,
     catalog_vocabulary,
     trl_reward,
 )
@@ -374,6 +375,7 @@ def grpo(
         retrieve=retriever.retrieve,
         brands=brands,
         product_types=types,
+        attribute_values=attribute_values(catalog),
         min_words=config.min_words,
         max_words=config.max_words,
     )

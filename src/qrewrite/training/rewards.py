@@ -9,6 +9,7 @@ their weighted sum, weights from config (``grpo.reward_weights``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ class RewardContext:
     retrieve: Callable[[Sequence[str]], Sequence[frozenset[str]]]
     brands: frozenset[str] = frozenset()
     product_types: frozenset[str] = frozenset()
+    attribute_values: frozenset[str] = frozenset()  # one-word colours, materials, genders
     min_words: int = 1
     max_words: int = 12
 
@@ -145,6 +147,41 @@ def no_drift(
     return out
 
 
+# a size, a count, a price bound; not a share ("100% cotton" names the material, not 100)
+_NUMBER = re.compile(r"(?<![0-9.])[0-9]+(?:\.[0-9]+)?(?![0-9.]*%)")
+_WORD = re.compile(r"[0-9a-z][0-9a-z'-]*")
+
+
+def named_values(text: str, vocabulary: frozenset[str]) -> set[str]:
+    """The numbers and the catalog's attribute values (``vocabulary``) that ``text`` names.
+
+    >>> sorted(named_values("100% cotton jeans size 10 under $20", frozenset({"cotton"})))
+    ['10', '20', 'cotton']
+    """
+    norm = normalize_query(text)
+    return set(_NUMBER.findall(norm)) | (set(_WORD.findall(norm)) & vocabulary)
+
+
+def keeps_values(
+    queries: Sequence[str], rewrites: Sequence[str], ctx: RewardContext, **_: Any
+) -> list[float]:
+    """Share of the numbers and attribute values the query names (sizes, counts, price bounds,
+    colours, materials) that the rewrite names too; 1 when the query names none, 0 for a
+    malformed rewrite. "blue jump rope under 20" -> "blue jump rope" keeps 1 of 2: 0.5. On the
+    demo's held-out queries a quarter of the SFT model's top rewrites drop one, and 39% of
+    those are relevant against 68% of the rest (docs/benchmarks.md)."""
+    out = []
+    for q, r in zip(queries, rewrites, strict=True):
+        wanted = named_values(q, ctx.attribute_values)
+        if not is_well_formed(r):
+            out.append(0.0)
+        elif not wanted:
+            out.append(1.0)
+        else:
+            out.append(len(wanted & named_values(r, ctx.attribute_values)) / len(wanted))
+    return out
+
+
 RewardFunction = Callable[..., list[float]]
 
 REWARDS: dict[str, RewardFunction] = {
@@ -156,6 +193,7 @@ REWARDS: dict[str, RewardFunction] = {
     "length": length,
     "not_copy": not_copy,
     "no_drift": no_drift,
+    "keeps_values": keeps_values,
 }
 
 DEFAULT_WEIGHTS: dict[str, float] = {
@@ -167,6 +205,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "length": 0.25,
     "not_copy": 0.5,
     "no_drift": 0.5,
+    "keeps_values": 0.0,
 }
 
 
@@ -180,6 +219,19 @@ def catalog_vocabulary(catalog: Any) -> tuple[frozenset[str], frozenset[str]]:
         return frozenset(n for n in (normalize_query(v) for v in values) if n)
 
     return names("brand"), names("product_type")
+
+
+def attribute_values(catalog: Any) -> frozenset[str]:
+    """The one-word colours, materials and genders a catalog DataFrame's columns hold,
+    normalised (none for an imported catalog, which has titles only)."""
+    values: set[str] = set()
+    for column in ("colour", "material", "gender"):
+        if column in catalog:
+            for v in catalog[column].dropna().astype(str).unique():
+                n = normalize_query(v)
+                if n and " " not in n:
+                    values.add(n)
+    return frozenset(values)
 
 
 def trl_reward(name: str, ctx: RewardContext) -> Callable[..., list[float]]:
