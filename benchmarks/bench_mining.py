@@ -104,6 +104,13 @@ print(con.execute(sys.argv[1]).fetchone())
 """
 
 
+def _mine_command(data: Path, out: Path, *settings: str) -> list[str]:
+    """``qrewrite mine`` in a child that prints its peak RSS, with ``--set`` ``settings``."""
+    sets = [arg for setting in settings for arg in ("--set", setting)]
+    command = [sys.executable, "-c", _WRAPPER, "qrewrite.cli", "mine"]
+    return [*command, "--data", str(data), "--out", str(out), *sets]
+
+
 def ensure_market(scale: str, work: Path, seed: int) -> dict:
     out = work / scale
     manifest_path = out / "manifest.json"
@@ -151,19 +158,7 @@ def bench_scale(scale: str, work: Path, seed: int, threads: int) -> dict:
         ]
     )
     mine_s, mine_rss, _, _ = _run_child(
-        [
-            sys.executable,
-            "-c",
-            _WRAPPER,
-            "qrewrite.cli",
-            "mine",
-            "--data",
-            str(data),
-            "--out",
-            str(work / f"{scale}_mined"),
-            "--set",
-            f"duckdb_threads={threads}",
-        ]
+        _mine_command(data, work / f"{scale}_mined", f"duckdb_threads={threads}")
     )
     report = json.loads((work / f"{scale}_mined" / "mining_report.json").read_text())
     rows = report["input"]["rows_read"]
@@ -189,21 +184,9 @@ def mine_sized(scale: str, work: Path, seed: int, threads: int, memory_limit: st
     ensure_market(scale, work, seed)
     out = work / f"{scale}_mined_sizing"
     seconds, rss, _, spilled = _run_child(
-        [
-            sys.executable,
-            "-c",
-            _WRAPPER,
-            "qrewrite.cli",
-            "mine",
-            "--data",
-            str(work / scale),
-            "--out",
-            str(out),
-            "--set",
-            f"duckdb_threads={threads}",
-            "--set",
-            f"duckdb_memory_limit={memory_limit}",
-        ],
+        _mine_command(
+            work / scale, out, f"duckdb_threads={threads}", f"duckdb_memory_limit={memory_limit}"
+        ),
         watch=out,
     )
     report = json.loads((out / "mining_report.json").read_text())
