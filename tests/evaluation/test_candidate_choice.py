@@ -117,3 +117,41 @@ def test_registration_takes_the_model_evaluation_put_forward(tmp_path) -> None:
     assert evaluated_candidate(metrics, dirs) == "/models/sft"
     with pytest.raises(DataError, match=r"metrics\.json: its candidate 'multi-task-sft' is none"):
         evaluated_candidate(metrics, {ALIGNED: "/models/grpo"})
+
+
+def _fake_model(folder, weights: bytes):
+    folder.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        (folder / name).write_text("{}")
+    (folder / "model.safetensors").write_bytes(weights)
+    return folder
+
+
+def test_register_refuses_a_model_other_than_the_one_measured(tmp_path) -> None:
+    """metrics.json names the SFT model as its candidate; registering the GRPO model with it
+    fails with one line, before the registry is touched."""
+    import json
+
+    from qrewrite.errors import ConfigError
+    from qrewrite.registry.config import RegistryConfig
+    from qrewrite.registry.registry import register
+
+    sft = _fake_model(tmp_path / "sft", b"sft weights")
+    grpo = _fake_model(tmp_path / "grpo", b"grpo weights")
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(
+        json.dumps(
+            {
+                "candidate": MULTI_TASK_SFT,
+                "models": {MULTI_TASK_SFT: str(sft), ALIGNED: str(grpo)},
+                "metrics": {},
+                "variants": {},
+                "config": {"vet": "model"},
+            }
+        )
+    )
+    store = tmp_path / "registry.db"
+    config = RegistryConfig(tracking_uri=f"sqlite:///{store}")
+    with pytest.raises(ConfigError, match=r"measured 'multi-task-sft' \(.*sft\), whose weights"):
+        register(config, grpo, metrics)
+    assert not store.exists()

@@ -143,6 +143,25 @@ def _read_metrics(path: Path) -> dict[str, Any]:
     return report
 
 
+def _check_measured(report: dict[str, Any], metrics_path: Path, weights: str) -> None:
+    """Refuse to register a model other than the one ``metrics_path`` measured as its candidate,
+    when that one is a folder here to compare with (what was measured is what is shipped)."""
+    from qrewrite.registry.lineage import fingerprint
+
+    measured = (report.get("models") or {}).get(report.get("candidate"))
+    if not measured or "://" in measured or not Path(measured).is_dir():
+        return  # a registry URI, or measured on another machine: nothing here to compare
+    try:
+        same = fingerprint(Path(measured)) == weights
+    except ConfigError:  # no weights there any more
+        return
+    if not same:
+        raise ConfigError(
+            f"register: {metrics_path} measured {report['candidate']!r} ({measured}), whose "
+            "weights differ from the model passed; register the model its candidate names"
+        )
+
+
 def evaluated_candidate(metrics_path: str | Path, model_dirs: dict[str, str]) -> str:
     """The directory, out of ``model_dirs`` (variant name -> directory), of the variant the
     evaluation in ``metrics_path`` put forward as its candidate: what was measured is what gets
@@ -298,6 +317,7 @@ def register(
             "that the registered model carries it"
         )
     lin = lineage if lineage is not None else model_lineage(model_dir)
+    _check_measured(report, Path(metrics_path), lin.fingerprint)
     name = config.registered_model
     client = registry_client(config.tracking_uri, must_exist=False)
     existing = client.search_model_versions(
