@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.labeling.llm import LLMClient, LLMSettings, ResultCache, grade_with_llm
-from qrewrite.labeling.teacher import GRADE_COLUMNS, Teacher, TeacherConfig
+from qrewrite.labeling.teacher import GRADE_COLUMNS, Teacher, TeacherConfig, embeddings_beside
 from qrewrite.outputs import check_not_an_input, staged_output
 from qrewrite.tables import read_judgments, read_parquet_table, table_fingerprint
 
@@ -125,7 +125,7 @@ class LabelReport:
     grades: dict[int, int]
     grades_by_source: dict[str, dict[int, int]]
     learned: dict[str, Any]  # synonyms, synonym_examples, filler_words
-    encoder: dict[str, Any]  # load_seconds, texts
+    encoder: dict[str, Any]  # load_seconds, texts (embedded here), stored (for later steps)
     llm: dict[str, Any] | None  # the llm backend's requests, retries and fallbacks
     calibration: dict[str, Any] | None  # the teacher's calibration on judgments
     seconds: float
@@ -186,6 +186,7 @@ def label(
         out.name,
         out.with_suffix(".rejected.parquet").name,
         out.with_suffix(".report.json").name,
+        embeddings_beside(out).name,
     ]
     check_not_an_input("label", [out.parent / name for name in owned], [data, candidates_path])
     catalog_path = data / "catalog.parquet"
@@ -310,6 +311,8 @@ def label(
         )
         if len(rejected):
             rejected.to_parquet(stage / rejected_path.name, index=False)
+        # the texts embedded here, for the steps that build this teacher again (from_data)
+        report.encoder["stored"] = teacher.save_embeddings(stage / embeddings_beside(out).name)
         report_json = json.dumps(report.to_dict(), indent=2, default=str) + "\n"
         (stage / out.with_suffix(".report.json").name).write_text(report_json)
     log.info("label: %d pairs in %.1fs", len(result), seconds)

@@ -19,6 +19,8 @@ A cascade, cheapest evidence first:
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,11 +39,20 @@ from qrewrite.labeling.lexicon import (
 )
 from qrewrite.tables import read_judgments
 
+log = logging.getLogger(__name__)
+
 GRADE_COLUMNS = ("p_irrelevant", "p_partial", "p_relevant")
 # the files of a saved teacher (Teacher.save)
 TEACHER_CATALOG = "catalog.parquet"
 TEACHER_JUDGMENTS = "judgments.parquet"
 TEACHER_STATE = "teacher.json"
+TEACHER_EMBEDDINGS = "embeddings.parquet"
+
+
+def embeddings_beside(labels: str | Path) -> Path:
+    """Where ``qrewrite label`` leaves the teacher's text embeddings: beside the labeled pairs
+    (``labeled_pairs.parquet`` -> ``labeled_pairs.embeddings.parquet``)."""
+    return Path(labels).with_suffix(".embeddings.parquet")
 
 
 @dataclass
@@ -317,6 +328,7 @@ class Teacher:
         self.stats = CatalogStats(catalog)
         self.retrieval = CatalogRetrieval(catalog)
         self._encoder = encoder
+        self._stored_embeddings: Path | None = None  # preloaded when the encoder is first used
         self._readings: dict[str, Reading] = {}
         self.encoder_texts = 0
         self.learned: dict = {"synonyms": {}, "filler": []}
@@ -346,6 +358,8 @@ class Teacher:
             data / "catalog.parquet", "catalog", "--data must be a synth or import-judged output"
         ).to_pandas()
         teacher = cls(catalog)
+        if labels is not None and embeddings_beside(labels).is_file():
+            teacher.use_embeddings(embeddings_beside(labels))
         judgments = read_judgments(data)
         if judgments is not None and teacher.config.calibrate_on_judgments:
             teacher.calibrate(judgments)
@@ -363,6 +377,7 @@ class Teacher:
         self.catalog.reset_index(drop=True).to_parquet(out / TEACHER_CATALOG, index=False)
         if self.judgments is not None:
             self.judgments.to_parquet(out / TEACHER_JUDGMENTS, index=False)
+        self.save_embeddings(out / TEACHER_EMBEDDINGS)
         state = {"config": asdict(self.config), "learned": self.learned}
         (out / TEACHER_STATE).write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
         return out
@@ -385,6 +400,8 @@ class Teacher:
             raise DataError(f"{state_file}: not a saved teacher's state ({e})") from e
         catalog = read_parquet_table(src / TEACHER_CATALOG, "teacher catalog").to_pandas()
         teacher = cls(catalog, config)
+        if (src / TEACHER_EMBEDDINGS).is_file():
+            teacher.use_embeddings(src / TEACHER_EMBEDDINGS)
         judgments_file = src / TEACHER_JUDGMENTS
         if judgments_file.exists() and config.calibrate_on_judgments:
             teacher.calibrate(read_parquet_table(judgments_file, "judgments").to_pandas())
@@ -400,7 +417,32 @@ class Teacher:
             from qrewrite.labeling.encoder import SentenceEncoder
 
             self._encoder = SentenceEncoder(batch_size=self.config.encoder_batch_size)
+        if self._stored_embeddings is not None:
+            from qrewrite.labeling.encoder import load_embeddings
+
+            path, self._stored_embeddings = self._stored_embeddings, None
+            n = load_embeddings(self._encoder, path)
+            log.info("teacher: %d stored embeddings preloaded from %s", n, path)
         return self._encoder
+
+    def use_embeddings(self, path: str | Path) -> None:
+        """Preload the text embeddings at ``path`` (:meth:`save_embeddings`) when the encoder is
+        first needed, so that texts embedded by an earlier step are not embedded again."""
+        self._stored_embeddings = Path(path)
+
+    def save_embeddings(self, path: str | Path) -> int:
+        """Write every text embedding this teacher has (computed or preloaded) to ``path``;
+        returns how many (0: none, no file)."""
+        from qrewrite.labeling.encoder import save_embeddings, stored_count
+
+        if self._encoder is None:
+            if self._stored_embeddings is None:
+                return 0
+            # never needed here: pass the stored file on as it came, without loading torch
+            shutil.copyfile(self._stored_embeddings, path)
+            return stored_count(path)
+        # (the property preloads a stored file first, so that it is written again in full)
+        return save_embeddings(self.encoder, path)
 
     def read(self, text: str) -> Reading:
         if text not in self._readings:
