@@ -56,12 +56,20 @@ def _tree_bytes(folder: Path) -> int:
     return total
 
 
+def _mine_disk_bytes(out: Path) -> int:
+    """Bytes under mine's output folder and under its staging folders beside it
+    (``.NAME.mine-*``, :func:`qrewrite.outputs.staged_output`): DuckDB spills into the stage
+    while mine runs, and the finished outputs are staged there before they move."""
+    roots = [out, *out.parent.glob(f".{out.name}.mine-*")]
+    return sum(_tree_bytes(root) for root in roots if root.exists())
+
+
 def _run_child(args: list[str], watch: Path | None = None) -> tuple[float, int, str, int]:
     """Run a child that prints its own peak RSS (bytes) as its last stdout line.
 
-    Returns (wall seconds, peak RSS bytes, the rest of stdout, the most bytes ``watch`` held
-    while the child ran: DuckDB's spill files under mine's output). Each step runs in a fresh
-    child so its peak memory is its own, not the benchmark driver's.
+    Returns (wall seconds, peak RSS bytes, the rest of stdout, the most bytes mine's output
+    ``watch`` and its staging folders held while the child ran, polled every 0.2 s). Each step
+    runs in a fresh child so its peak memory is its own, not the benchmark driver's.
     """
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -69,8 +77,8 @@ def _run_child(args: list[str], watch: Path | None = None) -> tuple[float, int, 
 
     def poll() -> None:
         while proc.poll() is None:
-            if watch is not None and watch.exists():
-                peak_disk[0] = max(peak_disk[0], _tree_bytes(watch))
+            if watch is not None:
+                peak_disk[0] = max(peak_disk[0], _mine_disk_bytes(watch))
             time.sleep(0.2)
 
     watcher = threading.Thread(target=poll, daemon=True)
@@ -195,7 +203,7 @@ def mine_sized(scale: str, work: Path, seed: int, threads: int, memory_limit: st
         "memory_limit": memory_limit,
         "mine_s": round(seconds, 1),
         "peak_rss_gib": round(rss / 2**30, 2),
-        # the output folder while mine ran: DuckDB's spill files and the staged outputs
+        # the output and staging folders while mine ran: DuckDB's spill files, staged outputs
         "peak_disk_mib": round(spilled / 2**20),
         "impressions_per_s": round(report["input"]["rows_read"] / seconds),
         "candidates": sum(report["candidates"].values()),
@@ -220,8 +228,8 @@ def sizing_markdown(scale: str, work: Path, results: list[dict]) -> str:
         f"{cpu} ({os.cpu_count()} CPUs), Python {platform.python_version()}: `qrewrite mine` at "
         f"`{scale}`"
         + (f" ({log_mib:.1f} MiB of search log)" if log_mib else "")
-        + ", each run in a fresh process; peak disk is the output folder while mining (DuckDB's "
-        "spill files and the staged outputs).",
+        + ", each run in a fresh process; peak disk is what mine's output and staging folders "
+        "held while it ran (DuckDB's spill files and the staged outputs, polled every 0.2 s).",
         "",
         "| DuckDB threads | memory limit | mining | impressions/s | peak RSS | peak disk "
         "| candidates |",

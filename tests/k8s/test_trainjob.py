@@ -265,10 +265,25 @@ def test_a_preset_that_cannot_run_distributed_fails_before_anything_is_created(
             ({"processes_per_node": 2}, "need a strategy"),
             ({"processes_per_node": 2, "distributed": "zero9"}, "expected one of"),
             ({"processes_per_node": 2, "distributed": "deepspeed-zero2"}, "needs the deepspeed"),
+            # the step's own config checks, not only the strategy's
+            ({"processes_per_node": 2, "distributed": "ddp", "padding_free": True}, "packing"),
+            ({"processes_per_node": 2, "distributed": "ddp", "attn_implementation": "x"}, "x'"),
         ):
             with pytest.raises(ConfigError, match=message):
                 _launch(tmp_path, monkeypatch, cluster, sft)
         assert not cluster.created
+
+
+def test_what_needs_the_workers_gpus_is_left_to_the_workers(tmp_path, monkeypatch) -> None:
+    """FlashAttention needs CUDA, which the launcher's pod need not have: the job is created
+    (the workers check it on their GPUs)."""
+    with FakeCluster() as cluster:
+        sft = {"processes_per_node": 2, "distributed": "ddp"}
+        created, run = _launch(
+            tmp_path, monkeypatch, cluster, {**sft, "attn_implementation": "flash_attention_2"}
+        )
+        assert created["metadata"]["name"].startswith("qrewrite-sft-")
+        assert run.report == {"steps": 3}
 
 
 def test_the_step_pod_gives_the_workers_references_never_values() -> None:

@@ -25,7 +25,7 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from qrewrite.cluster.trainjob import (
     GPU_RESOURCE,
@@ -41,7 +41,6 @@ from qrewrite.config import resolved_preset_text
 from qrewrite.errors import EnvironmentProblem
 from qrewrite.tracking import PARENT_RUN_ENV
 from qrewrite.training.distributed import check_distributed
-from qrewrite.training.options import DistributedOptions
 
 WORKSPACE = "/workspace"  # where a step's pod mounts the workspace volume (platform.py)
 STAGING = "trainjobs"  # the steps' staging folders, under the workspace
@@ -51,6 +50,20 @@ SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/
 # the controller stops a job this long after its timeout, should the step's pod be gone
 DEADLINE_MARGIN_S = 300
 LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+
+
+class ClusterStepConfig(Protocol):
+    """What :func:`train_on_cluster` needs of a step's config: SFT's and GRPO's."""
+
+    nodes: int
+    processes_per_node: int
+    distributed: str
+    trainjob_timeout_s: int
+    trainjob_runtime: str
+
+    def process_count(self) -> int: ...
+
+    def check(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -195,7 +208,7 @@ def _stage_inputs(inputs: Mapping[str, str | Path], stage: Path, workspace: Path
 
 
 def train_on_cluster(
-    config: DistributedOptions,
+    config: ClusterStepConfig,
     *,
     step: str,
     preset: str,
@@ -215,7 +228,10 @@ def train_on_cluster(
     ``--base-model``, ...). Raises :class:`~qrewrite.cluster.trainjob.TrainJobError` (one
     line) when the job fails, never starts or times out; the job is deleted in every case.
     """
-    check_distributed(step, config)  # a wrong strategy fails here, not in every worker
+    # a wrong strategy, batch or option fails here, once, before a job takes GPUs, and not in
+    # every worker; what needs the workers' machine (CUDA, FlashAttention) they check there
+    config.check()
+    check_distributed(step, config)
     api = api or ClusterApi.connect()
     namespace = current_namespace()
     name = own_pod_name()
