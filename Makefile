@@ -13,7 +13,7 @@ RUNTIME_BASE_IMAGE  ?= docker.io/library/python:3.12-slim-bookworm
 TRAINING_BASE_IMAGE ?= docker.io/nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 DOCKER_BUILD_ARGS   ?=
 
-.PHONY: setup lock demo test test-serving-env test-distributed lint bench bench-mining-sizing bench-quality bench-quality-training bench-rewrite bench-serving bench-teacher bench-judged bench-training images images-runtime images-training test-containers clean
+.PHONY: setup lock demo test test-serving-env test-distributed lint bench bench-mining-sizing bench-quality bench-quality-training bench-rewrite bench-serving bench-teacher bench-judged bench-judged-scale bench-training images images-runtime images-training test-containers clean
 
 # Exact versions of everything installed (pip-tools' compiled requirements of pyproject.toml):
 # `make setup`, CI and both images install under it, so two machines a week apart train with the
@@ -84,6 +84,12 @@ bench-teacher: setup
 JUDGED_SCALE ?= numeric:1:4
 bench-judged: setup
 	$(BIN)/python benchmarks/bench_judged.py --input $(JUDGED) --grade-scale $(JUDGED_SCALE) --write docs/benchmarks.md
+
+# the judged path at the size of the public sets (9,400 queries, ~64,000 judged pairs), on a
+# set made from the simulator: its speed at that size, not its quality (about half an hour)
+bench-judged-scale: setup
+	$(BIN)/python benchmarks/make_judged_set.py --out .bench/judged-scale-set/judged.tsv
+	$(BIN)/python benchmarks/bench_judged.py --input .bench/judged-scale-set/judged.tsv --grade-scale numeric:1:3 --work .bench/judged-scale --name judged-scale --write docs/benchmarks.md
 
 # batched vs one-at-a-time rewriting of the demo's model (run `make demo` first)
 bench-rewrite: setup

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,17 +41,36 @@ def derived_preset(base: Path, overrides: list[str], out: Path) -> Path:
     return write_run_preset(doc, out)
 
 
-def run(qrewrite: str, source: Path, scale: str, work: Path, preset: Path) -> tuple[Path, float]:
+def run(qrewrite: str, source: Path, scale: str, work: Path, preset: Path) -> Timing:
     data = work / "data"
     args = ["--input", str(source), "--out", str(data), "--grade-scale", scale]
+    t0 = time.time()
     subprocess.run([qrewrite, "import-judged", *args], check=True)
-    t0 = time.perf_counter()
+    started = time.time()
     where = ["--data-source", str(data), "--out", str(work / "run")]
     subprocess.run([qrewrite, "run", "--local", "--config", str(preset), *where], check=True)
-    return work / "run" / "latest", time.perf_counter() - t0
+    return Timing(import_s=started - t0, run_s=time.time() - started, started=started)
 
 
-def render(source: Path, latest: Path, seconds: float, commit: str, overrides: list[str]) -> str:
+@dataclass
+class Timing:
+    import_s: float
+    run_s: float
+    started: float  # wall-clock time the run began
+
+
+def step_seconds(latest: Path, started: float) -> list[tuple[str, float]]:
+    """Each step with the time since the one before it ended (its ``executor_output.json``):
+    kfp.local runs the steps one after another, so each gap is a step's own time."""
+    ends = sorted((p.stat().st_mtime, p.parent.name) for p in latest.glob("*/executor_output.json"))
+    out, last = [], started
+    for end, name in ends:
+        out.append((name, end - last))
+        last = end
+    return out
+
+
+def render(source: Path, latest: Path, timing: Timing, commit: str, overrides: list[str]) -> str:
     env = current_environment()
     metrics = json.loads((latest / "evaluate-rewriter" / "evaluation" / "metrics.json").read_text())
     labels = json.loads(
@@ -68,8 +88,12 @@ def render(source: Path, latest: Path, seconds: float, commit: str, overrides: l
         ("`bench_judged.py`" if overrides else "`make bench-judged`")
         + f" on `{source.name}`: import, then `qrewrite run --local` "
         + (f"with {', '.join(f'`{o}`' for o in overrides)} " if overrides else "")
-        + f"({seconds / 60:.1f} min). {datetime.now(UTC):%b %d %Y}, commit {commit}, "
-        f"{env.cpu_model} ({env.cpus} CPUs).",
+        + f"({timing.run_s / 60:.1f} min; the import before it {timing.import_s:.0f} s). "
+        f"{datetime.now(UTC):%b %d %Y}, commit {commit}, {env.cpu_model} ({env.cpus} CPUs).",
+        "",
+        "Steps, in seconds: "
+        + ", ".join(f"{name} {s:.0f}" for name, s in step_seconds(latest, timing.started))
+        + ".",
         "",
         f"- teacher calibrated on {cal.get('judged_pairs', 0):,} judged pairs of "
         f"{cal.get('judged_queries', 0):,} queries (cross-validated Spearman "
@@ -116,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     commit = current_commit()
     shutil.rmtree(args.work, ignore_errors=True)
     preset = derived_preset(args.preset, args.overrides, args.work)
-    latest, seconds = run(qrewrite, args.input, args.grade_scale, args.work, preset)
-    section = render(args.input, latest, seconds, commit, args.overrides)
+    timing = run(qrewrite, args.input, args.grade_scale, args.work, preset)
+    section = render(args.input, args.work / "run" / "latest", timing, commit, args.overrides)
     print(section.replace(markers("judged")[0], markers(args.name)[0]))
     if args.write:
         section = section.replace("bench:judged:", f"bench:{args.name}:")
