@@ -70,7 +70,9 @@ def step_seconds(latest: Path, started: float) -> list[tuple[str, float]]:
     return out
 
 
-def render(source: Path, latest: Path, timing: Timing, commit: str, overrides: list[str]) -> str:
+def render(
+    source: Path, latest: Path, timing: Timing, commit: str, overrides: list[str], name: str
+) -> str:
     env = current_environment()
     metrics = json.loads((latest / "evaluate-rewriter" / "evaluation" / "metrics.json").read_text())
     labels = json.loads(
@@ -85,7 +87,7 @@ def render(source: Path, latest: Path, timing: Timing, commit: str, overrides: l
     begin, end = markers("judged")
     lines = [
         begin,
-        ("`bench_judged.py`" if overrides else "`make bench-judged`")
+        ("`bench_judged.py`" if overrides else f"`make bench-{name}`")
         + f" on `{source.name}`: import, then `qrewrite run --local` "
         + (f"with {', '.join(f'`{o}`' for o in overrides)} " if overrides else "")
         + f"({timing.run_s / 60:.1f} min; the import before it {timing.import_s:.0f} s). "
@@ -141,10 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(args.work, ignore_errors=True)
     preset = derived_preset(args.preset, args.overrides, args.work)
     timing = run(qrewrite, args.input, args.grade_scale, args.work, preset)
-    section = render(args.input, args.work / "run" / "latest", timing, commit, args.overrides)
-    print(section.replace(markers("judged")[0], markers(args.name)[0]))
+    latest = args.work / "run" / "latest"
+    section = render(args.input, latest, timing, commit, args.overrides, args.name)
+    section = section.replace("bench:judged:", f"bench:{args.name}:")
+    print(section)
     if args.write:
-        section = section.replace("bench:judged:", f"bench:{args.name}:")
         write_section(args.write, args.name, section, "The pipeline on a human-judged set")
     return 0
 

@@ -32,11 +32,14 @@ def test_held_out_searches_carry_users_and_intents(replay):
 
 def test_identical_arms_give_exactly_zero_uplift(replay):
     truth, searches, control = replay
-    out = simulate_ab(
+    result = simulate_ab(
         searches, control, {"same": control}, truth.lookup.intents, truth.catalog, ABSettings(3)
-    )["same"]
+    )
+    out = result.arms["same"]
     assert out["ucvr_uplift"] == 0.0
     assert out["ucvr_uplift_ci_low"] == 0.0 and out["ucvr_uplift_ci_high"] == 0.0
+    assert out["ucvr_uplift_query_ci_low"] == 0.0 and out["ucvr_uplift_query_ci_high"] == 0.0
+    assert result.difference("same", "same") == (0.0, 0.0, 0.0)
     assert out["pages_changed"] == 0.0
     assert out["ucvr_control"] == out["ucvr_treatment"] > 0
 
@@ -53,7 +56,7 @@ def test_pages_of_relevant_products_raise_ucvr_with_ci_above_zero(replay):
         q: np.argsort(row, kind="stable")[:10].tolist()
         for q, row in zip(control, rows, strict=True)
     }
-    out = simulate_ab(
+    result = simulate_ab(
         searches,
         control,
         {"ideal": ideal, "worst": worst},
@@ -61,6 +64,14 @@ def test_pages_of_relevant_products_raise_ucvr_with_ci_above_zero(replay):
         truth.catalog,
         ABSettings(replicas=5, bootstrap=300),
     )
+    out = result.arms
     assert out["ideal"]["ucvr_uplift"] > 0 and out["ideal"]["ucvr_uplift_ci_low"] > 0
     assert out["worst"]["ucvr_uplift"] < 0 and out["worst"]["ucvr_uplift_ci_high"] < 0
+    assert out["ideal"]["ucvr_uplift_query_ci_low"] > 0
+    assert out["worst"]["ucvr_uplift_query_ci_high"] < 0
     assert out["ideal"]["ctr_uplift"] > 0
+    # paired by query: the difference of the two uplifts, and which way it goes
+    point, lo, hi = result.difference("worst", "ideal")
+    assert point == pytest.approx(out["ideal"]["ucvr_uplift"] - out["worst"]["ucvr_uplift"])
+    assert 0 < lo < point < hi
+    assert result.difference("ideal", "worst")[0] == pytest.approx(-point)

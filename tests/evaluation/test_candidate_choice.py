@@ -74,6 +74,40 @@ def test_the_reason_names_the_figures_and_the_report_says_it() -> None:
     )
 
 
+def test_the_reason_says_whether_the_queries_establish_the_difference() -> None:
+    variants = {MULTI_TASK_SFT: _row(0.151, 0.653), ALIGNED: _row(0.132, 0.655)}
+
+    def choose(difference):
+        return choose_candidate(
+            variants, preferred=ALIGNED, fallback=MULTI_TASK_SFT, difference=difference
+        )
+
+    noisy = choose((-0.019, -0.061, 0.022))
+    assert noisy.chosen == MULTI_TASK_SFT  # the rule is the point estimates'
+    assert noisy.uplift_difference == [-0.019, -0.061, 0.022]
+    assert noisy.reason.endswith(
+        "; difference -1.9 points [-6.1, +2.2] over queries, within what the queries can tell "
+        "apart"
+    )
+    clear = choose((-0.019, -0.03, -0.008))
+    assert clear.reason.endswith("; difference -1.9 points [-3.0, -0.8] over queries")
+    assert choose(None).uplift_difference is None and "over queries" not in choose(None).reason
+
+
+def test_the_headline_gives_the_interval_over_queries_where_there_is_one() -> None:
+    cand = {
+        "ucvr_uplift_unfiltered": 0.151,
+        "ucvr_uplift_unfiltered_ci_low": 0.139,
+        "ucvr_uplift_unfiltered_ci_high": 0.165,
+        "ucvr_uplift_unfiltered_query_ci_low": 0.02,
+        "ucvr_uplift_unfiltered_query_ci_high": 0.31,
+    }
+    (line,) = [x for x in headline({"metrics": cand}) if "the model alone" in x]
+    assert "+15.1% [+13.9, +16.5] over users, [+2.0, +31.0] over queries;" in line
+    (line,) = [x for x in headline({"metrics": {"ucvr_uplift": 0.1}}) if "serving policy" in x]
+    assert "over queries" not in line
+
+
 def test_cli_fallback_must_be_a_baseline(tmp_path, capsys) -> None:
     code = main(
         [

@@ -5,7 +5,11 @@ recall (treatment), as production adds a rewrite recall path.
 The arms share their random numbers (same seed per replica), so a search whose page the rewrite
 does not change has the same outcome in both: the difference measured is the rewrite's alone.
 Each search is replayed ``replicas`` times to average out the shopper's dice; the interval comes
-from a bootstrap over users, which keeps each user's searches together.
+from a bootstrap over users, which keeps each user's searches together. A second interval comes
+from a bootstrap over queries, which keeps each query's searches together: it asks whether the
+uplift would hold on other queries like these, and is the wider one when a few head queries make
+most of the searches. Two arms are compared the same way, paired by query
+(:meth:`ABResult.difference`).
 """
 
 from __future__ import annotations
@@ -68,21 +72,39 @@ def _grades(searches: pd.DataFrame, pages: np.ndarray, intents, catalog) -> np.n
     return grades
 
 
-def _replay(
-    grades: np.ndarray, valid: np.ndarray, users: np.ndarray, n_users: int, s: ABSettings
-) -> tuple[np.ndarray, np.ndarray]:
-    """Purchases per user and searches with a click per user, summed over replicas."""
+def _replay(grades: np.ndarray, valid: np.ndarray, s: ABSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Purchases per search and whether each search got a click, summed over replicas."""
     positions = np.arange(1, grades.shape[1] + 1)[None, :]
-    buys = np.zeros(n_users)
-    clicks = np.zeros(n_users)
+    buys = np.zeros(len(grades))
+    clicks = np.zeros(len(grades))
     for r in range(s.replicas):
         rng = np.random.default_rng([s.seed, r])
         clicked, _, bought = simulate_engagement(grades, positions, rng)
-        clicked &= valid
-        bought &= valid
-        buys += np.bincount(users, weights=bought.sum(axis=1), minlength=n_users)
-        clicks += np.bincount(users, weights=clicked.any(axis=1), minlength=n_users)
+        buys += (bought & valid).sum(axis=1)
+        clicks += (clicked & valid).any(axis=1)
     return buys, clicks
+
+
+@dataclass
+class ABResult:
+    """The A/B test's figures per treatment arm, and each arm's purchases per held-out query
+    (summed over its searches and the replicas), for comparing arms with each other."""
+
+    arms: dict[str, dict[str, float]]
+    control_by_query: np.ndarray
+    treatment_by_query: dict[str, np.ndarray]
+    bootstrap: int
+    seed: int
+
+    def difference(self, a: str, b: str) -> tuple[float, float, float]:
+        """UCVR uplift of arm ``b`` minus that of arm ``a`` (both over control), and its 95%
+        bootstrap interval over queries, paired: a query drawn brings its purchases in every
+        arm. NaN when control bought nothing."""
+        gain = self.treatment_by_query[b] - self.treatment_by_query[a]
+        control = self.control_by_query
+        # uplift(b) - uplift(a) = (sum b - sum a) / sum control: the ratio bootstrap_uplift
+        # takes, with treatment = control + gain
+        return bootstrap_uplift(control, control + gain, self.bootstrap, self.seed)
 
 
 def simulate_ab(
@@ -92,32 +114,42 @@ def simulate_ab(
     intents: pd.DataFrame,
     catalog: pd.DataFrame,
     settings: ABSettings,
-) -> dict[str, dict[str, float]]:
+) -> ABResult:
     """UCVR and CTR of control and of each treatment (variant name -> pages per query), with the
-    relative uplifts and their bootstrap intervals."""
+    relative uplifts and their bootstrap intervals (over users, and for UCVR over queries)."""
     user_codes, _ = pd.factorize(searches["user_id"])
+    query_codes, _ = pd.factorize(searches["query"])
     n_users = int(user_codes.max()) + 1 if len(user_codes) else 0
+    n_queries = int(query_codes.max()) + 1 if len(query_codes) else 0
     n_searches = np.bincount(user_codes, minlength=n_users).astype(float)
+
+    def by(codes: np.ndarray, n: int, per_search: np.ndarray) -> np.ndarray:
+        return np.bincount(codes, weights=per_search, minlength=n)
+
     c_pages = _pages(searches, control_pages, settings.page_size)
-    c_buys, c_clicks = _replay(
-        _grades(searches, c_pages, intents, catalog),
-        c_pages != NO_RESULT,
-        user_codes,
-        n_users,
-        settings,
+    c_search_buys, c_search_clicks = _replay(
+        _grades(searches, c_pages, intents, catalog), c_pages != NO_RESULT, settings
     )
+    c_buys, c_clicks = (
+        by(user_codes, n_users, c_search_buys),
+        by(user_codes, n_users, c_search_clicks),
+    )
+    c_query_buys = by(query_codes, n_queries, c_search_buys)
     reps = settings.replicas * n_users
     out: dict[str, dict[str, float]] = {}
+    by_query: dict[str, np.ndarray] = {}
     for name, page_of in treatment_pages.items():
         t_pages = _pages(searches, page_of, settings.page_size)
-        t_buys, t_clicks = _replay(
-            _grades(searches, t_pages, intents, catalog),
-            t_pages != NO_RESULT,
-            user_codes,
-            n_users,
-            settings,
+        t_search_buys, t_search_clicks = _replay(
+            _grades(searches, t_pages, intents, catalog), t_pages != NO_RESULT, settings
         )
+        t_buys = by(user_codes, n_users, t_search_buys)
+        t_clicks = by(user_codes, n_users, t_search_clicks)
+        by_query[name] = by(query_codes, n_queries, t_search_buys)
         u, u_lo, u_hi = bootstrap_uplift(c_buys, t_buys, settings.bootstrap, settings.seed)
+        _, uq_lo, uq_hi = bootstrap_uplift(
+            c_query_buys, by_query[name], settings.bootstrap, settings.seed
+        )
         c, c_lo, c_hi = bootstrap_uplift(c_clicks, t_clicks, settings.bootstrap, settings.seed)
         out[name] = {
             "users": float(n_users),
@@ -129,6 +161,8 @@ def simulate_ab(
             "ucvr_uplift": u,
             "ucvr_uplift_ci_low": u_lo,
             "ucvr_uplift_ci_high": u_hi,
+            "ucvr_uplift_query_ci_low": uq_lo,
+            "ucvr_uplift_query_ci_high": uq_hi,
             "ctr_control": float(c_clicks.sum() / (n_searches.sum() * settings.replicas))
             if n_users
             else float("nan"),
@@ -139,4 +173,4 @@ def simulate_ab(
             "ctr_uplift_ci_low": c_lo,
             "ctr_uplift_ci_high": c_hi,
         }
-    return out
+    return ABResult(out, c_query_buys, by_query, settings.bootstrap, settings.seed)

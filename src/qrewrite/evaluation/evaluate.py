@@ -21,7 +21,7 @@ from qrewrite import __version__
 from qrewrite.environment import current_environment
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.evaluation import metrics as m
-from qrewrite.evaluation.ab_test import ABSettings, held_out_searches, simulate_ab
+from qrewrite.evaluation.ab_test import ABResult, ABSettings, held_out_searches, simulate_ab
 from qrewrite.evaluation.judged import SpellingCheck, compare_on_judgments
 from qrewrite.evaluation.report import HEAD_QUERIES
 from qrewrite.evaluation.truth import GradedTruth
@@ -68,9 +68,14 @@ METRIC_KEYS = (
     "ucvr_uplift",
     "ucvr_uplift_ci_low",
     "ucvr_uplift_ci_high",
+    # the same uplift's interval over queries (a bootstrap that keeps each query's searches)
+    "ucvr_uplift_query_ci_low",
+    "ucvr_uplift_query_ci_high",
     "ucvr_uplift_unfiltered",
     "ucvr_uplift_unfiltered_ci_low",
     "ucvr_uplift_unfiltered_ci_high",
+    "ucvr_uplift_unfiltered_query_ci_low",
+    "ucvr_uplift_unfiltered_query_ci_high",
     "ucvr_uplift_from_vetting",
     "ctr_uplift",
     "ctr_uplift_ci_low",
@@ -93,6 +98,8 @@ MODEL_ALONE_KEYS = (
     "ucvr_uplift_unfiltered",
     "ucvr_uplift_unfiltered_ci_low",
     "ucvr_uplift_unfiltered_ci_high",
+    "ucvr_uplift_unfiltered_query_ci_low",
+    "ucvr_uplift_unfiltered_query_ci_high",
     "ndcg_at_10_uplift_unfiltered",
     "ndcg_at_10_uplift_unfiltered_ci_low",
     "ndcg_at_10_uplift_unfiltered_ci_high",
@@ -108,6 +115,8 @@ SERVING_POLICY_KEYS = (
     "ucvr_uplift",
     "ucvr_uplift_ci_low",
     "ucvr_uplift_ci_high",
+    "ucvr_uplift_query_ci_low",
+    "ucvr_uplift_query_ci_high",
     "ucvr_uplift_from_vetting",
     "ndcg_at_10_uplift",
     "ndcg_at_10_uplift_ci_low",
@@ -196,9 +205,16 @@ class CandidateChoice:
     fallback: str  # the model it was trained from (multi-task SFT)
     chosen: str
     reason: str
+    # preferred's unvetted UCVR uplift minus fallback's, with its 95% interval over queries
+    # (paired); None where there is no simulated A/B test
+    uplift_difference: list[float] | None = None
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _listed(difference: tuple[float, float, float] | None) -> list[float] | None:
+    return [float(x) for x in difference] if difference is not None else None
 
 
 def _measured_in_both(
@@ -224,12 +240,15 @@ def choose_candidate(
     preferred: str,
     fallback: str,
     relevance_tolerance: float = RELEVANCE_TOLERANCE,
+    difference: tuple[float, float, float] | None = None,
 ) -> CandidateChoice:
     """``preferred`` stays the candidate when it improves on ``fallback``: its uplift with every
     rewrite served (simulated UCVR, else nDCG@10 on people's grades) higher, and its relevance
     (truth where the data has it, else the teacher's) at most ``relevance_tolerance`` lower.
     Otherwise ``fallback`` is put forward: an alignment step that makes search worse is not
-    shipped. Without an uplift to compare, ``preferred`` stays.
+    shipped. Without an uplift to compare, ``preferred`` stays. ``difference`` (preferred's
+    uplift minus fallback's, with its interval over queries) is said beside the reason: the rule
+    is the point estimates', and the interval tells whether the queries establish it.
 
     >>> choose_candidate(
     ...     {"sft": {"ucvr_uplift_unfiltered": 0.22, "relevance_rate_truth": 0.61},
@@ -238,22 +257,30 @@ def choose_candidate(
     'sft'
     """
     new, old = variants[preferred], variants[fallback]
+    listed = _listed(difference)
     uplift = _measured_in_both(new, old, UPLIFT_KEYS)
     if uplift is None:
         return CandidateChoice(
-            preferred, fallback, preferred, "no unvetted uplift measured for both: kept"
+            preferred, fallback, preferred, "no unvetted uplift measured for both: kept", listed
         )
     relevance = _measured_in_both(new, old, RELEVANCE_KEYS)
     said = f"{uplift} {new[uplift]:+.2%} vs {old[uplift]:+.2%}"
     if relevance is not None:
         said += f", {relevance} {new[relevance]:.1%} vs {old[relevance]:.1%}"
+    if difference is not None and all(np.isfinite(difference)):
+        point, lo, hi = difference
+        within = "" if lo > 0 or hi < 0 else ", within what the queries can tell apart"
+        said += (
+            f"; difference {100 * point:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}] "
+            f"over queries{within}"
+        )
     if new[uplift] <= old[uplift]:
         why = f"{preferred} does not lift more: {said}"
-        return CandidateChoice(preferred, fallback, fallback, why)
+        return CandidateChoice(preferred, fallback, fallback, why, listed)
     if relevance is not None and new[relevance] < old[relevance] - relevance_tolerance:
         why = f"{preferred} loses over {100 * relevance_tolerance:g} points of relevance: {said}"
-        return CandidateChoice(preferred, fallback, fallback, why)
-    return CandidateChoice(preferred, fallback, preferred, f"{preferred} improves: {said}")
+        return CandidateChoice(preferred, fallback, fallback, why, listed)
+    return CandidateChoice(preferred, fallback, preferred, f"{preferred} improves: {said}", listed)
 
 
 @dataclass
@@ -643,7 +670,7 @@ def evaluate(
         rewrites_rows += [{"variant": name, **row} for row in ev.rows]
         log.info("evaluate: %s done in %.1f s", name, time.perf_counter() - t0)
 
-    ab: dict[str, dict[str, float]] = {}
+    ab: ABResult | None = None
     searches_per_query: dict[str, int] = {}
     if truth is not None and truth.kind == "synthetic":
         searches = held_out_searches(data_dir, {normalize_query(q) for q in held.queries})
@@ -657,11 +684,12 @@ def evaluate(
             catalog,
             ABSettings(config.ab_replicas, config.page_size, config.bootstrap, config.seed),
         )
-        for name, values in ab.items():
+        for name, values in ab.arms.items():
             if name.endswith(UNFILTERED):
                 base = results[name.removesuffix(UNFILTERED)]
-                for key in ("ucvr_uplift", "ucvr_uplift_ci_low", "ucvr_uplift_ci_high"):
-                    base[key.replace("ucvr_uplift", "ucvr_uplift_unfiltered")] = values[key]
+                for key in values:
+                    if key.startswith("ucvr_uplift"):
+                        base[key.replace("ucvr_uplift", "ucvr_uplift_unfiltered")] = values[key]
             else:
                 results[name].update(values)
     else:
@@ -679,11 +707,21 @@ def evaluate(
     chosen = candidate or next(iter(variants))
     choice = None
     if fallback is not None and candidate is not None and fallback != candidate:
+        # how far apart the two are with every rewrite served, paired by query: whether the
+        # choice rests on a difference the held-out queries establish
+        arms = (f"{fallback}{UNFILTERED}", f"{candidate}{UNFILTERED}")
+        difference = (
+            ab.difference(*arms) if ab is not None and all(a in ab.arms for a in arms) else None
+        )
         choice = (
-            choose_candidate(results, preferred=candidate, fallback=fallback)
+            choose_candidate(results, preferred=candidate, fallback=fallback, difference=difference)
             if config.candidate_must_improve
             else CandidateChoice(
-                candidate, fallback, candidate, "evaluate.candidate_must_improve is off"
+                candidate,
+                fallback,
+                candidate,
+                "evaluate.candidate_must_improve is off",
+                _listed(difference),
             )
         )
         chosen = choice.chosen

@@ -153,7 +153,8 @@ DEFINITIONS = """\
 - **nDCG@10 / recall@100**: of the page that fuses original and rewrite results (reciprocal rank
   fusion), against graded truth.
 - **UCVR uplift**: purchases per user of the treatment (original + rewrite page) over control
-  (original page) minus 1, in the simulated A/B test; 95% bootstrap interval over users.
+  (original page) minus 1, in the simulated A/B test; 95% bootstrap interval over users (the
+  headline adds the interval over queries, wider when a few head queries make most searches).
   "model alone" serves every top rewrite; "served by the policy" only those the serving policy
   passes; **vetting adds** is the difference, in points.
 - **tagging macro-F1**: the model's own relevance-tagging task on held-out pairs.
@@ -227,6 +228,14 @@ def judged_table(report: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _over_queries(row: dict[str, Any], key: str) -> str:
+    """ " (over users), [lo, hi] over queries" when the row has the interval over queries."""
+    lo, hi = row.get(f"{key}_query_ci_low"), row.get(f"{key}_query_ci_high")
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return ""
+    return f" over users, [{100 * lo:+.1f}, {100 * hi:+.1f}] over queries"
+
+
 def headline(report: dict[str, Any]) -> list[str]:
     """Markdown bullets: the held-out queries, the model alone first, then what the serving
     policy serves (the report's and the model card's opening)."""
@@ -260,11 +269,13 @@ def headline(report: dict[str, Any]) -> list[str]:
         f"**{report.get('candidate')}**: "
         f"relevance {_fmt(cand.get('relevance_rate_truth'), 'pct')} (truth), "
         f"{_fmt(cand.get('relevance_rate'), 'pct')} (teacher); simulated UCVR uplift "
-        f"{_fmt(cand.get('ucvr_uplift_unfiltered'), 'ci', cand, 'ucvr_uplift_unfiltered')}; "
+        f"{_fmt(cand.get('ucvr_uplift_unfiltered'), 'ci', cand, 'ucvr_uplift_unfiltered')}"
+        f"{_over_queries(cand, 'ucvr_uplift_unfiltered')}; "
         f"copies {_fmt(cand.get('copy_rate'), 'pct')}, empty {_fmt(cand.get('empty_rate'), 'pct')}",
         f"- **with the serving policy** ({serving}): "
         f"{_fmt(cand.get('served_rate'), 'pct')} of queries served, UCVR uplift "
-        f"{_fmt(cand.get('ucvr_uplift'), 'ci', cand, 'ucvr_uplift')}; vetting adds "
+        f"{_fmt(cand.get('ucvr_uplift'), 'ci', cand, 'ucvr_uplift')}"
+        f"{_over_queries(cand, 'ucvr_uplift')}; vetting adds "
         f"{_fmt(cand.get('ucvr_uplift_from_vetting'), 'pp')}",
         *chosen,
     ]
