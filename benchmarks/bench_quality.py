@@ -116,6 +116,13 @@ def _range(values: list[float | None]) -> float:
     return max(known) - min(known) if known else 0.0
 
 
+def _difference(choice: dict | None) -> str:
+    d = (choice or {}).get("uplift_difference")
+    if not d:
+        return "-"
+    return f"{100 * d[0]:+.1f} points [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}]"
+
+
 def goals(results: list[dict]) -> list[str]:
     """The issue's goals, each with its figures: met or not."""
     sft = [r["metrics"]["variants"][MULTI_TASK_SFT] for r in results]
@@ -157,6 +164,9 @@ def goals(results: list[dict]) -> list[str]:
         f"- GRPO improves on multi-task SFT (unvetted UCVR higher, relevance at most 1 point "
         f"lower): {sum(grpo_better)} of {len(grpo_better)} seeds: "
         f"{mark(sum(grpo_better) >= 2)}",
+        # evaluation's paired comparison: whether the held-out queries tell the two apart
+        "- GRPO's unvetted UCVR uplift minus SFT's, 95% interval over queries (paired): "
+        + ", ".join(_difference(r["metrics"].get("candidate_choice")) for r in results),
         f"- copy rate at most {GOAL_COPY:.0%}: highest {_pct(max(copies))}: "
         f"{mark(max(copies) <= GOAL_COPY)}",
         "- minutes per run: " + ", ".join(f"{r['minutes']:.1f}" for r in results),
