@@ -163,3 +163,29 @@ def test_a_win_inside_the_seed_spread_keeps_the_champion():
     # the spread is per metric: judged data's nDCG uplift has none recorded here
     champ_ndcg = {"ndcg_at_10_uplift": 0.01, "relevance_rate": 0.6}
     assert gate(cfg, ok(ndcg_at_10_uplift=0.02), champion=champ_ndcg, no_rewrite=NO_REWRITE).promote
+
+
+def test_a_gain_the_queries_do_not_establish_keeps_the_champion():
+    champ = {"ucvr_uplift": 0.20, "relevance_rate": 0.6}
+    challenger = ok(ucvr_uplift=0.25)
+
+    def decide(paired, **config):
+        cfg = RegistryConfig(**config)
+        return gate(cfg, challenger, champion=champ, no_rewrite=NO_REWRITE, paired_gain=paired)
+
+    held = decide([0.05, -0.01, 0.12])
+    assert not held.promote
+    assert "[-0.0100, +0.1200] that does not lie above 0" in held.reason
+    assert decide([0.05, 0.01, 0.09]).promote
+    # not measured in the same run (None), or the check turned off: the other checks decide
+    assert decide(None).promote
+    assert decide([0.05, -0.01, 0.12], require_established_gain=False).promote
+    # a paired gain of the primary metric says nothing where the fallback decides
+    champ_ndcg = {"ndcg_at_10_uplift": 0.01, "relevance_rate": 0.6}
+    assert gate(
+        RegistryConfig(),
+        ok(ndcg_at_10_uplift=0.02),
+        champion=champ_ndcg,
+        no_rewrite=NO_REWRITE,
+        paired_gain=[0.05, -0.01, 0.12],
+    ).promote

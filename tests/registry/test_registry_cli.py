@@ -86,3 +86,27 @@ def test_bad_metrics_and_missing_models_are_one_line_errors(store, tiny_model, t
     assert "has no champion to roll back" in capsys.readouterr().err
     assert main(["models", "--require-alias", "champion"]) == 3
     assert "has no champion alias" in capsys.readouterr().err
+
+
+def test_a_gain_over_the_champion_the_queries_do_not_establish_is_held(
+    store, tiny_model, second_model, tmp_path
+) -> None:
+    """The champion evaluated in the same run, and the challenger's served UCVR gain paired by
+    query straddling zero: the gate holds it, and says why."""
+    from mlflow import MlflowClient
+
+    from qrewrite.registry.config import RegistryConfig
+    from qrewrite.registry.registry import register
+
+    cfg = RegistryConfig(tracking_uri="")
+    first = register(cfg, tiny_model, write_metrics(tmp_path / "m1.json", 0.03, 0.5))
+    assert first.decision.promote
+    metrics = json.loads(write_metrics(tmp_path / "m2.json", 0.06, 0.5).read_text())
+    metrics["variants"]["champion"] = {"ucvr_uplift": 0.03, "relevance_rate": 0.5}
+    metrics["models"]["champion"] = "models:/query-rewriter/1"
+    metrics["champion_difference"] = {"metric": "ucvr_uplift", "difference": [0.03, -0.01, 0.07]}
+    (tmp_path / "m2.json").write_text(json.dumps(metrics))
+    held = register(cfg, second_model, tmp_path / "m2.json")
+    assert held.version == "2" and not held.decision.promote
+    gate_tag = MlflowClient().get_model_version("query-rewriter", "2").tags["gate"]
+    assert "paired by query" in gate_tag and "do not establish it" in gate_tag

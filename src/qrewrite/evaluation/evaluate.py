@@ -26,6 +26,7 @@ from qrewrite.evaluation.judged import SpellingCheck, compare_on_judgments
 from qrewrite.evaluation.report import HEAD_QUERIES
 from qrewrite.evaluation.truth import GradedTruth
 from qrewrite.outputs import staged_output
+from qrewrite.registry.config import CHAMPION
 from qrewrite.search_engine import ProductRetriever
 from qrewrite.serving.policy import ServingPolicy
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter, generation_settings
@@ -569,6 +570,11 @@ class EvaluationReport:
     environment: dict[str, Any]
     metrics: dict[str, float]
     samples: list[dict[str, Any]]  # the candidate's top rewrites of the head queries
+    # where the champion was evaluated too (synthetic data): {"metric": "ucvr_uplift",
+    # "difference": [point, low, high]}, the candidate's uplift served by the policy minus the
+    # champion's with its 95% interval over queries, paired (the gate holds a challenger whose
+    # gain the held-out queries do not establish)
+    champion_difference: dict[str, Any] | None = None
     # the evaluate MLflow run, once it is logged (after metrics.json is written: not in it)
     mlflow_run_id: str | None = None
 
@@ -750,6 +756,11 @@ def evaluate(
         environment=current_environment().as_dict(),
         metrics=variant_metrics[chosen],
         samples=sample_rewrites(rewrites_table, chosen, SAMPLE_ROWS),
+        champion_difference=(
+            {"metric": "ucvr_uplift", "difference": _listed(ab.difference(CHAMPION, chosen))}
+            if ab is not None and CHAMPION in ab.arms and chosen != CHAMPION
+            else None
+        ),
     )
     # every file at once when all are written: a failure keeps a previous evaluation whole, and
     # an earlier run's reward curves of other variants go

@@ -36,5 +36,9 @@ class RegistryConfig:
     # per metric, how far apart models trained on different seeds from the same data land
     # (docs/benchmarks.md): a challenger must beat the champion by more to replace it
     seed_spread: dict[str, float] = field(default_factory=dict)
+    # where the champion was evaluated in the same run, the challenger's gain on the primary
+    # metric paired by query (evaluation's champion_difference) must have its 95% interval above
+    # zero: a gain the held-out queries do not establish keeps the champion
+    require_established_gain: bool = True
     tracking_uri: str = DEFAULT_TRACKING_URI
     experiment: str = "qrewrite"

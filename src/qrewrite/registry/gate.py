@@ -3,6 +3,7 @@ every check, with its value, out."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +116,7 @@ def gate(
     *,
     champion: dict[str, Any] | None,
     no_rewrite: dict[str, Any] | None,
+    paired_gain: Sequence[float] | None = None,
 ) -> GateDecision:
     """Should the challenger become champion? Pure: metrics in, decision and reason out.
 
@@ -122,7 +124,10 @@ def gate(
     no-rewrite baseline's. The challenger must clear every floor (:func:`_floor_checks`) and beat
     no-rewrite (the first champion, with its interval above zero) or the champion by more than
     the margin and, where the preset records it, by more than the spread training seeds alone
-    produce. Every check and its value is in the reason."""
+    produce. ``paired_gain`` is the challenger's gain over the champion on the primary metric
+    paired by query, ``[point, low, high]``, where both were evaluated in the same run: with
+    ``require_established_gain`` its interval must lie above zero. Every check and its value is
+    in the reason."""
     metric = config.primary_metric
     if metric_value(challenger.get(metric)) is None:
         metric = config.fallback_metric
@@ -195,6 +200,24 @@ def gate(
             f"{metric} {value:.4f} beats the champion's {champ:.4f} by {value - champ:.4f}, "
             f"inside the spread that training seeds alone produce ({spread:g}, "
             "registry.seed_spread): not a real difference, the champion stays",
+            metric,
+            checks,
+            value,
+            champ,
+        )
+    if (
+        config.require_established_gain
+        and paired_gain is not None
+        and metric == config.primary_metric
+        and paired_gain[1] <= 0
+    ):
+        point, low, high = paired_gain
+        return _decision(
+            False,
+            f"{metric} {value:.4f} beats the champion's {champ:.4f}, but paired by query the "
+            f"gain is {point:+.4f} with a 95% interval [{low:+.4f}, {high:+.4f}] that does not "
+            "lie above 0: the held-out queries do not establish it, the champion stays "
+            "(registry.require_established_gain)",
             metric,
             checks,
             value,

@@ -355,6 +355,7 @@ def register(
 
     champion_version = alias_version(client, name, CHAMPION)
     champion_metrics = None
+    paired_gain = None  # the challenger's gain paired by query, when measured in this run
     if champion_version == version:
         decision = GateDecision(False, "already the champion", config.primary_metric)
         return Registration(name, version, created, decision, champion_version, lin)
@@ -363,6 +364,9 @@ def register(
         champ_uri = str(report.get("models", {}).get(CHAMPION, ""))
         if evaluated and champ_uri.endswith(f"/{champion_version}"):
             champion_metrics = evaluated  # measured in the same run, on the same queries
+            paired = report.get("champion_difference") or {}
+            if paired.get("metric") == config.primary_metric and paired.get("difference"):
+                paired_gain = paired["difference"]
         else:
             champion_metrics = _version_metrics(client, name, champion_version)
             log.warning(
@@ -375,6 +379,7 @@ def register(
         metrics,
         champion=champion_metrics,
         no_rewrite=report["variants"].get("no-rewrite"),
+        paired_gain=paired_gain,
     )
     if decision.promote:
         verdict = "promoted: " if auto_promote else "passed, promoted by the pipeline: "
