@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from qrewrite.errors import DataError
 from qrewrite.evaluation.labels import grade_metrics
 from qrewrite.importing.judged import JudgedImportConfig, import_judged
 from qrewrite.labeling.calibration import LEXICAL_FEATURES, CalibratedGrader, PairFeatures
@@ -162,3 +163,25 @@ def test_label_eval_reports_the_calibrated_grades_per_grader(tmp_path: Path) -> 
     assert set(result.by_grader) == {"calibrated_cross_fitted"}
     assert result.by_grader["calibrated_cross_fitted"]["n"] == result.judged
     assert "grader=calibrated_cross_fitted" in metrics_markdown(result.to_dict())
+
+
+def test_later_steps_judge_with_the_settings_label_graded_with(tmp_path: Path) -> None:
+    """GRPO's judge, evaluation and registration build the teacher from the data and the labels:
+    with label's own settings (here: no encoder), not the defaults."""
+    data = _import(tmp_path)
+    mined = tmp_path / "mined"
+    mine(MiningConfig(), data_dir=data, out_dir=mined)
+    out = tmp_path / "labels.parquet"
+    label(
+        LabelConfig(calibration_encoder=False, calibration_folds=4),
+        data_dir=data,
+        candidates_path=mined / "rewrite_candidates.parquet",
+        out_path=out,
+    )
+    teacher = Teacher.from_data(data, out)
+    assert not teacher.config.calibration_encoder and teacher.config.calibration_folds == 4
+    assert "encoder_cosine" not in teacher.calibration.summary.features
+    assert teacher._encoder is None  # nothing loaded torch
+    out.with_suffix(".report.json").write_text("{}")
+    with pytest.raises(DataError, match=r"labels\.report\.json: not a label report"):
+        Teacher.from_data(data, out)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,21 @@ TEACHER_CATALOG = "catalog.parquet"
 TEACHER_JUDGMENTS = "judgments.parquet"
 TEACHER_STATE = "teacher.json"
 TEACHER_EMBEDDINGS = "embeddings.parquet"
+
+
+def label_teacher_config(labels: str | Path) -> TeacherConfig:
+    """The teacher settings ``qrewrite label`` graded ``labels`` with (its report beside them),
+    so that every later step judges with the labeler's thresholds; the defaults when there is
+    no report (labels written by hand or by an older version)."""
+    report = Path(labels).with_suffix(".report.json")
+    if not report.is_file():
+        return TeacherConfig()
+    try:
+        settings = json.loads(report.read_text(encoding="utf-8"))["config"]
+        names = {f.name for f in fields(TeacherConfig)}
+        return TeacherConfig(**{k: v for k, v in settings.items() if k in names})
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"{report}: not a label report with a 'config' ({e})") from e
 
 
 def embeddings_beside(labels: str | Path) -> Path:
@@ -349,15 +364,16 @@ class Teacher:
     @classmethod
     def from_data(cls, data_dir: str | Path, labels: str | Path | None = None) -> Teacher:
         """The teacher over ``data_dir``'s catalog, with the shopper synonyms and filler words
-        learned from ``labels`` (a labeled_pairs.parquet) when given: the judge that labelled
-        the training pairs, for GRPO's reward and for vetting rewrites before serving."""
+        learned from ``labels`` (a labeled_pairs.parquet) when given, and the settings label
+        graded them with: the judge that labelled the training pairs, for GRPO's reward and for
+        vetting rewrites before serving."""
         from qrewrite.tables import read_parquet_table
 
         data = Path(data_dir)
         catalog = read_parquet_table(
             data / "catalog.parquet", "catalog", "--data must be a synth or import-judged output"
         ).to_pandas()
-        teacher = cls(catalog)
+        teacher = cls(catalog, label_teacher_config(labels) if labels is not None else None)
         if labels is not None and embeddings_beside(labels).is_file():
             teacher.use_embeddings(embeddings_beside(labels))
         judgments = read_judgments(data)
