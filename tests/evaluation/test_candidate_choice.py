@@ -86,8 +86,7 @@ def test_the_reason_says_whether_the_queries_establish_the_difference() -> None:
     assert noisy.chosen == MULTI_TASK_SFT  # the rule is the point estimates'
     assert noisy.uplift_difference == [-0.019, -0.061, 0.022]
     assert noisy.reason.endswith(
-        "; difference -1.9 points [-6.1, +2.2] over queries, within what the queries can tell "
-        "apart"
+        "; difference -1.9 points [-6.1, +2.2] over queries, within what the queries can tell apart"
     )
     clear = choose((-0.019, -0.03, -0.008))
     assert clear.reason.endswith("; difference -1.9 points [-3.0, -0.8] over queries")

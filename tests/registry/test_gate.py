@@ -177,8 +177,9 @@ def test_a_gain_the_queries_do_not_establish_keeps_the_champion():
     assert not held.promote
     assert "[-0.0100, +0.1200] that does not lie above 0" in held.reason
     assert decide([0.05, 0.01, 0.09]).promote
-    # not measured in the same run (None), or the check turned off: the other checks decide
-    assert decide(None).promote
+    # not measured in the same run (None, or null where control bought nothing), or the check
+    # turned off: the other checks decide
+    assert decide(None).promote and decide([None, None, None]).promote
     assert decide([0.05, -0.01, 0.12], require_established_gain=False).promote
     # a paired gain of the primary metric says nothing where the fallback decides
     champ_ndcg = {"ndcg_at_10_uplift": 0.01, "relevance_rate": 0.6}

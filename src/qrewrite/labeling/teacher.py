@@ -393,7 +393,8 @@ class Teacher:
         self.catalog.reset_index(drop=True).to_parquet(out / TEACHER_CATALOG, index=False)
         if self.judgments is not None:
             self.judgments.to_parquet(out / TEACHER_JUDGMENTS, index=False)
-        self.save_embeddings(out / TEACHER_EMBEDDINGS)
+        if not self.save_embeddings(out / TEACHER_EMBEDDINGS):
+            (out / TEACHER_EMBEDDINGS).unlink(missing_ok=True)  # not another teacher's
         state = {"config": asdict(self.config), "learned": self.learned}
         (out / TEACHER_STATE).write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
         return out

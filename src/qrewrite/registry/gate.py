@@ -205,13 +205,15 @@ def gate(
             value,
             champ,
         )
+    paired = [metric_value(v) for v in paired_gain or ()]
     if (
         config.require_established_gain
-        and paired_gain is not None
+        and len(paired) == 3
+        and None not in paired
         and metric == config.primary_metric
-        and paired_gain[1] <= 0
+        and paired[1] <= 0
     ):
-        point, low, high = paired_gain
+        point, low, high = paired
         return _decision(
             False,
             f"{metric} {value:.4f} beats the champion's {champ:.4f}, but paired by query the "
