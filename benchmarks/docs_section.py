@@ -12,15 +12,24 @@ def markers(name: str) -> tuple[str, str]:
 
 
 def write_section(doc: Path, name: str, section: str, heading: str) -> None:
-    """Replace the section between ``name``'s markers (``section`` includes them), or append it
-    under ``heading`` when the document has none yet."""
+    """Replace the section between ``name``'s markers (``section`` includes them); when the
+    document has none yet, add it at the end of the part under ``## heading`` (before the next
+    ``## ``), or under a new such heading at the end of the document."""
     begin, end = markers(name)
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    title = f"## {heading}\n"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         text = head + section + rest.split(end, 1)[1]
+    elif title in text:
+        head, rest = text.split(title, 1)
+        cut = rest.find("\n## ")
+        part, after = (rest, "") if cut < 0 else (rest[: cut + 1], rest[cut + 1 :])
+        text = (
+            head + title + part.rstrip() + "\n\n" + section + "\n" + ("\n" + after if after else "")
+        )
     else:
-        text = text.rstrip() + f"\n\n## {heading}\n\n" + section + "\n"
+        text = text.rstrip() + f"\n\n{title}\n" + section + "\n"
     doc.write_text(text)
 
 
