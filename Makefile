@@ -89,7 +89,7 @@ bench-judged: setup
 # set made from the simulator: its speed at that size, not its quality (about half an hour)
 bench-judged-scale: setup
 	$(BIN)/python benchmarks/make_judged_set.py --out .bench/judged-scale-set/judged.tsv
-	$(BIN)/python benchmarks/bench_judged.py --input .bench/judged-scale-set/judged.tsv --grade-scale numeric:1:3 --work .bench/judged-scale --name judged-scale --write docs/benchmarks.md
+	$(BIN)/python benchmarks/bench_judged.py --input .bench/judged-scale-set/judged.tsv --grade-scale numeric:1:3 --work .bench/judged-scale --market .bench/judged-scale-set/market --name judged-scale --write docs/benchmarks.md
 
 # batched vs one-at-a-time rewriting of the demo's model (run `make demo` first)
 bench-rewrite: setup

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 from docs_section import current_commit, markers, write_run_preset, write_section
+from judged_truth import truth_comparisons, truth_table
 
 from qrewrite.config import preset_document
 from qrewrite.environment import current_environment
@@ -71,7 +72,14 @@ def step_seconds(latest: Path, started: float) -> list[tuple[str, float]]:
 
 
 def render(
-    source: Path, latest: Path, timing: Timing, commit: str, overrides: list[str], name: str
+    source: Path,
+    latest: Path,
+    timing: Timing,
+    commit: str,
+    overrides: list[str],
+    name: str,
+    *,
+    market: Path | None = None,
 ) -> str:
     env = current_environment()
     metrics = json.loads((latest / "evaluate-rewriter" / "evaluation" / "metrics.json").read_text())
@@ -112,8 +120,23 @@ def render(
     if samples:
         lines += ["", "Sample rewrites (model alone):", ""]
         lines += [f"- {s['query']} -> {s['rewrite'] or '(none)'}" for s in samples[:10]]
+    if market is not None:
+        lines += ["", *truth_section(latest, latest.parents[1] / "data", market)]
     lines.append(end)
     return "\n".join(lines)
+
+
+def truth_section(latest: Path, data: Path, market: Path) -> list[str]:
+    """The same rewrites against the simulator's grade of every product (a simulator-made set)."""
+    on_truth, on_judged = truth_comparisons(latest, data, market)
+    (judged_all,) = [r for r in on_judged["model_alone"] if r.subset == "all"]
+    return [
+        "Against the simulator's truth, which grades every catalog product for every query "
+        f"(`--market {market}`; the same pages, which reproduce evaluation's nDCG@10 of the "
+        f"original on the judgments: {judged_all.ndcg_at_10_original:.3f}):",
+        "",
+        *truth_table(on_truth, on_judged),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         "--name", default="judged", help="the docs section to write (one per variant)"
     )
     parser.add_argument("--write", type=Path, help="docs/benchmarks.md to update")
+    parser.add_argument(
+        "--market",
+        type=Path,
+        help="the marketplace a simulator-made set came from: also score against its truth",
+    )
     args = parser.parse_args(argv)
     if not args.input.exists():
         print(f"bench-judged: {args.input}: not found", file=sys.stderr)
@@ -144,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     preset = derived_preset(args.preset, args.overrides, args.work)
     timing = run(qrewrite, args.input, args.grade_scale, args.work, preset)
     latest = args.work / "run" / "latest"
-    section = render(args.input, latest, timing, commit, args.overrides, args.name)
+    section = render(
+        args.input, latest, timing, commit, args.overrides, args.name, market=args.market
+    )
     section = section.replace("bench:judged:", f"bench:{args.name}:")
     print(section)
     if args.write:

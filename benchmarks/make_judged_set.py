@@ -25,6 +25,13 @@ from qrewrite.market.truth import grade_pairs
 from qrewrite.search_engine import NO_RESULT, LexicalSearchEngine
 
 
+def query_intents(market: Path) -> pd.DataFrame:
+    """One phrasing per query text, ``query`` and ``intent_id``: the intent that says it most."""
+    phrasings = pd.read_parquet(market / "truth" / "queries.parquet")
+    phrasings = phrasings.sort_values("weight", ascending=False, kind="stable")
+    return phrasings.drop_duplicates("query").reset_index(drop=True)
+
+
 def judged_pairs(
     market: Path, *, queries: int, top: int, same_type: int, random: int, seed: int
 ) -> pd.DataFrame:
@@ -32,10 +39,7 @@ def judged_pairs(
     rng = np.random.default_rng(seed)
     catalog = pd.read_parquet(market / "catalog.parquet")
     intents = pd.read_parquet(market / "truth" / "intents.parquet")
-    phrasings = pd.read_parquet(market / "truth" / "queries.parquet")
-    # one phrasing per query text (the intent that says it most), then a sample of texts
-    phrasings = phrasings.sort_values("weight", ascending=False, kind="stable")
-    phrasings = phrasings.drop_duplicates("query").reset_index(drop=True)
+    phrasings = query_intents(market)
     chosen = phrasings.iloc[
         np.sort(rng.choice(len(phrasings), size=min(queries, len(phrasings)), replace=False))
     ]

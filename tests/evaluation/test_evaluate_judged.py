@@ -72,9 +72,15 @@ def test_judged_data_is_measured_on_peoples_grades(judged_run) -> None:
     metrics = report.metrics
     assert metrics["ndcg_at_10_uplift_unfiltered"] == pytest.approx(alone["ndcg_at_10_uplift"])
     assert not math.isnan(metrics["ndcg_at_10_uplift"])
+    # the unjudged products' bounds: left out of the page, and how much of it people judged
+    assert metrics["condensed_ndcg_at_10_uplift_unfiltered"] == pytest.approx(
+        alone["condensed_ndcg_at_10_uplift"]
+    )
+    assert 0 <= alone["judged_at_10"] <= 1 and 0 < alone["judged_at_10_original"] <= 1
     assert "ndcg_at_10_uplift_unfiltered" in report.model_alone
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["judged"]["m"]["model_alone"][0]["subset"] == "all"
     md = (out / "report.md").read_text()
     assert "## On human judgments" in md and "model alone, all" in md
+    assert "unjudged left out" in md
     assert md.index("model alone, all") < md.index("served, all")

@@ -85,3 +85,70 @@ def test_fuse_rrf_scores_as_ranx_does(case) -> None:
     assert {f"d{d}" for d in ours} == set(theirs)
     scores = [theirs[f"d{d}"] for d in ours]
     assert scores == sorted(scores, reverse=True)  # the same order up to ties
+
+
+def test_condensed_ndcg_leaves_unjudged_products_out(case) -> None:
+    n_docs = len(case["grades"][0])
+    original = case["original"]
+    # people judged what the original found; the rewrites find only products nobody judged
+    judged = [np.isin(np.arange(n_docs), o) for o in original]
+    grades = [
+        np.where(j, g, 0).astype(np.int8) for j, g in zip(judged, case["grades"], strict=True)
+    ]
+    rewrite = [np.flatnonzero(~j)[:20].tolist() for j in judged]
+    queries = [f"q{i}" for i in range(len(grades))]
+    by = {
+        r.subset: r
+        for r in compare_on_judgments(
+            queries, original, rewrite, grades, [False] * len(grades), judged=judged
+        )
+    }
+    row = by["all"]
+    # counted irrelevant, the unjudged products push the judged ones down the page ...
+    assert row.ndcg_at_10_uplift < -0.3 and row.ndcg_at_10_uplift_ci_high < 0
+    # ... left out, the fused page condenses to the original's
+    assert row.condensed_ndcg_at_10 == pytest.approx(row.condensed_ndcg_at_10_original)
+    assert row.condensed_ndcg_at_10_uplift == pytest.approx(0.0)
+    assert row.condensed_ndcg_at_10_original == pytest.approx(row.ndcg_at_10_original)
+    fused = [m.fuse_rrf(o, r, 100) for o, r in zip(original, rewrite, strict=True)]
+    assert row.judged_at_10_original == 1.0
+    assert row.judged_at_10 == pytest.approx(
+        np.mean([j[f[:10]].mean() for j, f in zip(judged, fused, strict=True)])
+    )
+    assert 0.3 < row.judged_at_10 < 0.7
+
+
+def test_condensed_ndcg_matches_a_hand_computed_one(case) -> None:
+    grades, original, rewrite = case["grades"], case["original"], case["rewrite"]
+    rng = np.random.default_rng(1)
+    judged = [rng.random(len(g)) < 0.6 for g in grades]
+    for j, g in zip(judged, grades, strict=True):
+        j[g > 0] = True  # every graded-relevant product was judged
+    queries = [f"q{i}" for i in range(len(grades))]
+    (row,) = [
+        r
+        for r in compare_on_judgments(
+            queries, original, rewrite, grades, [False] * len(grades), judged=judged
+        )
+        if r.subset == "all"
+    ]
+    fused = [m.fuse_rrf(o, r, 100) for o, r in zip(original, rewrite, strict=True)]
+
+    def condensed(lists):
+        return np.mean(
+            [
+                m.ndcg_at_k(g[[d for d in lst if j[d]][:10]], g[g > 0], 10)
+                for g, j, lst in zip(grades, judged, lists, strict=True)
+            ]
+        )
+
+    assert row.condensed_ndcg_at_10_original == pytest.approx(condensed(original), abs=1e-6)
+    assert row.condensed_ndcg_at_10 == pytest.approx(condensed(fused), abs=1e-6)
+    # without a judged mask every product has a grade: condensed is plain nDCG
+    (plain,) = [
+        r
+        for r in compare_on_judgments(queries, original, rewrite, grades, [False] * len(grades))
+        if r.subset == "all"
+    ]
+    assert plain.condensed_ndcg_at_10 == pytest.approx(plain.ndcg_at_10)
+    assert plain.judged_at_10 == 1.0

@@ -64,6 +64,12 @@ METRIC_KEYS = (
     "ndcg_at_10_uplift_unfiltered_ci_low",
     "ndcg_at_10_uplift_unfiltered_ci_high",
     "ndcg_at_10_uplift_misspelled_unfiltered",
+    # the same with unjudged products left out of the pages (condensed lists), and how much of
+    # the fused first page people judged
+    "condensed_ndcg_at_10_uplift",
+    "condensed_ndcg_at_10_uplift_unfiltered",
+    "judged_at_10",
+    "judged_at_10_unfiltered",
     "ucvr_control",
     "ucvr_treatment",
     "ucvr_uplift",
@@ -486,6 +492,10 @@ def evaluate_variant(
                 if row["subset"] == "all":
                     for key in ("", "_ci_low", "_ci_high"):
                         res[f"ndcg_at_10_uplift{suffix}{key}"] = row[f"ndcg_at_10_uplift{key}"]
+                    res[f"condensed_ndcg_at_10_uplift{suffix}"] = row[
+                        "condensed_ndcg_at_10_uplift"
+                    ]
+                    res[f"judged_at_10{suffix}"] = row["judged_at_10"]
                 if row["subset"] == "misspelled" and suffix:
                     res["ndcg_at_10_uplift_misspelled_unfiltered"] = row["ndcg_at_10_uplift"]
     rows = [
@@ -519,6 +529,7 @@ def judged_comparisons(
     """Original vs original + rewrite on people's grades, for served and for every top
     rewrite (docs/evaluation.md#on-human-judgments)."""
     rows = truth.grade_rows(held.queries)
+    judged = truth.judged_rows(held.queries)
     original = retrieval.ranked(held.queries)
     misspelled = [spelling.misspelled(q) if spelling else False for q in held.queries]
     out = {}
@@ -532,6 +543,7 @@ def judged_comparisons(
                 [r if t else [] for r, t in zip(rewritten, texts, strict=True)],
                 rows,
                 misspelled,
+                judged=judged,
                 page_size=config.page_size,
                 recall_depth=config.recall_depth,
                 n_boot=config.bootstrap,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,19 @@ class JudgedComparison:
     p_value: float  # paired Student t-test over queries (ranx.compare)
     recall_at_100_original: float
     recall_at_100: float
+    # share of the first page's products people judged for the query: the original's page
+    # is what the judging pool came from, the fused page's share says how much of it the
+    # judgments can see
+    judged_at_10_original: float
+    judged_at_10: float
+    # nDCG@10 of the pages with unjudged products removed (condensed lists): where nDCG@10
+    # counts every unjudged product irrelevant, this leaves them out; the two bracket what the
+    # unjudged products do to the page
+    condensed_ndcg_at_10_original: float
+    condensed_ndcg_at_10: float
+    condensed_ndcg_at_10_uplift: float
+    condensed_ndcg_at_10_uplift_ci_low: float
+    condensed_ndcg_at_10_uplift_ci_high: float
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -66,6 +80,7 @@ def compare_on_judgments(
     grade_rows: Sequence[np.ndarray | None],
     misspelled: Sequence[bool],
     *,
+    judged: Sequence[np.ndarray | None] | None = None,
     page_size: int = 10,
     recall_depth: int = 100,
     n_boot: int = 1000,
@@ -73,8 +88,9 @@ def compare_on_judgments(
 ) -> list[JudgedComparison]:
     """Compare ranked catalog rows of the original and (served) rewrite per query; queries with
     no judged relevant product are left out (nDCG is undefined there); an empty rewrite list
-    means the query is not rewritten (its fused page is the original's)."""
-    from ranx import Qrels, Run, compare, evaluate
+    means the query is not rewritten (its fused page is the original's). ``judged`` marks, per
+    query, the catalog products people judged for it (None: every product has a grade)."""
+    from ranx import Qrels, Run, compare
 
     keep = [
         i
@@ -99,23 +115,35 @@ def compare_on_judgments(
     orig = run({i: original[i] for i in keep}, "original")
     # The same fusion as the pages shoppers see in the A/B test: ranx's RRF gives the same
     # scores (tested) but leaves ties to dict order, where fuse_rrf keeps the original's first.
-    fused = run(
-        {i: fuse_rrf(original[i], rewrite[i], recall_depth) for i in keep},
-        "fused",
-    )
+    fused_lists = {i: fuse_rrf(original[i], rewrite[i], recall_depth) for i in keep}
+    fused = run(fused_lists, "fused")
     metrics = [f"ndcg_burges@{page_size}", f"recall@{recall_depth}"]
-    per_orig = evaluate(qrels, orig, metrics, return_mean=False, make_comparable=True)
-    per_fused = evaluate(qrels, fused, metrics, return_mean=False, make_comparable=True)
-    order = {f"q{i}": j for j, i in enumerate(keep)}
-    qids = list(orig.keys())  # ranx's query order, which its per-query arrays follow
-    pos = np.array([order[q] for q in qids])
-    ndcg0 = np.empty(len(keep))
-    ndcg1 = np.empty(len(keep))
-    rec0 = np.empty(len(keep))
-    rec1 = np.empty(len(keep))
-    ndcg0[pos], rec0[pos] = per_orig[metrics[0]], per_orig[metrics[1]]
-    fused_pos = np.array([order[q] for q in list(fused.keys())])
-    ndcg1[fused_pos], rec1[fused_pos] = per_fused[metrics[0]], per_fused[metrics[1]]
+    ndcg0, rec0 = _per_query(qrels, orig, metrics, keep)
+    ndcg1, rec1 = _per_query(qrels, fused, metrics, keep)
+    # Judged pools come from the engine's results for the original query: a rewrite's page
+    # holds products nobody judged, which nDCG counts as irrelevant. The condensed lists
+    # (unjudged products removed, as trec_eval -J and Sakai 2007) give the other bound.
+    seen = list(judged) if judged is not None else [None] * len(grade_rows)
+
+    def condensed(lists: dict[int, Sequence[int]], name: str) -> Run:
+        kept = {i: [d for d in lst if seen[i] is None or seen[i][d]] for i, lst in lists.items()}
+        return run({i: lst for i, lst in kept.items() if lst}, name)
+
+    def judged_share(lists: dict[int, Sequence[int]]) -> np.ndarray:
+        return np.array(
+            [
+                float(np.mean([seen[i] is None or bool(seen[i][d]) for d in lists[i][:page_size]]))
+                if len(lists[i])
+                else 1.0
+                for i in keep
+            ]
+        )
+
+    original_lists = {i: original[i] for i in keep}
+    (cond0,) = _per_query(qrels, condensed(original_lists, "original"), metrics[:1], keep)
+    (cond1,) = _per_query(qrels, condensed(fused_lists, "fused"), metrics[:1], keep)
+    judged0 = judged_share(original_lists)
+    judged1 = judged_share(fused_lists)
 
     rewritten = np.array([len(rewrite[i]) > 0 for i in keep])
     finds_nothing = np.array(
@@ -132,6 +160,7 @@ def compare_on_judgments(
         if not m.any():
             continue
         up, lo, hi = bootstrap_uplift(ndcg0[m], ndcg1[m], n_boot=n_boot, seed=seed)
+        c_up, c_lo, c_hi = bootstrap_uplift(cond0[m], cond1[m], n_boot=n_boot, seed=seed)
         p_value = float("nan")
         if m.sum() > 1 and not np.allclose(ndcg0[m], ndcg1[m]):
             ids = [f"q{keep[j]}" for j in np.flatnonzero(m)]
@@ -160,6 +189,32 @@ def compare_on_judgments(
                 p_value=p_value,
                 recall_at_100_original=float(rec0[m].mean()),
                 recall_at_100=float(rec1[m].mean()),
+                judged_at_10_original=float(judged0[m].mean()),
+                judged_at_10=float(judged1[m].mean()),
+                condensed_ndcg_at_10_original=float(cond0[m].mean()),
+                condensed_ndcg_at_10=float(cond1[m].mean()),
+                condensed_ndcg_at_10_uplift=c_up,
+                condensed_ndcg_at_10_uplift_ci_low=c_lo,
+                condensed_ndcg_at_10_uplift_ci_high=c_hi,
             )
         )
+    return out
+
+
+def _per_query(qrels: Any, run: Any, metrics: list[str], keep: Sequence[int]) -> list[np.ndarray]:
+    """Each metric per query of ``keep`` (in that order), 0 for a query ``run`` has no results
+    for."""
+    from ranx import Qrels, evaluate
+
+    out = [np.zeros(len(keep)) for _ in metrics]
+    ids = list(run.keys())  # ranx's query order, which its per-query arrays follow
+    if not ids:
+        return out
+    per = evaluate(
+        Qrels({q: qrels[q] for q in ids}), run, metrics, return_mean=False, make_comparable=True
+    )
+    pos = {f"q{i}": j for j, i in enumerate(keep)}
+    where = np.array([pos[q] for q in ids])
+    for values, metric in zip(out, metrics, strict=True):
+        values[where] = per[metric] if isinstance(per, dict) else per
     return out

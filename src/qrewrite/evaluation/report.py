@@ -209,20 +209,30 @@ def judged_table(report: dict[str, Any]) -> list[str]:
         "",
         "Held-out judged queries: nDCG@10 and recall@100 of the original query against the "
         "original fused with the rewrite (reciprocal rank), on people's grades; 95% bootstrap "
-        "intervals over queries, p from a paired t-test (ranx).",
+        "intervals over queries, p from a paired t-test (ranx). Products nobody judged for the "
+        "query count as irrelevant; the judging pool came from the original's results, so a "
+        "rewrite's products are judged less often (judged@10). Unjudged left out: nDCG@10 of "
+        "the pages with those products removed (condensed lists). The first uplift is the "
+        "lower estimate, the second the higher one.",
         "",
         "| rewrites | queries | rewritten | nDCG@10 original | nDCG@10 fused | uplift [95% CI] "
-        "| p | recall@100 original | recall@100 fused |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| p | uplift, unjudged left out [95% CI] | judged@10 original / fused "
+        "| recall@100 original | recall@100 fused |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for arm, title in (("model_alone", "model alone"), ("with_serving_policy", "served")):
         for r in judged.get(arm, []):
+            condensed = "condensed_ndcg_at_10_uplift"
             lines.append(
                 f"| {title}, {SUBSET_TITLES.get(r['subset'], r['subset'])} | {r['queries']:,} | "
                 f"{r['rewritten']:,} | {_fmt(r['ndcg_at_10_original'], 'f3')} | "
                 f"{_fmt(r['ndcg_at_10'], 'f3')} | "
                 f"{_fmt(r['ndcg_at_10_uplift'], 'ci', r, 'ndcg_at_10_uplift')} | "
-                f"{_fmt(r['p_value'], 'f3')} | {_fmt(r['recall_at_100_original'], 'f3')} | "
+                f"{_fmt(r['p_value'], 'f3')} | "
+                f"{_fmt(r.get(condensed), 'ci', r, condensed)} | "
+                f"{_fmt(r.get('judged_at_10_original'), 'pct')} / "
+                f"{_fmt(r.get('judged_at_10'), 'pct')} | "
+                f"{_fmt(r['recall_at_100_original'], 'f3')} | "
                 f"{_fmt(r['recall_at_100'], 'f3')} |"
             )
     return [*lines, ""]

@@ -131,6 +131,7 @@ class GradedTruth:
         self.kind = lookup.kind
         self.catalog = lookup.catalog
         self._rows: dict[str, np.ndarray | None] = {}
+        self._judged: dict[str, np.ndarray] = {}  # judged data: which products people judged
 
     @classmethod
     def load(cls, data_dir: str | Path) -> GradedTruth:
@@ -174,10 +175,21 @@ class GradedTruth:
             for q in todo:
                 self._rows[q] = None
             for q, group in judged.groupby("query"):
+                idx = group["idx"].astype(np.int64).to_numpy()
                 row = np.zeros(len(self.catalog), dtype=np.int8)
-                row[group["idx"].astype(np.int64).to_numpy()] = group["grade"].to_numpy()
+                row[idx] = group["grade"].to_numpy()
                 self._rows[str(q)] = row
+                seen = np.zeros(len(self.catalog), dtype=bool)
+                seen[idx] = True
+                self._judged[str(q)] = seen
         return [self._rows[normalize_query(q)] for q in queries]
+
+    def judged_rows(self, queries: Sequence[str]) -> list[np.ndarray | None]:
+        """For each query, which catalog products people judged for it (bool), telling an
+        unjudged product from one judged irrelevant (both grade 0 in :meth:`grade_rows`); None
+        where every product has a grade (synthetic truth) or the query has no judgments."""
+        self.grade_rows(queries)
+        return [self._judged.get(normalize_query(q)) for q in queries]
 
     def rewrite_grades(
         self, queries: Sequence[str], rewrites: Sequence[str], retrieved: Sequence[Sequence[int]]

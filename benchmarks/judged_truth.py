@@ -1,0 +1,119 @@
+"""A judged set made from the simulator (``make_judged_set.py``) has a truth people's pools lack:
+the grade of every catalog product for every query. This scores the rewrites of a judged run's
+held-out queries against it, with the evaluation's own pages and comparison, to say how far the
+judged nDCG@10 (unjudged products counted irrelevant) and the condensed one (left out) are from
+the full truth. A benchmark's check, never part of evaluation: a shop has no such truth.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from make_judged_set import query_intents
+
+from qrewrite.evaluation.evaluate import load_held_out
+from qrewrite.evaluation.judged import JudgedComparison, SpellingCheck, compare_on_judgments
+from qrewrite.evaluation.truth import GradedTruth
+from qrewrite.market.truth import grade_pairs
+from qrewrite.search_engine import ProductRetriever
+from qrewrite.training.datasets import SFT_DIR, load_training_split
+
+
+def truth_comparisons(
+    latest: Path, data: Path, market: Path
+) -> tuple[dict[str, list[JudgedComparison]], dict[str, list[JudgedComparison]]]:
+    """Per arm (``model_alone``, ``with_serving_policy``): the comparison on the full truth,
+    and the same pages on the imported judgments (which must reproduce evaluation's)."""
+    evaluation = latest / "evaluate-rewriter" / "evaluation"
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    config = metrics["config"]
+    datasets = latest / "build-training-datasets" / "datasets"
+    catalog = pd.read_parquet(data / "catalog.parquet")
+    sft = load_training_split(datasets / SFT_DIR, SFT_DIR)
+    held = load_held_out(datasets, sft, catalog, config["max_queries"], config["seed"])
+    rewrites = pd.read_parquet(evaluation / "rewrites.parquet")
+    first = rewrites[(rewrites["variant"] == metrics["candidate"]) & (rewrites["rank"] == 1)]
+    top = dict(zip(first["query"], first["rewrite"], strict=True))
+    served = dict(zip(first["query"], first["served"], strict=True))
+    arms = {
+        "model_alone": [top.get(q, "") for q in held.queries],
+        "with_serving_policy": [top[q] if served.get(q) else "" for q in held.queries],
+    }
+    depth = max(config["recall_depth"], config["retrieve_k"], config["page_size"])
+    retrieval = ProductRetriever(catalog, depth)
+    original = retrieval.ranked(held.queries)
+    spelling = SpellingCheck(catalog["title"].astype(str).tolist())
+    misspelled = [spelling.misspelled(q) for q in held.queries]
+
+    # every imported product graded under each query's intent, as make_judged_set graded
+    market_catalog = pd.read_parquet(market / "catalog.parquet")
+    intents = pd.read_parquet(market / "truth" / "intents.parquet")
+    intent_of = query_intents(market).set_index("query")["intent_id"]
+    rows_in_market = (
+        pd.Series(np.arange(len(market_catalog)), index=market_catalog["product_id"])
+        .reindex(catalog["product_id"])
+        .to_numpy()
+    )
+    truth_rows: list[np.ndarray | None] = []
+    for q in held.queries:
+        if q not in intent_of.index:
+            truth_rows.append(None)
+            continue
+        intent = np.full(len(rows_in_market), int(intent_of[q]))
+        truth_rows.append(
+            np.asarray(grade_pairs(intents, market_catalog, intent, rows_in_market), np.int8)
+        )
+    judged = GradedTruth.load(data)
+    judged_rows = judged.grade_rows(held.queries)
+    judged_seen = judged.judged_rows(held.queries)
+
+    def compare(grades: list, seen: list | None, texts: list[str]) -> list[JudgedComparison]:
+        rewritten = retrieval.ranked(texts)
+        return compare_on_judgments(
+            held.queries,
+            original,
+            [r if t else [] for r, t in zip(rewritten, texts, strict=True)],
+            grades,
+            misspelled,
+            judged=seen,
+            page_size=config["page_size"],
+            recall_depth=config["recall_depth"],
+            n_boot=config["bootstrap"],
+            seed=config["seed"],
+        )
+
+    on_truth = {arm: compare(truth_rows, None, texts) for arm, texts in arms.items()}
+    on_judged = {arm: compare(judged_rows, judged_seen, texts) for arm, texts in arms.items()}
+    return on_truth, on_judged
+
+
+def truth_table(
+    on_truth: dict[str, list[JudgedComparison]], on_judged: dict[str, list[JudgedComparison]]
+) -> list[str]:
+    """Markdown: each arm and subset's nDCG@10 uplift by the three measures."""
+    titles = {"all": "all", "misspelled": "misspelled queries"}
+    titles["original_finds_nothing_relevant"] = "original finds nothing relevant (judged)"
+    lines = [
+        "| rewrites | queries | nDCG@10 original, truth | nDCG@10 fused, truth "
+        "| uplift, full truth [95% CI] | uplift, judged (unjudged irrelevant) "
+        "| uplift, judged (unjudged left out) | judged@10 original / fused |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for arm, title in (("model_alone", "model alone"), ("with_serving_policy", "served")):
+        judged_by = {r.subset: r for r in on_judged[arm]}
+        for t in on_truth[arm]:
+            j = judged_by.get(t.subset)
+            if t.subset == "original_finds_nothing_relevant" or j is None:
+                continue  # "nothing relevant" differs by truth; the judged subset is above
+            lines.append(
+                f"| {title}, {titles[t.subset]} | {t.queries:,} | "
+                f"{t.ndcg_at_10_original:.3f} | {t.ndcg_at_10:.3f} | "
+                f"{100 * t.ndcg_at_10_uplift:+.1f}% [{100 * t.ndcg_at_10_uplift_ci_low:+.1f}, "
+                f"{100 * t.ndcg_at_10_uplift_ci_high:+.1f}] | {100 * j.ndcg_at_10_uplift:+.1f}% | "
+                f"{100 * j.condensed_ndcg_at_10_uplift:+.1f}% | "
+                f"{100 * j.judged_at_10_original:.0f}% / {100 * j.judged_at_10:.0f}% |"
+            )
+    return lines
