@@ -492,9 +492,7 @@ def evaluate_variant(
                 if row["subset"] == "all":
                     for key in ("", "_ci_low", "_ci_high"):
                         res[f"ndcg_at_10_uplift{suffix}{key}"] = row[f"ndcg_at_10_uplift{key}"]
-                    res[f"condensed_ndcg_at_10_uplift{suffix}"] = row[
-                        "condensed_ndcg_at_10_uplift"
-                    ]
+                    res[f"condensed_ndcg_at_10_uplift{suffix}"] = row["condensed_ndcg_at_10_uplift"]
                     res[f"judged_at_10{suffix}"] = row["judged_at_10"]
                 if row["subset"] == "misspelled" and suffix:
                     res["ndcg_at_10_uplift_misspelled_unfiltered"] = row["ndcg_at_10_uplift"]
