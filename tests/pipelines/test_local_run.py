@@ -98,7 +98,13 @@ def test_the_first_run_registers_and_promotes(runs) -> None:
 
     out = runs["first"]["stdout"]
     assert "run: registry   models:/query-rewriter@champion = version 1" in out
-    assert "| multi-task-sft+grpo (candidate) |" in out  # the ablation table is printed
+    metrics = json.loads(
+        (_one(runs["first"]["dir"], "evaluate-rewriter", "evaluation") / "metrics.json").read_text()
+    )
+    # GRPO stays the candidate only where it lifts more than SFT; at tiny scale the two often
+    # tie, and which wins differs between CPUs, so the test reads the choice, not a name
+    assert metrics["candidate"] in {"multi-task-sft", "multi-task-sft+grpo"}
+    assert f"| {metrics['candidate']} (candidate) |" in out  # the ablation table is printed
     client = mlflow.MlflowClient(runs["tracking"])
     version = client.get_model_version_by_alias("query-rewriter", "champion")
     assert str(version.version) == "1"
