@@ -41,8 +41,8 @@ class LexicalSearchEngine:
         """Top-``k`` document indices and scores for each query.
 
         Returns two ``(len(queries), k)`` arrays; slots without a matching document hold
-        ``NO_RESULT`` as index and ``0.0`` as score. Ties break by document index, so results are
-        reproducible.
+        ``NO_RESULT`` as index and ``0.0`` as score. The ``k`` best by (score, then lower document
+        index), ties at the page's edge included: the same pages on every machine.
         """
         k_eff = min(k, self.n_docs)
         out_idx = np.full((len(queries), k), NO_RESULT, dtype=np.int32)
@@ -54,17 +54,37 @@ class LexicalSearchEngine:
         rows = np.array([i for i, toks in enumerate(known) if toks], dtype=np.int64)
         if rows.size == 0:
             return out_idx, out_score
+        # one more than asked for: where the (k+1)-th score equals the k-th, a tie crosses the
+        # page's edge, and which of the tied documents bm25s keeps depends on the CPU's sort
+        # kernels (AVX-512 and AVX2 machines keep different ones)
+        k_probe = min(k_eff + 1, self.n_docs)
         docs, scores = self._bm25.retrieve(
-            [known[i] for i in rows], k=k_eff, show_progress=False, n_threads=0
+            [known[i] for i in rows], k=k_probe, show_progress=False, n_threads=0
         )
-        # bm25s orders equal scores arbitrarily; re-sort by (-score, doc index) for determinism.
+        docs, scores = np.asarray(docs), np.asarray(scores, dtype=np.float32)
         order = np.lexsort((docs, -scores), axis=1)
         docs = np.take_along_axis(docs, order, axis=1)
         scores = np.take_along_axis(scores, order, axis=1)
+        if k_probe > k_eff:
+            tied = (scores[:, k_eff - 1] == scores[:, k_eff]) & (scores[:, k_eff] > 0)
+            for r in np.flatnonzero(tied):
+                docs[r, :k_eff], scores[r, :k_eff] = self._top_k(known[rows[r]], k_eff)
+            docs, scores = docs[:, :k_eff], scores[:, :k_eff]
         matched = scores > 0
         out_idx[rows, :k_eff] = np.where(matched, docs, NO_RESULT)
         out_score[rows, :k_eff] = np.where(matched, scores, 0.0)
         return out_idx, out_score
+
+    def _top_k(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best documents by (-score, document index) from every document's score:
+        the same documents on every machine, ties at the edge included."""
+        every = np.asarray(self._bm25.get_scores(tokens), dtype=np.float32)
+        edge = np.partition(every, self.n_docs - k)[self.n_docs - k]  # the k-th best score
+        above = np.flatnonzero(every > edge)
+        tied = np.flatnonzero(every == edge)[: k - len(above)]
+        chosen = np.concatenate([above, tied])
+        chosen = chosen[np.lexsort((chosen, -every[chosen]))]
+        return chosen, every[chosen]
 
     def scores(self, query: str) -> np.ndarray:
         """The BM25 score of every document for ``query`` (zeros when no token matches)."""

@@ -490,7 +490,7 @@ class Teacher:
         phrases = [" ".join(r.unknown) for r in todo]
         self.encoder_texts += len(set(phrases))
         sims = self.encoder.encode(phrases) @ self.encoder.encode(types).T
-        order = np.argsort(-sims, axis=1)
+        order = np.argsort(-sims, axis=1, kind="stable")
         for r, row, best in zip(todo, sims, order, strict=True):
             second = row[best[1]] if len(best) > 1 else -1.0
             if row[best[0]] >= self.config.type_similarity and (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -73,7 +75,7 @@ def generate_catalog(n_products: int, rng: np.random.Generator) -> pd.DataFrame:
             "material": _pick(rng, cat.materials),
             "size": _pick(rng, cat.sizes),
             "gender": _pick(rng, cat.genders),
-            "price": round(float(ptype.price[0] * np.exp(rng.normal(0, ptype.price[1]))), 2),
+            "price": round(ptype.price[0] * math.exp(float(rng.normal(0, ptype.price[1]))), 2),
             "feature": ptype.feature.name if ptype.feature else None,
             "has_feature": (
                 bool(rng.random() < ptype.feature.presence_rate) if ptype.feature else None

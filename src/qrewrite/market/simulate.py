@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from qrewrite import __version__, schemas
 from qrewrite.errors import ConfigError
 from qrewrite.market import behaviour
-from qrewrite.market.behaviour import simulate_engagement
+from qrewrite.market.behaviour import deterministic_power, simulate_engagement
 from qrewrite.market.catalog import generate_catalog
 from qrewrite.market.intents import generate_intents, phrase_intents
 from qrewrite.market.truth import grade_pairs
@@ -110,7 +110,7 @@ def _build_world(cfg: SynthConfig, rng: np.random.Generator) -> _World:
     catalog = generate_catalog(cfg.n_products, rng)
     intents = generate_intents(catalog, cfg.n_intents, rng)
     ranks = rng.permutation(len(intents)) + 1
-    pop = 1.0 / ranks.astype(float) ** cfg.intent_zipf_exponent
+    pop = 1.0 / deterministic_power(ranks, cfg.intent_zipf_exponent)
     intents["popularity"] = pop / pop.sum()
     universe = phrase_intents(intents, rng, cfg.mean_variants)
     universe = universe.sort_values(["intent_id"], kind="stable").reset_index(drop=True)
