@@ -13,7 +13,7 @@ RUNTIME_BASE_IMAGE  ?= docker.io/library/python:3.12-slim-bookworm
 TRAINING_BASE_IMAGE ?= docker.io/nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 DOCKER_BUILD_ARGS   ?=
 
-.PHONY: setup lock demo test test-serving-env test-distributed lint bench bench-mining-sizing bench-quality bench-quality-training bench-rewrite bench-serving bench-teacher bench-judged bench-judged-scale bench-training images images-runtime images-training test-containers clean
+.PHONY: setup lock demo test test-serving-env test-distributed lint bench bench-mining-sizing bench-determinism bench-quality bench-quality-training bench-rewrite bench-serving bench-teacher bench-judged bench-judged-scale bench-training images images-runtime images-training test-containers clean
 
 # Exact versions of everything installed (pip-tools' compiled requirements of pyproject.toml):
 # `make setup`, CI and both images install under it, so two machines a week apart train with the
@@ -65,6 +65,10 @@ bench: setup
 # mining at huge on one and two DuckDB threads and under memory limits below the data (5 runs, ~5 min)
 bench-mining-sizing: setup
 	$(BIN)/python benchmarks/bench_mining.py --sizing --scales huge --work .bench --write docs/benchmarks.md
+
+# The data steps under the numpy/torch kernels and threads other CPUs pick: the same data? (~2 min)
+bench-determinism: setup
+	$(BIN)/python benchmarks/bench_determinism.py --work .bench/determinism --write docs/benchmarks.md
 
 # The rewriter's quality across seeds: one full `qrewrite run --local --ablation` per seed (11-12 min each)
 bench-quality: setup

@@ -33,6 +33,14 @@ def test_corrects_typos_and_marks_them_guessed(lexicon: CatalogLexicon) -> None:
     assert lexicon.correct("bean") is None  # short words are not "fixed" into other words
 
 
+def test_a_long_words_single_fix_is_read_not_guessed(lexicon: CatalogLexicon) -> None:
+    # "dumbgells" is one edit from one catalog word only: as good as reading "dumbbells";
+    # "cfofee" (six letters) stays a guess (above)
+    r = lexicon.read("ironpeak dumbgells 20 lb")
+    assert r.attributes["product_type"] == "Dumbbells" and r.corrected == 1
+    assert r.guessed == set()
+
+
 def test_feature_words_and_negations(lexicon: CatalogLexicon) -> None:
     assert lexicon.feature_words["caffeine"]["absent"] == {("decaf",)}
     assert lexicon.read("decaf coffee").features == {"caffeine": False}

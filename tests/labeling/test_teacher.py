@@ -50,6 +50,22 @@ def test_guideline_cases(teacher: Teacher) -> None:
     json.dumps(list(out["signals"]))  # signals are JSON-able
 
 
+def test_a_misspelt_type_conflicts_like_a_spelt_one(teacher: Teacher) -> None:
+    # GRPO once learned "ironpeak dumbgells 20 lb" -> "ironpeak green handbag 20 lb": the
+    # typo left the query's type a guess, and the teacher graded the handbag partly relevant
+    out = _grade(
+        teacher,
+        [
+            {"query": "ironpeak dumbgells 20 lb", "rewrite": "ironpeak green handbag 20 lb"},
+            {"query": "ironpeak dumbgells 20 lb", "rewrite": "ironpeak dumbbells 20 lb"},
+            {"query": "cfofee beans", "rewrite": "frying pan"},  # a short word's fix: a guess
+        ],
+    )
+    assert list(out["grade"])[:2] == [0, 2]
+    assert out.iloc[0]["signals"]["hard"] == ["product_type"]
+    assert out.iloc[2]["signals"]["soft"] == ["product_type?"]
+
+
 def test_title_pairs_use_the_catalog_attributes(teacher: Teacher) -> None:
     catalog = teacher.catalog
     shoe = catalog[(catalog["product_type"] == "Running Shoes")].iloc[0]

@@ -34,6 +34,9 @@ GENDER_COMPATIBLE = {("Unisex", "Men"), ("Unisex", "Women"), ("Men", "Unisex"), 
 # "x-large" is unread and "t-shirt x-large" -> "t-shirt size xxl" looks like a narrower rewrite.
 _LETTER_SIZE = re.compile(r"^(x*|[2-5]x)(s|l)$")
 _LETTER_SIZE_WORDS = {"s": "small", "l": "large"}
+# a typo fix of a word this long with one catalog word in reach is read, not guessed: a type it
+# names can conflict ("ironpeak dumbgells" is not "ironpeak handbag")
+SURE_FIX_LETTERS = 7
 
 
 @dataclass
@@ -193,8 +196,20 @@ class CatalogLexicon:
 
     def correct(self, token: str) -> str | None:
         """The most frequent catalog token one edit away."""
-        if len(token) < 3 or not token.isalpha():
+        candidates = self._one_edit_away(token)
+        if not candidates:
             return None
+        return max(sorted(candidates), key=lambda c: self.token_counts.get(c, 0))
+
+    def corrects_surely(self, token: str) -> bool:
+        """Whether :meth:`correct`'s fix of ``token`` is as good as reading the word: a long
+        word ("dumbgells", "sneekers") one edit from a single catalog word. A short one ("tee"
+        -> "tea") or one with several words in reach stays a guess."""
+        return len(token) >= SURE_FIX_LETTERS and len(self._one_edit_away(token)) == 1
+
+    def _one_edit_away(self, token: str) -> set[str]:
+        if len(token) < 3 or not token.isalpha():
+            return set()
         # A missing letter ("blu" -> "blue") is always tried; swaps, replacements and extra
         # letters only on words of five letters or more, where they rarely land on another
         # real word ("bean" is one letter from "jean").
@@ -205,23 +220,22 @@ class CatalogLexicon:
                 if d in self.token_counts:
                     candidates.add(d)
         candidates.discard(token)
-        if not candidates:
-            return None
-        return max(sorted(candidates), key=lambda c: self.token_counts.get(c, 0))
+        return candidates
 
     def read(self, text: str) -> Reading:
         raw = tokenize(text)
         tokens: list[str] = []
-        fixed: set[int] = set()
+        fixed: set[int] = set()  # positions of fixes that stay guesses
+        corrected = 0
         for tok in raw:
             if tok in self.token_counts or tok in NEGATORS or not tok.isalpha():
                 tokens.append(tok)
                 continue
             fix = self.correct(tok)
-            if fix is not None:
+            if fix is not None and not self.corrects_surely(tok):
                 fixed.add(len(tokens))
+            corrected += fix is not None
             tokens.append(fix or tok)
-        corrected = len(fixed)
         reading = Reading(tokens=tokens, corrected=corrected)
         used = [False] * len(tokens)
         i = 0
@@ -232,7 +246,7 @@ class CatalogLexicon:
                 if hit is not None:
                     attr, value = hit
                     # The catalog's own words outrank words learned from shoppers.
-                    # A typo fix ("tee" -> "tea") can change the meaning: also a guess.
+                    # A short word's typo fix ("tee" -> "tea") can change the meaning: a guess.
                     guess = form in self.synonym_forms or bool(fixed & set(range(i, i + n)))
                     if attr not in reading.attributes or (attr in reading.guessed and not guess):
                         reading.attributes[attr] = value

@@ -1,0 +1,167 @@
+"""The same data on every machine: the data steps under the kernels and threads other CPUs pick.
+
+Run with ``make bench-determinism``. One seed of the preset goes through ``synth`` -> ``mine`` ->
+``label`` -> ``build-datasets`` once per setting: this machine as it is, numpy held to the AVX2
+or SSE4.2 kernels an older or AMD CPU would use (with OpenBLAS's Haswell kernels), torch held to
+AVX2, and one thread everywhere (torch, BLAS, DuckDB). Each step's fingerprint
+(``tables.table_fingerprint``, recorded in its report) is compared with the first setting's: a
+step that differs is where two machines would part. Prints a Markdown table and, with
+``--write``, replaces this benchmark's section of ``docs/benchmarks.md``. A measurement, never a
+test (``tests/market/test_simulate.py`` checks the marketplace under other kernels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from docs_section import current_commit, markers, write_section
+
+from qrewrite.environment import current_environment
+
+NUMPY_AVX2 = "SSE SSE2 SSE3 SSSE3 SSE41 POPCNT SSE42 AVX F16C FMA3 AVX2"
+NUMPY_SSE42 = "SSE SSE2 SSE3 SSSE3 SSE41 POPCNT SSE42"
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    env: dict[str, str] = field(default_factory=dict)
+    mine_flags: tuple[str, ...] = ()
+
+
+SETTINGS = (
+    Setting("this machine"),
+    Setting("numpy AVX2", {"NPY_ENABLE_CPU_FEATURES": NUMPY_AVX2, "OPENBLAS_CORETYPE": "Haswell"}),
+    Setting("numpy SSE4.2", {"NPY_ENABLE_CPU_FEATURES": NUMPY_SSE42, "OPENBLAS_CORETYPE": "Haswell"}),
+    Setting("torch AVX2", {"ATEN_CPU_CAPABILITY": "avx2"}),
+    Setting("one thread", ONE_THREAD, ("--set", "duckdb_threads=1")),
+)
+# the reports that record each step's fingerprints, in pipeline order
+REPORTS = (
+    ("synth", "market/manifest.json"),
+    ("mine", "mined/mining_report.json"),
+    ("label", "labels/labeled_pairs.report.json"),
+    ("build-datasets", "datasets/dataset_report.json"),
+)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=Path, default=Path("configs/local.yaml"))
+    p.add_argument("--seed", type=int, default=7, help="the marketplace's seed")
+    p.add_argument("--work", type=Path, default=Path(".bench/determinism"))
+    p.add_argument("--write", type=Path, help="docs/benchmarks.md: replace this section")
+    return p
+
+
+def run_steps(qrewrite: str, config: Path, seed: int, setting: Setting, out: Path) -> float:
+    """The four data steps under ``setting``; returns the seconds they took."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    env = {**os.environ, **setting.env}
+    preset = ["--config", str(config)]
+    steps = [
+        ["synth", *preset, "--seed", str(seed), "--out", str(out / "market"), "--no-progress"],
+        ["mine", *preset, *setting.mine_flags, "--data", str(out / "market")]
+        + ["--out", str(out / "mined")],
+        ["label", *preset, "--data", str(out / "market")]
+        + ["--candidates", str(out / "mined" / "rewrite_candidates.parquet")]
+        + ["--out", str(out / "labels" / "labeled_pairs.parquet")],
+        ["build-datasets", *preset, "--set", f"seed={seed}", "--data", str(out / "market")]
+        + ["--mined", str(out / "mined"), "--labels", str(out / "labels" / "labeled_pairs.parquet")]
+        + ["--out", str(out / "datasets")],
+    ]
+    t0 = time.perf_counter()
+    for step in steps:
+        proc = subprocess.run([qrewrite, *step], env=env, capture_output=True, text=True)
+        if proc.returncode:
+            log = out / f"{step[0]}.log"
+            log.write_text(proc.stdout + proc.stderr)
+            sys.exit(f"{setting.name}: qrewrite {step[0]} failed (exit {proc.returncode}); see {log}")
+    return time.perf_counter() - t0
+
+
+def fingerprints(out: Path) -> dict[str, dict]:
+    """Every table's fingerprint, keyed ``step: table``, in pipeline order."""
+    found = {}
+    for step, report in REPORTS:
+        for table, fp in json.loads((out / report).read_text())["fingerprints"].items():
+            found.setdefault(f"{step}: {table}", fp)  # label repeats mine's candidates
+    return found
+
+
+def table(names: list[str], runs: list[dict[str, dict]]) -> list[str]:
+    first = runs[0]
+    lines = [
+        "| step: table | rows | " + " | ".join(names) + " |",
+        "|---|---:|" + "---|" * len(names),
+    ]
+    for key, fp in first.items():
+        cells = [f"`{fp['content'][-8:]}`"] + [
+            "same" if run[key] == fp else f"**differs** ({run[key]['rows']:,} rows)"
+            for run in runs[1:]
+        ]
+        lines.append(f"| {key} | {fp['rows']:,} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render(args: argparse.Namespace, names: list[str], runs: list, seconds: list) -> str:
+    env = current_environment()
+    begin, end = markers("determinism")
+    parted = [
+        name for name, run in zip(names[1:], runs[1:], strict=True) if run != runs[0]
+    ]
+    verdict = (
+        f"- every step's output is the same under every setting ({len(names)})"
+        if not parted
+        else f"- **the data parts** under: {', '.join(parted)}"
+    )
+    return "\n".join(
+        [
+            begin,
+            f"`make bench-determinism` on {datetime.now(UTC):%b %d %Y}, commit "
+            f"{current_commit()}, {env.cpu_model} ({env.cpus} CPUs, "
+            f"{'/'.join(env.cpu_flags)}), numpy {env.packages.get('numpy')}, torch "
+            f"{env.packages.get('torch')}: {args.config}, seed {args.seed}, `synth` -> `mine` "
+            "-> `label` -> `build-datasets` once per setting. The first column is the content "
+            "fingerprint's last digits on this machine; the others say whether theirs matches.",
+            "",
+            *table(names, runs),
+            "",
+            verdict,
+            "- seconds for the four steps: "
+            + ", ".join(f"{n} {s:.0f}" for n, s in zip(names, seconds, strict=True)),
+            end,
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = make_parser().parse_args(argv)
+    qrewrite = str(Path(sys.executable).with_name("qrewrite"))
+    names, runs, seconds = [], [], []
+    for i, setting in enumerate(SETTINGS):
+        out = args.work / f"setting{i}"
+        seconds.append(run_steps(qrewrite, args.config, args.seed, setting, out))
+        names.append(setting.name)
+        runs.append(fingerprints(out))
+        print(f"bench-determinism: {setting.name}: {seconds[-1]:.0f} s", file=sys.stderr)
+    section = render(args, names, runs, seconds)
+    print(section)
+    if args.write:
+        write_section(args.write, "determinism", section, "The same data on every machine")
+        print(f"bench-determinism: wrote {args.write}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
