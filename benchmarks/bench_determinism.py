@@ -29,6 +29,7 @@ from qrewrite.environment import current_environment
 
 NUMPY_AVX2 = "SSE SSE2 SSE3 SSSE3 SSE41 POPCNT SSE42 AVX F16C FMA3 AVX2"
 NUMPY_SSE42 = "SSE SSE2 SSE3 SSSE3 SSE41 POPCNT SSE42"
+HASWELL_BLAS = {"OPENBLAS_CORETYPE": "Haswell"}
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
@@ -41,8 +42,8 @@ class Setting:
 
 SETTINGS = (
     Setting("this machine"),
-    Setting("numpy AVX2", {"NPY_ENABLE_CPU_FEATURES": NUMPY_AVX2, "OPENBLAS_CORETYPE": "Haswell"}),
-    Setting("numpy SSE4.2", {"NPY_ENABLE_CPU_FEATURES": NUMPY_SSE42, "OPENBLAS_CORETYPE": "Haswell"}),
+    Setting("numpy AVX2", {"NPY_ENABLE_CPU_FEATURES": NUMPY_AVX2, **HASWELL_BLAS}),
+    Setting("numpy SSE4.2", {"NPY_ENABLE_CPU_FEATURES": NUMPY_SSE42, **HASWELL_BLAS}),
     Setting("torch AVX2", {"ATEN_CPU_CAPABILITY": "avx2"}),
     Setting("one thread", ONE_THREAD, ("--set", "duckdb_threads=1")),
 )
@@ -70,16 +71,17 @@ def run_steps(qrewrite: str, config: Path, seed: int, setting: Setting, out: Pat
     out.mkdir(parents=True)
     env = {**os.environ, **setting.env}
     preset = ["--config", str(config)]
+    market, mined = str(out / "market"), str(out / "mined")
+    labels = str(out / "labels" / "labeled_pairs.parquet")
+    candidates = str(out / "mined" / "rewrite_candidates.parquet")
     steps = [
-        ["synth", *preset, "--seed", str(seed), "--out", str(out / "market"), "--no-progress"],
-        ["mine", *preset, *setting.mine_flags, "--data", str(out / "market")]
-        + ["--out", str(out / "mined")],
-        ["label", *preset, "--data", str(out / "market")]
-        + ["--candidates", str(out / "mined" / "rewrite_candidates.parquet")]
-        + ["--out", str(out / "labels" / "labeled_pairs.parquet")],
-        ["build-datasets", *preset, "--set", f"seed={seed}", "--data", str(out / "market")]
-        + ["--mined", str(out / "mined"), "--labels", str(out / "labels" / "labeled_pairs.parquet")]
-        + ["--out", str(out / "datasets")],
+        ["synth", *preset, "--seed", str(seed), "--out", market, "--no-progress"],
+        ["mine", *preset, *setting.mine_flags, "--data", market, "--out", mined],
+        ["label", *preset, "--data", market, "--candidates", candidates, "--out", labels],
+        [
+            *("build-datasets", *preset, "--set", f"seed={seed}", "--data", market),
+            *("--mined", mined, "--labels", labels, "--out", str(out / "datasets")),
+        ],
     ]
     t0 = time.perf_counter()
     for step in steps:
@@ -87,7 +89,7 @@ def run_steps(qrewrite: str, config: Path, seed: int, setting: Setting, out: Pat
         if proc.returncode:
             log = out / f"{step[0]}.log"
             log.write_text(proc.stdout + proc.stderr)
-            sys.exit(f"{setting.name}: qrewrite {step[0]} failed (exit {proc.returncode}); see {log}")
+            sys.exit(f"{setting.name}: qrewrite {step[0]} failed ({proc.returncode}); see {log}")
     return time.perf_counter() - t0
 
 
@@ -118,9 +120,7 @@ def table(names: list[str], runs: list[dict[str, dict]]) -> list[str]:
 def render(args: argparse.Namespace, names: list[str], runs: list, seconds: list) -> str:
     env = current_environment()
     begin, end = markers("determinism")
-    parted = [
-        name for name, run in zip(names[1:], runs[1:], strict=True) if run != runs[0]
-    ]
+    parted = [name for name, run in zip(names[1:], runs[1:], strict=True) if run != runs[0]]
     verdict = (
         f"- every step's output is the same under every setting ({len(names)})"
         if not parted
