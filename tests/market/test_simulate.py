@@ -163,3 +163,15 @@ def test_surface_noise_folds_back_under_normalisation(log_with_truth: pd.DataFra
     raw = log_with_truth.drop_duplicates("search_id")["query"]
     assert raw.nunique() > raw.map(normalize_query).nunique()
     assert raw.str.contains(r"[A-Z]").mean() == pytest.approx(0.04, abs=0.02)
+
+
+def test_deterministic_power_agrees_with_numpy_to_the_last_bit_or_so() -> None:
+    import doctest
+
+    from qrewrite.market import behaviour
+
+    assert doctest.testmod(behaviour, raise_on_error=True).attempted >= 1
+    base = np.array([[1, 2, 3], [10, 2, 7]])
+    got = behaviour.deterministic_power(base, 1.05)
+    assert got.shape == base.shape and got[0, 1] == got[1, 1]
+    assert np.allclose(got, base.astype(float) ** 1.05, rtol=1e-15, atol=0)
