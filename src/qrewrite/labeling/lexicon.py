@@ -196,16 +196,17 @@ class CatalogLexicon:
 
     def correct(self, token: str) -> str | None:
         """The most frequent catalog token one edit away."""
+        return self._fix(token)[0]
+
+    def _fix(self, token: str) -> tuple[str | None, bool]:
+        """:meth:`correct`'s fix, and whether it is as good as reading the word: a long word
+        ("dumbgells", "sneekers") one edit from a single catalog word. A short one ("tee" ->
+        "tea") or one with several words in reach stays a guess."""
         candidates = self._one_edit_away(token)
         if not candidates:
-            return None
-        return max(sorted(candidates), key=lambda c: self.token_counts.get(c, 0))
-
-    def corrects_surely(self, token: str) -> bool:
-        """Whether :meth:`correct`'s fix of ``token`` is as good as reading the word: a long
-        word ("dumbgells", "sneekers") one edit from a single catalog word. A short one ("tee"
-        -> "tea") or one with several words in reach stays a guess."""
-        return len(token) >= SURE_FIX_LETTERS and len(self._one_edit_away(token)) == 1
+            return None, False
+        fix = max(sorted(candidates), key=lambda c: self.token_counts.get(c, 0))
+        return fix, len(token) >= SURE_FIX_LETTERS and len(candidates) == 1
 
     def _one_edit_away(self, token: str) -> set[str]:
         if len(token) < 3 or not token.isalpha():
@@ -231,8 +232,8 @@ class CatalogLexicon:
             if tok in self.token_counts or tok in NEGATORS or not tok.isalpha():
                 tokens.append(tok)
                 continue
-            fix = self.correct(tok)
-            if fix is not None and not self.corrects_surely(tok):
+            fix, sure = self._fix(tok)
+            if fix is not None and not sure:
                 fixed.add(len(tokens))
             corrected += fix is not None
             tokens.append(fix or tok)
