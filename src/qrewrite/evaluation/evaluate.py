@@ -91,6 +91,7 @@ METRIC_KEYS = (
     "tagging_accuracy",
     "tagging_macro_f1",
     "copy_rate",
+    "greedy_copy_rate",
     "empty_rate",
     "distinct_rewrites_per_query",
     "queries_per_second",
@@ -111,6 +112,7 @@ MODEL_ALONE_KEYS = (
     "ndcg_at_10_uplift_unfiltered_ci_low",
     "ndcg_at_10_uplift_unfiltered_ci_high",
     "copy_rate",
+    "greedy_copy_rate",
     "empty_rate",
     "tagging_macro_f1",
 )
@@ -151,6 +153,7 @@ class EvaluateConfig:
     top_k: int = 20
     temperature: float = 1.0
     abstain_on_copy: bool = True  # no rewrite when the greedy one copies the query
+    continue_copies: bool = False  # ...unless decoded again past the copy (GenerationSettings)
     max_new_tokens: int = 16
     batch_size: int = 64
     retrieve_k: int = 20  # result depth of hit rate and increment (as the GRPO rewards)
@@ -444,6 +447,8 @@ def evaluate_variant(
         "queries": float(len(held.queries)),
         "served_rate": float(np.mean([bool(s) for s in served])),
         "copy_rate": m.copy_rate(held.queries, greedy),
+        # the model's own greedy copies, before decoding past them (continue_copies)
+        "greedy_copy_rate": rewriter.stats.greedy_copies / max(1, len(held.queries)),
         "empty_rate": m.empty_rate(greedy),
         "distinct_rewrites_per_query": m.distinct_per_query(raw),
         "queries_per_second": rewriter.stats.queries_per_second,

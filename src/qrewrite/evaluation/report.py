@@ -22,6 +22,7 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("relevance_rate", "relevance (teacher)", "pct"),
     ("ucvr_uplift_unfiltered", "UCVR uplift, model alone [95% CI]", "ci"),
     ("copy_rate", "copy", "pct"),
+    ("greedy_copy_rate", "greedy copies", "pct"),
     ("tagging_macro_f1", "tagging macro-F1", "f3"),
     ("served_rate", "served", "pct"),
     ("served_relevance_rate", "served relevance", "pct"),
@@ -158,7 +159,9 @@ DEFINITIONS = """\
   "model alone" serves every top rewrite; "served by the policy" only those the serving policy
   passes; **vetting adds** is the difference, in points.
 - **tagging macro-F1**: the model's own relevance-tagging task on held-out pairs.
-- **copy / distinct**: greedy generations equal to the query; distinct candidates per query.
+- **copy / distinct**: first rewrites equal to the query; distinct candidates per query.
+  **greedy copies**: the model's greedy rewrite was the query itself, before decoding past the
+  copy (`continue_copies`; the same as copy without it).
 
 Full definitions: docs/evaluation.md.
 """
@@ -281,7 +284,8 @@ def headline(report: dict[str, Any]) -> list[str]:
         f"{_fmt(cand.get('relevance_rate'), 'pct')} (teacher); simulated UCVR uplift "
         f"{_fmt(cand.get('ucvr_uplift_unfiltered'), 'ci', cand, 'ucvr_uplift_unfiltered')}"
         f"{_over_queries(cand, 'ucvr_uplift_unfiltered')}; "
-        f"copies {_fmt(cand.get('copy_rate'), 'pct')}, empty {_fmt(cand.get('empty_rate'), 'pct')}",
+        f"copies {_fmt(cand.get('copy_rate'), 'pct')}{_past_copies(cand)}, "
+        f"empty {_fmt(cand.get('empty_rate'), 'pct')}",
         f"- **with the serving policy** ({serving}): "
         f"{_fmt(cand.get('served_rate'), 'pct')} of queries served, UCVR uplift "
         f"{_fmt(cand.get('ucvr_uplift'), 'ci', cand, 'ucvr_uplift')}"
@@ -289,6 +293,14 @@ def headline(report: dict[str, Any]) -> list[str]:
         f"{_fmt(cand.get('ucvr_uplift_from_vetting'), 'pp')}",
         *chosen,
     ]
+
+
+def _past_copies(m: dict[str, Any]) -> str:
+    """How many greedy copies decoding past them turned into rewrites, when it did."""
+    greedy, copies = m.get("greedy_copy_rate"), m.get("copy_rate")
+    if greedy is None or copies is None or greedy <= copies:
+        return ""
+    return f" (the model's greedy rewrite copied {_fmt(greedy, 'pct')}; decoded past the copy)"
 
 
 def model_card(report: dict[str, Any], *, title: str, gate: str, lineage: dict[str, str]) -> str:

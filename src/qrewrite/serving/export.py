@@ -59,6 +59,7 @@ class RewriteConfig:
     top_k: int = 20
     temperature: float = 1.0
     abstain_on_copy: bool = True  # no rewrite when the greedy one copies the query
+    continue_copies: bool = False  # ...unless decoded again past the copy (GenerationSettings)
     max_new_tokens: int = 16
     batch_size: int = 64
     max_query_chars: int = 200

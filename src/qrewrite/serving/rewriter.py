@@ -39,6 +39,12 @@ class GenerationSettings:
     # rewrite, so none is served, rather than the best of its samples (which then changes a
     # size, a gender or the product type as often as not)
     abstain_on_copy: bool = True
+    # when the greedy rewrite copies the query, decode it again greedily with the end of the
+    # rewrite forbidden while it still reads as the query (the next word must be a new one):
+    # the model's most likely rewrite that is not the query. Greedy decoding copies when what
+    # to add is spread over many choices (a price, a size, a brand) and stopping is the single
+    # likeliest token, though stopping is the less likely branch (docs/evaluation.md)
+    continue_copies: bool = False
 
 
 def generation_settings(source: Any) -> GenerationSettings:
@@ -66,6 +72,8 @@ class GenerationStats:
     queries: int = 0
     seconds: float = 0.0
     batches: list[float] = field(default_factory=list)  # seconds per generate() call
+    greedy_copies: int = 0  # queries whose greedy rewrite was the query itself...
+    copies_continued: int = 0  # ...and of those, decoded again past the copy (continue_copies)
 
     @property
     def queries_per_second(self) -> float:
@@ -80,6 +88,37 @@ def rewrite_prompt_texts(tokenizer: Any, queries: Sequence[str]) -> list[str]:
         tokenizer.apply_chat_template(rewrite_prompt(q), add_generation_prompt=True, tokenize=False)
         for q in queries
     ]
+
+
+class PastCopy:
+    """A logits processor for greedy decoding past a copy: while a row's rewrite so far reads
+    as its query (normalised), it may not end there, and its next token must begin a new word
+    (not "size 90" from "size 9"). Decoding each row's text per step costs little: it runs
+    only on the queries whose greedy rewrite was a copy."""
+
+    def __init__(
+        self, tokenizer: Any, queries: Sequence[str], prompt_length: int, word_starts: Any
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.queries = [normalize_query(q) for q in queries]
+        self.prompt_length = prompt_length
+        self.word_starts = word_starts
+        self.ends = [t for t in {tokenizer.eos_token_id, tokenizer.pad_token_id} if t is not None]
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        so_far = self.tokenizer.batch_decode(
+            input_ids[:, self.prompt_length :], skip_special_tokens=True
+        )
+        width = min(scores.shape[1], len(self.word_starts))
+        for row, text in enumerate(so_far):
+            if normalize_query(parse_rewrite(text)) == self.queries[row]:
+                # after a space the next piece is the new word's letters (a lone space is a
+                # piece of its own before digits: " 9"), else it is a new word
+                spaced = text[-1:].isspace()
+                blocked = self.word_starts[:width] if spaced else ~self.word_starts[:width]
+                scores[row, :width][blocked] = float("-inf")
+                scores[row, self.ends] = float("-inf")
+        return scores
 
 
 class CandidateGenerator(Protocol):
@@ -110,6 +149,7 @@ class Rewriter:
         self.settings = settings or GenerationSettings()
         self.candidates = candidates
         self._judge: RelevanceJudge | None = None
+        self._word_start_mask: Any = None
         self.stats = GenerationStats()
 
     @property
@@ -126,7 +166,9 @@ class Rewriter:
 
         return cls(load_model(path, "rewrite model"), load_tokenizer(path), settings)
 
-    def _generate_batch(self, queries: Sequence[str], sample: bool) -> list[list[str]]:
+    def _generate_batch(
+        self, queries: Sequence[str], sample: bool, *, past_copy: bool = False
+    ) -> list[list[str]]:
         import torch
 
         s = self.settings
@@ -145,6 +187,12 @@ class Rewriter:
             kwargs["num_return_sequences"] = n
         else:
             kwargs.update(do_sample=False, top_k=None, top_p=None, temperature=None)
+        if past_copy:
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [PastCopy(self.tokenizer, queries, enc["input_ids"].shape[1], self._word_starts())]
+            )
         with torch.no_grad():
             out = self.model.generate(**enc, **kwargs)
         decoded = self.tokenizer.batch_decode(
@@ -194,10 +242,46 @@ class Rewriter:
         """Raw generations per query: the greedy one first, then the sampled ones (by
         ``candidates`` when another engine generates)."""
         if self.candidates is not None:
-            return self.candidates.generate_candidates(queries, progress)
-        greedy = self.generate(queries, sample=False, progress=progress)
-        sampled = self.generate(queries, sample=True, progress=progress)
-        return [g + s for g, s in zip(greedy, sampled, strict=True)]
+            raw = self.candidates.generate_candidates(queries, progress)
+        else:
+            greedy = self.generate(queries, sample=False, progress=progress)
+            sampled = self.generate(queries, sample=True, progress=progress)
+            raw = [g + s for g, s in zip(greedy, sampled, strict=True)]
+        return self._past_copies(queries, raw)
+
+    def _past_copies(self, queries: Sequence[str], raw: list[list[str]]) -> list[list[str]]:
+        """Count the greedy copies in ``raw``; with ``settings.continue_copies``, replace each
+        with the model's greedy rewrite decoded past the copy (on this model, whichever engine
+        generated the rest)."""
+        copies = [
+            i
+            for i, (q, c) in enumerate(zip(queries, raw, strict=True))
+            if c and normalize_query(c[0]) == normalize_query(q)
+        ]
+        self.stats.greedy_copies += len(copies)
+        if not copies or not self.settings.continue_copies:
+            return raw
+        t0 = time.perf_counter()
+        size = max(1, self.settings.batch_size)
+        out = [list(c) for c in raw]
+        for start in range(0, len(copies), size):
+            chunk = copies[start : start + size]
+            got = self._generate_batch([queries[i] for i in chunk], False, past_copy=True)
+            for i, g in zip(chunk, got, strict=True):
+                if normalize_query(g[0]) != normalize_query(queries[i]):
+                    out[i][0] = g[0]
+                    self.stats.copies_continued += 1
+        self.stats.seconds += time.perf_counter() - t0
+        return out
+
+    def _word_starts(self) -> Any:
+        """Which vocabulary entries begin a new word (decode to text starting with a space)."""
+        if self._word_start_mask is None:
+            import torch
+
+            pieces = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+            self._word_start_mask = torch.tensor([p[:1].isspace() for p in pieces])
+        return self._word_start_mask
 
     def rank(
         self,

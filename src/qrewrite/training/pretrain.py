@@ -40,7 +40,7 @@ from qrewrite.training.models import (
     train_tokenizer,
 )
 from qrewrite.training.options import TrackingOptions, TrainerOptions
-from qrewrite.training.prompts import answer, rewrite_prompt
+from qrewrite.training.prompts import answer, normalize_prompt, rewrite_prompt
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,9 @@ class PretrainConfig(TrainerOptions, TrackingOptions):
     objective: str = "lm"
     denoise_pairs: int = 20000
     denoise_query_share: float = 0.3  # of the pairs, logged queries (the rest: catalog forms)
+    # the instruction the denoising pairs are asked under: "rewrite" (the rewrite prompt) or
+    # "normalize" (SFT task C's own instruction)
+    denoise_instruction: str = "rewrite"
     # this step's schedule (TrainerOptions defaults otherwise)
     epochs: float = 1.0
     batch_size: int = 32
@@ -287,10 +290,13 @@ def pretrain(
             MAX_TOKENS_PER_WORD,
         )
     model = build_small_model(tokenizer, config.shape(), config.seed)
+    denoise_prompt = (
+        normalize_prompt if config.denoise_instruction == "normalize" else rewrite_prompt
+    )
     eos = tokenizer.eos_token
     texts = [t + eos for t in corpus] if "lm" in objectives else []
     texts += [
-        tokenizer.apply_chat_template(rewrite_prompt(noisy) + answer(clean), tokenize=False)
+        tokenizer.apply_chat_template(denoise_prompt(noisy) + answer(clean), tokenize=False)
         for noisy, clean in pairs
     ]
     dataset = Dataset.from_dict({"text": texts}).shuffle(seed=config.seed)
