@@ -77,6 +77,7 @@ def test_no_rewrite_is_the_control(report) -> None:
     cand = r.variants["unvetted"]
     assert cand["hit_rate"] >= base["hit_rate"]  # original + rewrite retrieves a superset
     assert 0 <= cand["served_rate"] <= 1 and 0 <= cand["copy_rate"] <= 1
+    assert cand["greedy_copy_rate"] >= cand["copy_rate"]  # past copies only ever lowers it
     assert cand["queries_per_second"] > 0
     assert cand["ucvr_uplift_ci_low"] <= cand["ucvr_uplift"] <= cand["ucvr_uplift_ci_high"]
 

@@ -48,6 +48,83 @@ def test_a_greedy_copy_means_no_rewrite(tiny_model: Path) -> None:
     assert [x.text for x in ranked[1]] == ["oak desks"]  # a sample that copies is still dropped
 
 
+def _copy_state(r: Rewriter, query: str, generated: str):
+    """Input ids of the rewrite prompt of ``query`` followed by ``generated``, and its length."""
+    import torch
+
+    from qrewrite.serving.rewriter import rewrite_prompt_texts
+
+    prompt = r.tokenizer(rewrite_prompt_texts(r.tokenizer, [query]), add_special_tokens=False)
+    ids = prompt["input_ids"][0]
+    gen = r.tokenizer(generated, add_special_tokens=False)["input_ids"] if generated else []
+    return torch.tensor([ids + gen]), len(ids)
+
+
+def test_decoding_past_a_copy_blocks_the_end_and_a_longer_word(tiny_model: Path) -> None:
+    import torch
+
+    from qrewrite.serving.rewriter import PastCopy
+
+    r = Rewriter.from_dir(tiny_model)
+    starts = r._word_starts()
+    eos = r.tokenizer.eos_token_id
+    assert starts.any() and not starts.all() and not starts[eos]
+
+    def allowed(query: str, generated: str) -> torch.Tensor:
+        ids, n = _copy_state(r, query, generated)
+        scores = torch.zeros(1, len(starts))
+        PastCopy(r.tokenizer, [query], n, starts)(ids, scores)
+        return scores[0] > float("-inf")
+
+    # the rewrite so far reads as the query: no end, and the next piece starts a new word
+    copy = allowed("red shoes size 9", "Red shoes  size 9")
+    assert not copy[eos] and torch.equal(copy, starts)
+    # after a space the next piece must be the new word's letters or digits, not more space
+    spaced = allowed("red shoes", "red shoes ")
+    letters = ~starts
+    letters[[eos, r.tokenizer.pad_token_id]] = False
+    assert torch.equal(spaced, letters)
+    # anything else is left alone: a prefix of the query, or a rewrite that already differs
+    assert allowed("red shoes size 9", "red shoes").all()
+    assert allowed("red shoes", "red boots").all()
+
+
+class CopyingEngine:
+    """Another engine whose greedy rewrite copies some queries."""
+
+    def __init__(self, copies: set[str]) -> None:
+        self.copies = copies
+
+    def generate_candidates(self, queries, progress=False):
+        return [[q.upper() if q in self.copies else f"{q} sale", "sampled one"] for q in queries]
+
+
+def test_a_greedy_copy_is_decoded_past_when_asked(tiny_model: Path) -> None:
+    """The copies are counted either way; with continue_copies the model's greedy rewrite
+    past the copy replaces it (whichever engine generated the rest) and ranking serves it."""
+    copies = {QUERIES[0], QUERIES[2]}
+    base = dict(max_new_tokens=8, batch_size=1)
+    kept = Rewriter.from_dir(tiny_model, GenerationSettings(**base))
+    kept.candidates = CopyingEngine(copies)
+    raw = kept.generate_candidates(QUERIES)
+    assert raw == CopyingEngine(copies).generate_candidates(QUERIES)
+    assert kept.stats.greedy_copies == 2 and kept.stats.copies_continued == 0
+    assert [bool(x) for x in kept.rank(QUERIES, raw, grade=False)] == [False, True, False, True]
+
+    past = Rewriter.from_dir(tiny_model, GenerationSettings(**base, continue_copies=True))
+    past.candidates = CopyingEngine(copies)
+    got = past.generate_candidates(QUERIES)
+    assert past.stats.greedy_copies == 2 and past.stats.copies_continued == 2
+    for q, before, after in zip(QUERIES, raw, got, strict=True):
+        assert after[1:] == before[1:]  # the samples are the engine's
+        assert (after[0] == before[0]) == (q not in copies)
+        assert normalize_query(after[0]) != normalize_query(q)
+    # the same greedy decoding as the model's own, past the copy: deterministic
+    again = Rewriter.from_dir(tiny_model, GenerationSettings(**base, continue_copies=True))
+    again.candidates = CopyingEngine(copies)
+    assert again.generate_candidates(QUERIES) == got
+
+
 def test_read_queries_counts_what_it_sets_aside(tmp_path: Path) -> None:
     f = tmp_path / "q.txt"
     f.write_text("red shoes\n\n  \nRed  Shoes\noak desk\n" + "x" * 300 + "\n")

@@ -133,3 +133,18 @@ def test_a_catalog_of_titles_only_is_named_by_words_of_its_titles() -> None:
     head_words = {"nike", "air", "max", "running", "shoes", "coffee", "maker", "timer"}
     assert all(1 <= len(f.split()) <= 3 and set(f.split()) <= head_words for f in forms)
     assert "nike shoes" in forms  # words kept in the title's order
+
+
+def test_denoising_texts_ask_under_the_chosen_instruction(tiny_model) -> None:
+    from qrewrite.training.models import load_tokenizer
+    from qrewrite.training.pretrain import denoising_texts
+    from qrewrite.training.prompts import NORMALIZE_INSTRUCTION, REWRITE_INSTRUCTION
+
+    tok = load_tokenizer(tiny_model)
+    pairs = [("red shoez", "red shoes")]
+    (rewrite,) = denoising_texts(tok, pairs)
+    (normalize,) = denoising_texts(tok, pairs, "normalize")
+    assert REWRITE_INSTRUCTION in rewrite and NORMALIZE_INSTRUCTION not in rewrite
+    assert NORMALIZE_INSTRUCTION in normalize and REWRITE_INSTRUCTION not in normalize
+    for text in (rewrite, normalize):
+        assert text.index("red shoez") < text.rindex("red shoes")  # the clean form answers

@@ -24,6 +24,7 @@ from qrewrite.training.sft import SFTStepConfig, sft
         ({"hidden_size": 130}, "not a multiple of num_attention_heads"),
         ({"objective": "mlm"}, "expected lm, denoise or lm+denoise"),
         ({"objective": "denoise", "denoise_pairs": 0}, "denoise_pairs must be >= 1"),
+        ({"denoise_instruction": "tag"}, "expected one of rewrite, normalize"),
     ],
 )
 def test_pretrain_refuses_before_reading_anything(tmp_path, overrides, message) -> None:

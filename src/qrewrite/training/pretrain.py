@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 PRETRAIN_OUTPUTS = (*MODEL_FILES, "pretrain_loss.png", "pretrain_report.json")
 
 
+DENOISE_INSTRUCTIONS = ("rewrite", "normalize")
 MIN_VOCAB = 512  # bytes, special and prompt tokens, and a few hundred merges
 # More tokens per word than this and the tokenizer spells the shop's words out letter by letter:
 # the model then spends its few layers assembling words instead of reading the query
@@ -84,6 +85,11 @@ class PretrainConfig(TrainerOptions, TrackingOptions):
     def check(self) -> None:
         """Every mistake that would give a model that cannot learn, before any work."""
         self.objectives()
+        if self.denoise_instruction not in DENOISE_INSTRUCTIONS:
+            raise ConfigError(
+                f"pretrain.denoise_instruction={self.denoise_instruction!r}: expected one of "
+                f"{', '.join(DENOISE_INSTRUCTIONS)}"
+            )
         check_schedule("pretrain", self)
         if self.vocab_size < MIN_VOCAB:
             raise ConfigError(
@@ -122,6 +128,18 @@ class PretrainConfig(TrainerOptions, TrackingOptions):
             num_key_value_heads=self.num_key_value_heads,
             max_position_embeddings=max(256, 4 * self.max_length),
         )
+
+
+def denoising_texts(
+    tokenizer: Any, pairs: list[tuple[str, str]], instruction: str = "rewrite"
+) -> list[str]:
+    """Each (noisy, clean) pair as a chat: the noisy text under the rewrite prompt, or SFT
+    task C's normalisation prompt (``instruction``), answered by the clean one."""
+    prompt = normalize_prompt if instruction == "normalize" else rewrite_prompt
+    return [
+        tokenizer.apply_chat_template(prompt(noisy) + answer(clean), tokenize=False)
+        for noisy, clean in pairs
+    ]
 
 
 def domain_corpus(data_dir: Path, mined_dir: Path, exclude_queries: set[str]) -> list[str]:
@@ -290,15 +308,9 @@ def pretrain(
             MAX_TOKENS_PER_WORD,
         )
     model = build_small_model(tokenizer, config.shape(), config.seed)
-    denoise_prompt = (
-        normalize_prompt if config.denoise_instruction == "normalize" else rewrite_prompt
-    )
     eos = tokenizer.eos_token
     texts = [t + eos for t in corpus] if "lm" in objectives else []
-    texts += [
-        tokenizer.apply_chat_template(denoise_prompt(noisy) + answer(clean), tokenize=False)
-        for noisy, clean in pairs
-    ]
+    texts += denoising_texts(tokenizer, pairs, config.denoise_instruction)
     dataset = Dataset.from_dict({"text": texts}).shuffle(seed=config.seed)
     args = SFTConfig(
         **pretrain_arguments(
