@@ -41,9 +41,9 @@ class GenerationSettings:
     abstain_on_copy: bool = True
     # when the greedy rewrite copies the query, decode it again greedily with the end of the
     # rewrite forbidden while it still reads as the query (the next word must be a new one):
-    # the model's most likely rewrite that is not the query. Greedy decoding copies when what
-    # to add is spread over many choices (a price, a size, a brand) and stopping is the single
-    # likeliest token, though stopping is the less likely branch (docs/evaluation.md)
+    # the model's likeliest rewrite that is not the query. It meets a copy bar, but the model
+    # puts most of its probability on stopping there, and on the demo seeds the model alone
+    # converts less with it (docs/benchmarks.md, "Copies"): off unless asked for
     continue_copies: bool = False
 
 
