@@ -91,7 +91,7 @@ def grade_all(
     # ...and what every later step pays: they preload the embeddings label stored
     cold.save_embeddings(stored := data / "stored_embeddings.parquet")
     teacher(
-        "the same, embeddings stored by label (later steps)",
+        "the same, embeddings preloaded (later steps; label with its embedding cache)",
         TeacherConfig(calibration_encoder=True),
         stored=stored,
         enc=SentenceEncoder(),

@@ -105,7 +105,8 @@ def _data_pipeline(scheduled: bool, options: BuildOptions) -> GraphComponent:
             mined=mined.outputs["mined"],
             parent_run_id=parent_run_id,
         ).after(mined_ok)
-        on_cluster(labeled, options=options)
+        # the workspace volume holds the embedding cache a scheduled run hands to the next
+        on_cluster(labeled, workspace=True, options=options)
         labels_ok = validate_contracts(
             data=labeled.outputs["labels"], contracts=["labeled_pairs"], parent_run_id=parent_run_id
         ).set_display_name("validate-labels")

@@ -223,6 +223,8 @@ MEANT = {
     ("cluster", "sft", "attn_implementation"): "sdpa",
     # the tiny model's gains are noise by design: the tests exercise promotion without the check
     ("tiny", "registry", "require_established_gain"): False,
+    # a scheduled cluster run embeds only what is new since the last (docs/labeling.md)
+    ("cluster", "label", "embedding_cache"): "/workspace/cache/embeddings",
 }
 # fields removed on purpose: GRPO's world_size, which nodes x processes_per_node now decides
 REMOVED = {"grpo": {"world_size"}}
@@ -359,6 +361,8 @@ NEW_DISTRIBUTED_FIELDS = {
 }
 # and each step's own (issue 18): SFT's efficiency options and MFU peak, GRPO's vLLM settings
 NEW_STEP_FIELDS: dict[str, dict[str, Any]] = {
+    # the instruction pretraining's denoising pairs are asked under (docs/benchmarks.md, Copies)
+    "pretrain": {"denoise_instruction": "rewrite"},
     "sft": {
         "padding_free": False,
         "attn_implementation": "",

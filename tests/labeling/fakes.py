@@ -21,8 +21,10 @@ class TrigramEncoder:
     def __init__(self) -> None:
         self._cache: dict[str, np.ndarray] = {}
         self.computed = 0
+        self.used: set[str] = set()
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        self.used.update(texts)
         for t in dict.fromkeys(texts):
             if t not in self._cache:
                 v = np.zeros(256)

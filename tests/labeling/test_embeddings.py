@@ -95,3 +95,64 @@ def test_steps_after_label_do_not_embed_the_judged_titles_again(
     embeddings_beside(labels).unlink()
     with pytest.raises(AssertionError, match="embedded again"):
         Teacher.from_data(data, labels)
+
+
+@pytest.fixture
+def shared_fakes(monkeypatch) -> list[TrigramEncoder]:
+    """Each teacher's encoder a fake of its own, kept (the real one caches per teacher too)."""
+    made: list[TrigramEncoder] = []
+
+    def encoder(self):
+        if self._encoder is None:
+            self._encoder = TrigramEncoder()
+            made.append(self._encoder)
+        return self._encoder
+
+    monkeypatch.setattr(Teacher, "encoder", property(encoder))
+    return made
+
+
+def test_a_scheduled_run_embeds_only_what_is_new_since_the_last(
+    tiny_market: Path, tiny_mined: Path, tmp_path: Path, shared_fakes, caplog
+) -> None:
+    from qrewrite.labeling.label import EmbeddingCache
+
+    cache_dir = tmp_path / "cache"
+    config = LabelConfig(embedding_cache=str(cache_dir))
+    candidates = tiny_mined / "rewrite_candidates.parquet"
+
+    def run(name: str):
+        return label(
+            config,
+            data_dir=tiny_market,
+            candidates_path=candidates,
+            out_path=tmp_path / name / "labeled_pairs.parquet",
+        )
+
+    first = run("first")
+    cached = cache_dir / EmbeddingCache.FILE
+    assert first.encoder["cache"]["preloaded"] == 0 and cached.is_file()
+    texts = set(pd.read_parquet(cached)["text"])
+    assert texts == shared_fakes[0].used and shared_fakes[0].computed == len(texts)
+
+    second = run("second")
+    assert second.encoder["cache"]["preloaded"] == len(texts)
+    assert shared_fakes[1].computed == 0  # nothing embedded again
+    assert second.fingerprints["labeled_pairs"] == first.fingerprints["labeled_pairs"]
+
+    # the cache holds what the last run used, not everything it ever held
+    stale = TrigramEncoder()
+    stale.encode([*texts, "a text no run asks for"])
+    save_embeddings(stale, cached)
+    run("third")
+    assert set(pd.read_parquet(cached)["text"]) == texts
+
+    # a cache that cannot be read is embedded again, with a warning, and rewritten whole
+    cached.write_text("not parquet")
+    with caplog.at_level(logging.WARNING):
+        fourth = run("fourth")
+    assert "embedding cache not used" in caplog.text and str(cached) in caplog.text
+    assert fourth.fingerprints["labeled_pairs"] == first.fingerprints["labeled_pairs"]
+    assert shared_fakes[-1].computed == len(texts)
+    assert set(pd.read_parquet(cached)["text"]) == texts
+    assert not list(cache_dir.glob(".*partial"))

@@ -92,6 +92,8 @@ def test_training_steps_ask_for_gpus_on_gpu_nodes(package) -> None:
         shm = [m for m in k8s["emptyDirMounts"] if m["mountPath"] == "/dev/shm"]
         assert shm and shm[0]["medium"] == "Memory"
         assert k8s["pvcMount"][0]["mountPath"] == "/workspace"
+    # labeling keeps its embedding cache on the workspace volume (the cluster preset's)
+    assert executors["exec-label-rewrite-pairs"]["pvcMount"][0]["mountPath"] == "/workspace"
     # data steps stay off the GPUs
     assert "accelerator" not in spec["deploymentSpec"]["executors"]["exec-mine-search-logs"][
         "container"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Collection
 from importlib.metadata import version
 from pathlib import Path
 from typing import Protocol
@@ -58,10 +59,12 @@ class SentenceEncoder:
         self.identity = f"{ENCODER_PACKAGE}=={version(ENCODER_PACKAGE)} window={max_seq_length}"
         self.load_seconds = time.perf_counter() - t0
         self._cache: dict[str, np.ndarray] = {}
+        self.used: set[str] = set()  # every text asked for (computed or preloaded)
         log.info("encoder loaded in %.1fs", self.load_seconds)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Embeddings of ``texts`` (rows in order), encoding only texts not seen before."""
+        self.used.update(texts)
         new = list(dict.fromkeys(t for t in texts if t not in self._cache))
         if new:
             vectors = self.model.encode(
@@ -90,10 +93,15 @@ class SentenceEncoder:
         self._cache.update(zip(texts, np.asarray(vectors, dtype=np.float32), strict=True))
 
 
-def save_embeddings(encoder: StoredEncoder, path: str | Path) -> int:
-    """Write the texts ``encoder`` has embedded and their vectors to ``path`` (parquet); returns
-    how many. Nothing is written when it has embedded nothing."""
+def save_embeddings(
+    encoder: StoredEncoder, path: str | Path, *, only: Collection[str] | None = None
+) -> int:
+    """Write the texts ``encoder`` has embedded (those in ``only``, when given) and their
+    vectors to ``path`` (parquet); returns how many. Nothing is written when there are none."""
     texts, vectors = encoder.cached()
+    if only is not None and texts:
+        keep = [i for i, t in enumerate(texts) if t in only]
+        texts, vectors = [texts[i] for i in keep], vectors[keep]
     if not texts:
         return 0
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel(), type=pa.float32())

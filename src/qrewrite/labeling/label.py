@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -72,6 +73,10 @@ class LabelConfig:
     llm_backoff_s: float = LLMSettings.backoff_s
     llm_concurrency: int = LLMSettings.concurrency
     llm_circuit_breaker: int = LLMSettings.circuit_breaker
+    # a directory kept between runs (on the cluster, the workspace volume): the text embeddings
+    # of the last run's labeling are preloaded from it and replaced by this run's, so a scheduled
+    # run embeds only titles and queries that are new since ("" : off; docs/labeling.md)
+    embedding_cache: str = ""
 
     def llm_settings(self) -> LLMSettings:
         return LLMSettings(
@@ -219,6 +224,9 @@ def label(
         )
 
     teacher = Teacher(catalog, config.teacher_config())
+    cache = EmbeddingCache(config.embedding_cache) if config.embedding_cache else None
+    if cache is not None:
+        cache.preload(teacher)
     judgments = read_judgments(data)
     calibration: dict | None = None
     if judgments is not None and config.calibrate_on_judgments and config.backend == "teacher":
@@ -297,7 +305,11 @@ def label(
             "synonym_examples": dict(sorted(teacher.learned["synonyms"].items())[:30]),
             "filler_words": teacher.learned["filler"],
         },
-        encoder={"load_seconds": round(encoder_load, 2), "texts": teacher.encoder_texts},
+        encoder={
+            "load_seconds": round(encoder_load, 2),
+            "texts": teacher.encoder_texts,
+            **({"cache": cache.summary()} if cache is not None else {}),
+        },
         llm=llm_report,
         calibration=calibration,
         seconds=round(seconds, 2),
@@ -315,5 +327,53 @@ def label(
         report.encoder["stored"] = teacher.save_embeddings(stage / embeddings_beside(out).name)
         report_json = json.dumps(report.to_dict(), indent=2, default=str) + "\n"
         (stage / out.with_suffix(".report.json").name).write_text(report_json)
+    if cache is not None:
+        # after the outputs: a run that fails leaves the cache as the last good run left it
+        cache.store(teacher)
     log.info("label: %d pairs in %.1fs", len(result), seconds)
     return report
+
+
+class EmbeddingCache:
+    """The text embeddings a scheduled run hands to the next: ``<directory>/embeddings.parquet``,
+    the vectors of every text the last run's teacher embedded or used (so it holds what the shop
+    has now, not everything it ever had). A file that cannot be read, or that another encoder
+    made, is embedded again, with a warning: a cache never fails a run."""
+
+    FILE = "embeddings.parquet"
+
+    def __init__(self, directory: str | Path) -> None:
+        self.path = Path(directory) / self.FILE
+        self.preloaded = 0
+        self.written = 0
+
+    def preload(self, teacher: Teacher) -> None:
+        from qrewrite.labeling.encoder import load_embeddings
+
+        if not self.path.is_file():
+            log.info("label: no embedding cache at %s yet; it is written after this run", self.path)
+            return
+        try:
+            self.preloaded = load_embeddings(teacher.encoder, self.path)
+        except DataError as e:
+            log.warning("label: embedding cache not used, the texts are embedded again: %s", e)
+        else:
+            log.info("label: %d embeddings preloaded from %s", self.preloaded, self.path)
+
+    def store(self, teacher: Teacher) -> None:
+        from qrewrite.labeling.encoder import save_embeddings
+
+        encoder = teacher._encoder
+        if encoder is None:
+            return  # nothing was embedded: the cache stays as it was
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        try:
+            self.written = save_embeddings(encoder, partial, only=getattr(encoder, "used", None))
+            if self.written:
+                os.replace(partial, self.path)  # readers see the old file or the new, whole
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def summary(self) -> dict[str, object]:
+        return {"path": str(self.path), "preloaded": self.preloaded}
