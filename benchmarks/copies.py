@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from docs_section import markers, write_section
+from docs_section import publish_table
 
 from qrewrite.evaluation.evaluate import load_held_out
 from qrewrite.evaluation.truth import GradedTruth
@@ -27,7 +27,6 @@ from qrewrite.serving.rewriter import GenerationSettings, Rewriter, rewrite_prom
 from qrewrite.text import normalize_query
 from qrewrite.training.datasets import load_training_split
 
-BEGIN, END = markers("copies")
 PAGE = 10
 
 
@@ -97,25 +96,17 @@ def main() -> None:
     ap.add_argument("--commit", default="", help="the commit the runs were measured at")
     ap.add_argument("--write", type=Path, help="update this Markdown file's section")
     args = ap.parse_args()
-    table = pd.DataFrame([run_row(run) for run in args.runs])
-    lines = [
-        BEGIN,
+    publish_table(
+        "copies",
+        "Copies",
         f"`benchmarks/copies.py` on {datetime.now(UTC):%b %d %Y} over the runs of "
         f"`make bench-quality`{f' at {args.commit}' if args.commit else ''}: the multi-task SFT "
         "model's greedy rewrite of every held-out query; for the copies, P(stop) right after the "
         "query's words and the rewrite decoded past the copy, relevance by the simulator's truth "
         "(grade 2).",
-        "",
-        "| " + " | ".join(table.columns) + " |",
-        "|" + "---|" * len(table.columns),
-        *("| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)),
-        END,
-    ]
-    section = "\n".join(lines)
-    print(section)
-    if args.write:
-        write_section(args.write, "copies", section, "Copies")
-        print(f"wrote {args.write}")
+        pd.DataFrame([run_row(run) for run in args.runs]),
+        args.write,
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -31,6 +32,29 @@ def write_section(doc: Path, name: str, section: str, heading: str) -> None:
     else:
         text = text.rstrip() + f"\n\n{title}\n" + section + "\n"
     doc.write_text(text)
+
+
+def publish_table(
+    name: str, heading: str, intro: str, table: Any, write: Path | None = None
+) -> str:
+    """``intro`` and ``table`` (a DataFrame) as benchmark ``name``'s Markdown section: printed,
+    and with ``write``, put in that document under ``## heading`` (:func:`write_section`)."""
+    begin, end = markers(name)
+    lines = [
+        begin,
+        intro,
+        "",
+        "| " + " | ".join(str(c) for c in table.columns) + " |",
+        "|" + "---|" * len(table.columns),
+        *("| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)),
+        end,
+    ]
+    section = "\n".join(lines)
+    print(section)
+    if write:
+        write_section(write, name, section, heading)
+        print(f"wrote {write}")
+    return section
 
 
 def current_commit() -> str:

@@ -15,11 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from docs_section import markers, write_section
+from docs_section import publish_table
 
 from qrewrite.training.rewards import attribute_values, named_values
-
-BEGIN, END = markers("rewrite-errors")
 
 
 def _pct(part: float, whole: float) -> str:
@@ -63,25 +61,15 @@ def main() -> None:
     ap.add_argument("--commit", default="", help="the commit the runs were measured at")
     ap.add_argument("--write", type=Path, help="update this Markdown file's section")
     args = ap.parse_args()
-    rows = [row for run in args.runs for row in run_rows(run)]
-    table = pd.DataFrame(rows)
-    header = "| " + " | ".join(table.columns) + " |"
-    lines = [
-        BEGIN,
+    publish_table(
+        "rewrite-errors",
+        "Where relevance is lost",
         f"`benchmarks/rewrite_errors.py` on {datetime.now(UTC):%b %d %Y} over the runs of "
         f"`make bench-quality`{f' at {args.commit}' if args.commit else ''}: each variant's top "
         "rewrite of every held-out query, relevance by the simulator's truth (grade 2).",
-        "",
-        header,
-        "|" + "---|" * len(table.columns),
-        *("| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)),
-        END,
-    ]
-    section = "\n".join(lines)
-    print(section)
-    if args.write:
-        write_section(args.write, "rewrite-errors", section, "Where relevance is lost")
-        print(f"wrote {args.write}")
+        pd.DataFrame([row for run in args.runs for row in run_rows(run)]),
+        args.write,
+    )
 
 
 if __name__ == "__main__":
