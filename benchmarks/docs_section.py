@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,16 @@ def write_section(doc: Path, name: str, section: str, heading: str) -> None:
     else:
         text = text.rstrip() + f"\n\n{title}\n" + section + "\n"
     doc.write_text(text)
+
+
+def runs_parser(doc: str) -> argparse.ArgumentParser:
+    """The options of an analysis of ``make bench-quality``'s runs: which runs, at what commit,
+    and the document to write its section to."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--runs", type=Path, nargs="+", required=True, help="bench-quality run dirs")
+    ap.add_argument("--commit", default="", help="the commit the runs were measured at")
+    ap.add_argument("--write", type=Path, help="update this Markdown file's section")
+    return ap
 
 
 def publish_table(

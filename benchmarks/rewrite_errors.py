@@ -10,12 +10,11 @@ An analysis of measured runs, never a test.
 
 from __future__ import annotations
 
-import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from docs_section import publish_table
+from docs_section import publish_table, runs_parser
 
 from qrewrite.training.rewards import attribute_values, named_values
 
@@ -56,11 +55,7 @@ def run_rows(run: Path) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=Path, nargs="+", required=True, help="bench-quality run dirs")
-    ap.add_argument("--commit", default="", help="the commit the runs were measured at")
-    ap.add_argument("--write", type=Path, help="update this Markdown file's section")
-    args = ap.parse_args()
+    args = runs_parser(__doc__).parse_args()
     publish_table(
         "rewrite-errors",
         "Where relevance is lost",
