@@ -372,6 +372,7 @@ class EmbeddingCache:
             self.written = save_embeddings(encoder, partial, only=getattr(encoder, "used", None))
             if self.written:
                 os.replace(partial, self.path)  # readers see the old file or the new, whole
+                log.info("label: embedding cache %s now holds %d texts", self.path, self.written)
         finally:
             partial.unlink(missing_ok=True)
 

@@ -110,12 +110,13 @@ class PastCopy:
             input_ids[:, self.prompt_length :], skip_special_tokens=True
         )
         width = min(scores.shape[1], len(self.word_starts))
+        starts = self.word_starts[:width].to(scores.device)
         for row, text in enumerate(so_far):
             if normalize_query(parse_rewrite(text)) == self.queries[row]:
                 # after a space the next piece is the new word's letters (a lone space is a
                 # piece of its own before digits: " 9"), else it is a new word
                 spaced = text[-1:].isspace()
-                blocked = self.word_starts[:width] if spaced else ~self.word_starts[:width]
+                blocked = starts if spaced else ~starts
                 scores[row, :width][blocked] = float("-inf")
                 scores[row, self.ends] = float("-inf")
         return scores
