@@ -223,6 +223,9 @@ MEANT = {
     ("cluster", "sft", "attn_implementation"): "sdpa",
     # the tiny model's gains are noise by design: the tests exercise promotion without the check
     ("tiny", "registry", "require_established_gain"): False,
+    # denoising pretraining scaled to the shop's vocabulary (real titles; docs/benchmarks.md)
+    **{(p, "pretrain", "denoise_pairs_per_word"): 6 for p in ("local", "tiny")},
+    **{(p, "pretrain", "denoise_pairs_max"): 100000 for p in ("local", "tiny")},
     # a scheduled cluster run embeds only what is new since the last (docs/labeling.md)
     ("cluster", "label", "embedding_cache"): "/workspace/cache/embeddings",
 }
@@ -362,7 +365,11 @@ NEW_DISTRIBUTED_FIELDS = {
 # and each step's own (issue 18): SFT's efficiency options and MFU peak, GRPO's vLLM settings
 NEW_STEP_FIELDS: dict[str, dict[str, Any]] = {
     # the instruction pretraining's denoising pairs are asked under (docs/benchmarks.md, Copies)
-    "pretrain": {"denoise_instruction": "rewrite"},
+    "pretrain": {
+        "denoise_instruction": "rewrite",
+        "denoise_pairs_per_word": 0.0,
+        "denoise_pairs_max": 0,
+    },
     "sft": {
         "padding_free": False,
         "attn_implementation": "",

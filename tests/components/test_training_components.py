@@ -13,7 +13,14 @@ from qrewrite.training.models import check_model_dir, load_model
 from qrewrite_components import grpo_align, pretrain_small_model, sft_multitask
 from tests.components.helpers import artifact, artifact_paths, child_runs, preset
 
-PRETRAIN = {"max_steps": 2, "denoise_pairs": 64, "logging_steps": 1}
+# at most 100 pairs: more than denoise_pairs, the tiny shop having over 200 distinct words
+PRETRAIN = {
+    "max_steps": 2,
+    "denoise_pairs": 64,
+    "denoise_pairs_per_word": 0.5,
+    "denoise_pairs_max": 100,
+    "logging_steps": 1,
+}
 SFT = {"max_steps": 2, "save_steps": 2, "logging_steps": 1, "tagging_eval_pairs": 6}
 GRPO = {"max_steps": 2, "save_steps": 2, "probe_prompts": 2, "max_completion_length": 8}
 
@@ -42,6 +49,8 @@ def test_pretrain_saves_a_model_and_its_figures(
     out = check_model_dir(tmp_path / "model", "pretrained model")
     assert (out / "tokenizer.json").is_file() and _card(out)["step"] == "pretrain"
     assert _card(out)["excluded_eval_queries"] > 0  # the datasets input reached the library
+    # scaled to the shop's vocabulary and capped (a few may read like held-out queries: dropped)
+    assert 64 < _card(out)["denoising_pairs"] <= 100
     assert metrics.metadata["steps"] == 2 and metrics.metadata["parameters"] > 0
     assert {"train_seconds", "loss_first_20pct", "loss_last_20pct"} <= set(metrics.metadata)
     run = child_runs(parent)["pretrain"]

@@ -148,3 +148,14 @@ def test_denoising_texts_ask_under_the_chosen_instruction(tiny_model) -> None:
     assert NORMALIZE_INSTRUCTION in normalize and REWRITE_INSTRUCTION not in normalize
     for text in (rewrite, normalize):
         assert text.index("red shoez") < text.rindex("red shoes")  # the clean form answers
+
+
+def test_denoising_pairs_grow_with_the_shops_vocabulary_up_to_the_cap() -> None:
+    from qrewrite.training.pretrain import PretrainConfig
+
+    plain = PretrainConfig(denoise_pairs=20000)
+    assert plain.pairs_for(50_000) == 20000  # no per-word rule: the fixed number
+    scaled = PretrainConfig(denoise_pairs=20000, denoise_pairs_per_word=6, denoise_pairs_max=100000)
+    assert scaled.pairs_for(1_117) == 20000  # the simulator's shop: at least denoise_pairs
+    assert scaled.pairs_for(10_771) == 64626  # Crowdflower's titles
+    assert scaled.pairs_for(40_000) == 100000  # capped

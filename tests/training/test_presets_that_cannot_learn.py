@@ -25,6 +25,8 @@ from qrewrite.training.sft import SFTStepConfig, sft
         ({"objective": "mlm"}, "expected lm, denoise or lm+denoise"),
         ({"objective": "denoise", "denoise_pairs": 0}, "denoise_pairs must be >= 1"),
         ({"denoise_instruction": "tag"}, "expected one of rewrite, normalize"),
+        ({"denoise_pairs_per_word": -1.0}, "must be >= 0"),
+        ({"denoise_pairs": 500, "denoise_pairs_max": 100}, "denoise_pairs_max=100 is below"),
     ],
 )
 def test_pretrain_refuses_before_reading_anything(tmp_path, overrides, message) -> None:

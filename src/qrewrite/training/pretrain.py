@@ -19,7 +19,7 @@ from qrewrite import __version__
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.outputs import check_output, staged_output
 from qrewrite.tables import read_parquet_table
-from qrewrite.text import normalize_query
+from qrewrite.text import normalize_query, tokenize
 from qrewrite.tracking import mlflow_callback, mlflow_run
 from qrewrite.training.common import (
     check_schedule,
@@ -72,7 +72,12 @@ class PretrainConfig(TrainerOptions, TrackingOptions):
     # rewrite prompt (training/denoise.py), which teaches the model to read the query before SFT;
     # "lm+denoise": both, mixed
     objective: str = "lm"
-    denoise_pairs: int = 20000
+    denoise_pairs: int = 20000  # at least this many pairs...
+    # ...or this many per distinct word of the shop's text, when more, up to denoise_pairs_max
+    # (0: no cap): real titles have ten times the simulator's vocabulary, and a model that saw
+    # each word twice does not learn to read them (docs/benchmarks.md)
+    denoise_pairs_per_word: float = 0.0
+    denoise_pairs_max: int = 0
     denoise_query_share: float = 0.3  # of the pairs, logged queries (the rest: catalog forms)
     # the instruction the denoising pairs are asked under: "rewrite" (the rewrite prompt) or
     # "normalize" (SFT task C's own instruction)
@@ -116,7 +121,22 @@ class PretrainConfig(TrainerOptions, TrackingOptions):
             )
         if "denoise" in parts and self.denoise_pairs < 1:
             raise ConfigError("pretrain.denoise_pairs must be >= 1 with the denoise objective")
+        if self.denoise_pairs_per_word < 0 or self.denoise_pairs_max < 0:
+            raise ConfigError(
+                "pretrain.denoise_pairs_per_word and denoise_pairs_max must be >= 0 "
+                f"(got {self.denoise_pairs_per_word}, {self.denoise_pairs_max})"
+            )
+        if self.denoise_pairs_max and self.denoise_pairs_max < self.denoise_pairs:
+            raise ConfigError(
+                f"pretrain.denoise_pairs_max={self.denoise_pairs_max} is below "
+                f"denoise_pairs={self.denoise_pairs}"
+            )
         return parts
+
+    def pairs_for(self, words: int) -> int:
+        """How many denoising pairs for a shop whose text has ``words`` distinct words."""
+        n = max(self.denoise_pairs, round(self.denoise_pairs_per_word * words))
+        return min(n, self.denoise_pairs_max) if self.denoise_pairs_max else n
 
     def shape(self) -> ModelShape:
         return ModelShape(
@@ -163,10 +183,16 @@ def domain_corpus(data_dir: Path, mined_dir: Path, exclude_queries: set[str]) ->
 
 
 def pretraining_pairs(
-    config: PretrainConfig, data_dir: Path, mined_dir: Path, exclude_queries: set[str]
+    config: PretrainConfig,
+    data_dir: Path,
+    mined_dir: Path,
+    exclude_queries: set[str],
+    *,
+    words: int = 0,
 ) -> list[tuple[str, str]]:
-    """Denoising pairs (training/denoise.py) from the catalog and the logged queries; queries
-    in ``exclude_queries`` are neither targets nor evidence."""
+    """Denoising pairs (training/denoise.py) from the catalog and the logged queries, as many
+    as :meth:`PretrainConfig.pairs_for` gives a shop of ``words`` distinct words; queries in
+    ``exclude_queries`` are neither targets nor evidence."""
     from qrewrite.training.denoise import shop_denoising_pairs
 
     return shop_denoising_pairs(
@@ -176,7 +202,7 @@ def pretraining_pairs(
             mined_dir / "rewrite_candidates.parquet", "rewrite candidates"
         ).to_pandas(),
         exclude_queries=exclude_queries,
-        n_pairs=config.denoise_pairs,
+        n_pairs=config.pairs_for(words),
         seed=config.seed,
         query_share=config.denoise_query_share,
     )
@@ -292,8 +318,13 @@ def pretrain(
     excluded = eval_queries(Path(datasets_dir) if datasets_dir else None)
     corpus = domain_corpus(Path(data_dir), Path(mined_dir), excluded)
     t0 = time.perf_counter()
+    words = len({w for text in corpus for w in tokenize(text)})
+    if "denoise" in objectives:
+        log.info(
+            "pretrain: %d denoising pairs for %d distinct words", config.pairs_for(words), words
+        )
     pairs = (
-        pretraining_pairs(config, Path(data_dir), Path(mined_dir), excluded)
+        pretraining_pairs(config, Path(data_dir), Path(mined_dir), excluded, words=words)
         if "denoise" in objectives
         else []
     )
