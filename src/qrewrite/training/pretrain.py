@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 PRETRAIN_OUTPUTS = (*MODEL_FILES, "pretrain_loss.png", "pretrain_report.json")
 
 
-DENOISE_INSTRUCTIONS = ("rewrite", "normalize")
+# the prompt pretraining's denoising pairs are asked under (pretrain.denoise_instruction)
+DENOISE_PROMPTS = {"rewrite": rewrite_prompt, "normalize": normalize_prompt}
 MIN_VOCAB = 512  # bytes, special and prompt tokens, and a few hundred merges
 # More tokens per word than this and the tokenizer spells the shop's words out letter by letter:
 # the model then spends its few layers assembling words instead of reading the query
@@ -90,10 +91,10 @@ class PretrainConfig(TrainerOptions, TrackingOptions):
     def check(self) -> None:
         """Every mistake that would give a model that cannot learn, before any work."""
         self.objectives()
-        if self.denoise_instruction not in DENOISE_INSTRUCTIONS:
+        if self.denoise_instruction not in DENOISE_PROMPTS:
             raise ConfigError(
                 f"pretrain.denoise_instruction={self.denoise_instruction!r}: expected one of "
-                f"{', '.join(DENOISE_INSTRUCTIONS)}"
+                f"{', '.join(DENOISE_PROMPTS)}"
             )
         check_schedule("pretrain", self)
         if self.vocab_size < MIN_VOCAB:
@@ -155,7 +156,7 @@ def denoising_texts(
 ) -> list[str]:
     """Each (noisy, clean) pair as a chat: the noisy text under the rewrite prompt, or SFT
     task C's normalisation prompt (``instruction``), answered by the clean one."""
-    prompt = normalize_prompt if instruction == "normalize" else rewrite_prompt
+    prompt = DENOISE_PROMPTS[instruction]
     return [
         tokenizer.apply_chat_template(prompt(noisy) + answer(clean), tokenize=False)
         for noisy, clean in pairs
@@ -318,16 +319,13 @@ def pretrain(
     excluded = eval_queries(Path(datasets_dir) if datasets_dir else None)
     corpus = domain_corpus(Path(data_dir), Path(mined_dir), excluded)
     t0 = time.perf_counter()
-    words = len({w for text in corpus for w in tokenize(text)})
+    pairs: list[tuple[str, str]] = []
     if "denoise" in objectives:
+        words = len({w for text in corpus for w in tokenize(text)})
         log.info(
             "pretrain: %d denoising pairs for %d distinct words", config.pairs_for(words), words
         )
-    pairs = (
-        pretraining_pairs(config, Path(data_dir), Path(mined_dir), excluded, words=words)
-        if "denoise" in objectives
-        else []
-    )
+        pairs = pretraining_pairs(config, Path(data_dir), Path(mined_dir), excluded, words=words)
     tokenizer = train_tokenizer(corpus, config.vocab_size)
     per_word = tokens_per_word(tokenizer, corpus)
     if per_word > MAX_TOKENS_PER_WORD:
