@@ -1,4 +1,4 @@
-from qrewrite.text import normalize_query, tokenize
+from qrewrite.text import normalize_query, repeated_words, same_words, tokenize
 
 
 def test_normalize_query_folds_case_width_and_whitespace() -> None:
@@ -23,3 +23,18 @@ def test_invisible_characters_do_not_make_another_query() -> None:
     assert normalize_query("\u202eoak\u202c desk\ufeff") == "oak desk"
     assert normalize_query("\u200b\u200d\u2060") == ""  # nothing visible: an empty query
     assert normalize_query("tab\tand\nnewline") == "tab and newline"  # whitespace stays a space
+
+
+def test_repeated_words_are_those_the_rewrite_says_more_often_than_the_query() -> None:
+    assert repeated_words("boyfriend jeans", "anime jeans jeans") == ["jean"]
+    assert repeated_words("cowboy boots", "Cowboy BOOT boots") == ["boot"]  # as the engine reads
+    assert repeated_words("2 pack 2 in 1", "2 pack 2 in 1 usb") == []  # the query's own repeat
+    assert repeated_words("oak desk", "oak desk oak desk") == ["desk", "oak"]
+    assert repeated_words("oak desk", "") == []
+
+
+def test_same_words_in_any_order_or_number() -> None:
+    assert same_words("cat grass", "Grass cat cat")
+    assert same_words("cowboy boot", "cowboy boots")  # plural-stemmed, as the engine indexes
+    assert not same_words("cat grass", "cat grass seeds")
+    assert not same_words("cat grass", "cat")  # a dropped word changes what it retrieves

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections import Counter
 
 _WHITESPACE = re.compile(r"\s+")
 # Characters a shopper cannot see: C0/C1 controls other than whitespace, NUL among them,
@@ -51,6 +52,24 @@ def tokenize(text: str) -> list[str]:
     """Tokens the lexical engine indexes and matches: normalised alphanumerics, plural-stemmed."""
     text = _APOSTROPHES.sub("", normalize_query(text))
     return [_light_stem(t) for t in _TOKEN.findall(text)]
+
+
+def repeated_words(query: str, rewrite: str) -> list[str]:
+    """The words (as the lexical engine reads them) ``rewrite`` holds more often than ``query``:
+    a stutter, which retrieves nothing the words once would not.
+
+    >>> repeated_words("cowboy boots", "cowboy boot boots")
+    ['boot']
+    """
+    have = Counter(tokenize(query))
+    counts = Counter(tokenize(rewrite))
+    return sorted(w for w, n in counts.items() if n > max(1, have[w]))
+
+
+def same_words(query: str, rewrite: str) -> bool:
+    """Does ``rewrite`` name the query's words and no others, in any order or number? To a
+    lexical engine it is the query again ("grass cat cat" for "cat grass")."""
+    return set(tokenize(query)) == set(tokenize(rewrite))
 
 
 @functools.lru_cache(maxsize=1 << 18)

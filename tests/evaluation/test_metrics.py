@@ -61,6 +61,8 @@ def test_recall_at_k_cuts_the_ranking():
 
 def test_copy_empty_and_distinct_rates():
     assert m.copy_rate(["Red Shoes", "a"], ["red  shoes", "b"]) == 0.5
+    assert m.copy_rate(["cat grass", "cat grass"], ["grass cat cat", "cat grass seeds"]) == 0.5
+    assert m.repeat_rate(["cat grass", "a b", "c"], ["grass cat cat", "a b", "d d"]) == 2 / 3
     assert m.empty_rate(["", " ", "x", "y"]) == 0.5
     assert m.distinct_per_query([["a", "A", "b"], ["", "c"]]) == pytest.approx(1.5)
 

@@ -28,10 +28,15 @@ def test_batching_does_not_change_greedy_rewrites(tiny_model: Path) -> None:
 def test_ranked_rewrites_are_distinct_non_copies_with_grades(tiny_model: Path) -> None:
     settings = GenerationSettings(samples=3, max_new_tokens=8, abstain_on_copy=False)
     r = Rewriter.from_dir(tiny_model, settings)
-    raw = [["Red Running Shoes", "trail shoes", "trail  shoes", ""], ["desk oak", "query: x"]]
+    raw = [
+        ["Red Running Shoes", "trail shoes", "trail  shoes", "", "shoes running red"],
+        ["desk oak wood", "query: x", "oak desks"],
+    ]
     ranked = r.rank(["red running shoes", "oak desk"], raw, k=5)
-    assert [x.text for x in ranked[0]] == ["trail shoes"]  # copy, duplicate and empty dropped
-    assert [x.text for x in ranked[1]] == ["desk oak"]  # an echo of the prompt is malformed
+    # copies (reordered too), a duplicate and the empty one dropped
+    assert [x.text for x in ranked[0]] == ["trail shoes"]
+    # an echo of the prompt is malformed; the plural is the query again to the engine
+    assert [x.text for x in ranked[1]] == ["desk oak wood"]
     assert all(x.grade in (0, 1, 2) and 0 <= x.p_relevant <= 1 for row in ranked for x in row)
     assert (
         r.rank(["a"], [["b", "c", "d"]], k=2)[0][0].score
@@ -42,10 +47,35 @@ def test_ranked_rewrites_are_distinct_non_copies_with_grades(tiny_model: Path) -
 def test_a_greedy_copy_means_no_rewrite(tiny_model: Path) -> None:
     """The model's own answer is the query: it abstains instead of serving its best sample."""
     r = Rewriter.from_dir(tiny_model, GenerationSettings(max_new_tokens=8))
-    raw = [["Red  Running Shoes", "red running shoes size 12"], ["oak desks", "oak desk"]]
-    ranked = r.rank(["red running shoes", "oak desk"], raw, k=3, grade=False)
+    raw = [
+        ["Red  Running Shoes", "red running shoes size 12"],
+        ["desk oak", "oak desk wood"],
+        ["oak desk wood", "oak desk"],
+    ]
+    ranked = r.rank(["red running shoes", "oak desk", "oak desk"], raw, k=3, grade=False)
     assert ranked[0] == []  # greedy copied the query (after normalisation)
-    assert [x.text for x in ranked[1]] == ["oak desks"]  # a sample that copies is still dropped
+    assert ranked[1] == []  # ... its words in another order: the same query to the engine
+    assert [x.text for x in ranked[2]] == ["oak desk wood"]  # a sample that copies is dropped
+
+
+def test_a_stutter_is_never_served(tiny_model: Path) -> None:
+    """A greedy rewrite that repeats a word: the model abstains; a sampled one is dropped.
+    With ``drop_repeats`` off both are kept, and a repeat the query makes itself is fine."""
+    queries = ["boyfriend jeans", "cowboy boots", "2 pack 2 in 1 cable"]
+    raw = [
+        ["anime jeans jeans", "boyfriend denim"],
+        ["western boots", "leather cowboy boot boots", "cowboy boots brown"],
+        ["2 pack 2 in 1 usb cable"],
+    ]
+    r = Rewriter.from_dir(tiny_model, GenerationSettings(max_new_tokens=8))
+    ranked = r.rank(queries, raw, k=3, grade=False)
+    assert ranked[0] == []
+    assert sorted(x.text for x in ranked[1]) == ["cowboy boots brown", "western boots"]
+    assert [x.text for x in ranked[2]] == ["2 pack 2 in 1 usb cable"]
+    keep = Rewriter.from_dir(tiny_model, GenerationSettings(max_new_tokens=8, drop_repeats=False))
+    kept = keep.rank(queries, raw, k=3, grade=False)
+    assert sorted(x.text for x in kept[0]) == ["anime jeans jeans", "boyfriend denim"]
+    assert len(kept[1]) == 3
 
 
 def _copy_state(r: Rewriter, query: str, generated: str):

@@ -37,7 +37,7 @@ STEPS = {"pretrain": PretrainConfig, "sft": SFTStepConfig, "grpo": GRPOStepConfi
 # defaults changed on purpose since the snapshot: task C, query normalisation
 CHANGED_DEFAULTS = {"sft": {"tasks": "rewrite,tag,normalize"}}
 # GRPO's reward registry gained keeps_values (weight 0 unless a preset sets it)
-ADDED_REWARDS = {"keeps_values": 0.0}
+ADDED_REWARDS = {"keeps_values": 0.0, "no_repeats": 1.0}
 # trainer arguments changed on purpose since the snapshot (issue 18): the cluster preset packs
 # SFT batches, and its GRPO (use_vllm) names the colocated vLLM's settings
 CHANGED_ARGUMENTS: dict[tuple[str, str], dict[str, Any]] = {
@@ -97,6 +97,10 @@ def test_trainer_arguments_are_the_ones_built_before(preset: str, step: str) -> 
         "bf16": use_bf16(config.precision),
         "use_cpu": not _cuda(),
     }
+    if step == "grpo":  # no_repeats, weighted 1.0 after not_copy in every preset since
+        weights = list(expected["reward_weights"])
+        weights.insert(SNAPSHOT["reward_weights_order"][preset].index("not_copy") + 1, 1.0)
+        expected["reward_weights"] = weights
     assert json.loads(json.dumps(arguments)) == expected
 
 

@@ -17,6 +17,7 @@ from qrewrite.training.rewards import (
     keeps_values,
     length,
     no_drift,
+    no_repeats,
     not_copy,
     relevance,
     relevant_hit_rate,
@@ -133,6 +134,18 @@ def test_not_copy_normalises_before_comparing() -> None:
         0.0,
         1.0,
     ]
+
+
+def test_a_reordered_or_stuttered_query_is_a_copy() -> None:
+    queries = ["cat grass", "cat grass", "cowboy boot", "cowboy boots"]
+    rewrites = ["grass cat", "grass cat cat", "cowboy boots", "western cowboy boots"]
+    assert not_copy(queries, rewrites, ctx()) == [0.0, 0.0, 0.0, 1.0]
+
+
+def test_no_repeats_scores_a_stutter_zero_unless_the_query_repeats_it() -> None:
+    queries = ["boyfriend jeans", "cowboy boots", "2 pack 2 in 1 cable", "oak desk"]
+    rewrites = ["anime jeans jeans", "cowboy boot boots", "2 pack 2 in 1 usb cable", "oak desk"]
+    assert no_repeats(queries, rewrites, ctx()) == [0.0, 0.0, 1.0, 1.0]
 
 
 def test_no_drift_catches_new_brands_and_other_product_types() -> None:

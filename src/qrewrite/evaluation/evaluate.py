@@ -92,6 +92,7 @@ METRIC_KEYS = (
     "tagging_macro_f1",
     "copy_rate",
     "greedy_copy_rate",
+    "repeat_rate",
     "empty_rate",
     "distinct_rewrites_per_query",
     "queries_per_second",
@@ -113,6 +114,7 @@ MODEL_ALONE_KEYS = (
     "ndcg_at_10_uplift_unfiltered_ci_high",
     "copy_rate",
     "greedy_copy_rate",
+    "repeat_rate",
     "empty_rate",
     "tagging_macro_f1",
 )
@@ -154,6 +156,7 @@ class EvaluateConfig:
     temperature: float = 1.0
     abstain_on_copy: bool = True  # no rewrite when the greedy one copies the query
     continue_copies: bool = False  # ...unless decoded again past the copy (GenerationSettings)
+    drop_repeats: bool = True  # drop candidates that repeat a word (GenerationSettings)
     max_new_tokens: int = 16
     batch_size: int = 64
     retrieve_k: int = 20  # result depth of hit rate and increment (as the GRPO rewards)
@@ -449,6 +452,8 @@ def evaluate_variant(
         "copy_rate": m.copy_rate(held.queries, greedy),
         # the model's own greedy copies, before decoding past them (continue_copies)
         "greedy_copy_rate": rewriter.stats.greedy_copies / max(1, len(held.queries)),
+        # the model's own stutters, before dropping them (drop_repeats)
+        "repeat_rate": m.repeat_rate(held.queries, greedy),
         "empty_rate": m.empty_rate(greedy),
         "distinct_rewrites_per_query": m.distinct_per_query(raw),
         "queries_per_second": rewriter.stats.queries_per_second,

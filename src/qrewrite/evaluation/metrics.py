@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from qrewrite.text import normalize_query
+from qrewrite.text import normalize_query, repeated_words, same_words
 
 
 def merge_recall(original: Sequence[int], rewrite: Sequence[int], depth: int) -> list[int]:
@@ -88,11 +88,22 @@ def recall_at_k(ranked: Sequence[int], relevant: set, k: int) -> float:
 
 
 def copy_rate(queries: Sequence[str], rewrites: Sequence[str]) -> float:
-    """Share of generations that are the query again after normalisation."""
+    """Share of generations that are the query again: its words and no others, in any order
+    or number (to a lexical engine the same query)."""
     pairs = list(zip(queries, rewrites, strict=True))
     if not pairs:
         return float("nan")
-    return float(np.mean([normalize_query(q) == normalize_query(r) for q, r in pairs]))
+    return float(
+        np.mean([normalize_query(q) == normalize_query(r) or same_words(q, r) for q, r in pairs])
+    )
+
+
+def repeat_rate(queries: Sequence[str], rewrites: Sequence[str]) -> float:
+    """Share of generations that repeat a word the query does not ("cowboy boots boots")."""
+    pairs = list(zip(queries, rewrites, strict=True))
+    if not pairs:
+        return float("nan")
+    return float(np.mean([bool(repeated_words(q, r)) for q, r in pairs]))
 
 
 def empty_rate(rewrites: Sequence[str]) -> float:

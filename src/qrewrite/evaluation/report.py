@@ -23,6 +23,7 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("ucvr_uplift_unfiltered", "UCVR uplift, model alone [95% CI]", "ci"),
     ("copy_rate", "copy", "pct"),
     ("greedy_copy_rate", "greedy copies", "pct"),
+    ("repeat_rate", "repeats", "pct"),
     ("tagging_macro_f1", "tagging macro-F1", "f3"),
     ("served_rate", "served", "pct"),
     ("served_relevance_rate", "served relevance", "pct"),
@@ -159,9 +160,11 @@ DEFINITIONS = """\
   "model alone" serves every top rewrite; "served by the policy" only those the serving policy
   passes; **vetting adds** is the difference, in points.
 - **tagging macro-F1**: the model's own relevance-tagging task on held-out pairs.
-- **copy / distinct**: first rewrites equal to the query; distinct candidates per query.
-  **greedy copies**: the model's greedy rewrite was the query itself, before decoding past the
-  copy (`continue_copies`; the same as copy without it).
+- **copy / distinct**: first rewrites that are the query again (its words and no others, in any
+  order); distinct candidates per query. **greedy copies**: the model's greedy rewrite was the
+  query itself, before decoding past the copy (`continue_copies`; the same as copy without it).
+  **repeats**: the model's greedy rewrite repeats a word the query does not ("cowboy boots
+  boots"); such candidates are never served (`drop_repeats`).
 
 Full definitions: docs/evaluation.md.
 """

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
-from qrewrite.text import normalize_query
+from qrewrite.text import normalize_query, repeated_words, same_words
 from qrewrite.training.judge import RelevanceJudge, answer_logprobs
 from qrewrite.training.prompts import is_well_formed, parse_rewrite, rewrite_prompt
 
@@ -45,6 +45,10 @@ class GenerationSettings:
     # puts most of its probability on stopping there, and on the demo seeds the model alone
     # converts less with it (docs/benchmarks.md, "Copies"): off unless asked for
     continue_copies: bool = False
+    # a candidate that repeats a word ("cowboy boots boots") is dropped like a malformed one: a
+    # stutter retrieves nothing the word once would not, and the small model stutters on real
+    # shops' text (docs/benchmarks.md, "Stutters")
+    drop_repeats: bool = True
 
 
 def generation_settings(source: Any) -> GenerationSettings:
@@ -257,9 +261,10 @@ class Rewriter:
         copies = [
             i
             for i, (q, c) in enumerate(zip(queries, raw, strict=True))
-            if c and normalize_query(c[0]) == normalize_query(q)
+            if c and (normalize_query(c[0]) == normalize_query(q) or same_words(q, c[0]))
         ]
         self.stats.greedy_copies += len(copies)
+
         if not copies or not self.settings.continue_copies:
             return raw
         t0 = time.perf_counter()
@@ -294,18 +299,28 @@ class Rewriter:
     ) -> list[list[Rewrite]]:
         """Up to ``k`` distinct, well-formed, non-copy rewrites per query, best score first.
 
-        ``candidates[i][0]`` is the greedy rewrite; when it copies the query and
-        ``settings.abstain_on_copy`` is set, the query gets none."""
+        ``candidates[i][0]`` is the greedy rewrite; when it copies the query (its words and no
+        others, in any order or number) and ``settings.abstain_on_copy`` is set, the query gets
+        none. With ``settings.drop_repeats`` a candidate that repeats a word is dropped."""
         cand_q: list[int] = []
         cand_text: list[str] = []
         for i, q in enumerate(queries):
             seen = {normalize_query(q)}
             first = candidates[i][0] if candidates[i] else ""
-            if self.settings.abstain_on_copy and normalize_query(first) in seen:
+            if self.settings.abstain_on_copy and (
+                normalize_query(first) in seen or same_words(q, first)
+            ):
                 continue  # the greedy rewrite is a copy: the model abstains
+            if self.settings.drop_repeats and repeated_words(q, first):
+                continue  # ... or it stutters
             for text in candidates[i]:
                 key = normalize_query(text)
-                if key in seen or not is_well_formed(text):
+                if (
+                    key in seen
+                    or same_words(q, text)
+                    or not is_well_formed(text)
+                    or (self.settings.drop_repeats and repeated_words(q, text))
+                ):
                     continue
                 seen.add(key)
                 cand_q.append(i)
