@@ -71,6 +71,10 @@ def step_seconds(latest: Path, started: float) -> list[tuple[str, float]]:
     return out
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
 def render(
     source: Path,
     latest: Path,
@@ -111,7 +115,14 @@ def render(
         f"- rewrite supervision: {a['query_rewrite_pairs']:,} candidate pairs, "
         f"{a['graded_relevant']:,} graded relevant, {a['kept_after_per_query_cap']:,} kept "
         "(" + ", ".join(f"{k} {v['kept']:,}" for k, v in (a.get("by_source") or {}).items()) + ");",
-        f"- held-out queries: {metrics['held_out_queries']:,}; candidate `{cand}`.",
+        f"- held-out queries: {metrics['held_out_queries']:,}; candidate `{cand}`;",
+        "- the models' greedy rewrites: "
+        + "; ".join(
+            f"{name} copies {_pct(v.get('copy_rate'))}, stutters {_pct(v.get('repeat_rate'))}"
+            for name, v in metrics["variants"].items()
+            if v.get("copy_rate") is not None
+        )
+        + ".",
         "",
     ]
     # the report's own table, so that the docs and report.html say the same
