@@ -144,6 +144,7 @@ def goals(results: list[dict]) -> list[str]:
     ]
     copies = [m.get("copy_rate") or 0.0 for m in grpo + sft]
     greedy_copies = [m.get("greedy_copy_rate", m.get("copy_rate")) or 0.0 for m in grpo + sft]
+    repeats = [m["repeat_rate"] for m in grpo + sft if m.get("repeat_rate") is not None]
     single = [r["metrics"]["variants"].get(SINGLE_TASK_SFT) for r in results]
     ablation = [
         (m.get("relevance_rate_truth") or 0) < (s.get("relevance_rate_truth") or 0)
@@ -173,6 +174,11 @@ def goals(results: list[dict]) -> list[str]:
         f"{mark(max(copies) <= GOAL_COPY)}; the models' own greedy copies "
         f"{_pct(min(greedy_copies))}-{_pct(max(greedy_copies))}"
         + (" (decoded past the copy)" if max(greedy_copies) > max(copies) else ""),
+        # the model's own stutters ("boots boots"), never served (drop_repeats)
+        "- greedy rewrites that repeat a word the query does not: "
+        + _pct(min(repeats, default=None))
+        + "-"
+        + _pct(max(repeats, default=None)),
         "- minutes per run: " + ", ".join(f"{r['minutes']:.1f}" for r in results),
         # what the gate's registry.seed_spread holds: a smaller win over the champion is noise
         "- the candidate's served UCVR uplift across these seeds: "
