@@ -31,10 +31,11 @@ SETTINGS = {"k": 3, "samples": 2, "max_new_tokens": 8}
 
 
 def fake_candidates(query: str, samples: int) -> list[str]:
-    """What the fake engine answers: the greedy rewrite, then the samples."""
+    """What the fake engine answers: the greedy rewrite (not a copy: a word more), then the
+    samples."""
     words = query.split()
     return [
-        " ".join(reversed(words)),
+        " ".join([*reversed(words), "online"]),
         *(f"{words[-1]} {('cheap', 'new', 'sale')[j]}" for j in range(samples)),
     ]
 
