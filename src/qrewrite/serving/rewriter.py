@@ -274,7 +274,7 @@ class Rewriter:
             chunk = copies[start : start + size]
             got = self._generate_batch([queries[i] for i in chunk], False, past_copy=True)
             for i, g in zip(chunk, got, strict=True):
-                if normalize_query(g[0]) != normalize_query(queries[i]):
+                if not same_words(queries[i], g[0]):  # decoded past it, not reordered
                     out[i][0] = g[0]
                     self.stats.copies_continued += 1
         self.stats.seconds += time.perf_counter() - t0
