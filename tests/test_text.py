@@ -1,4 +1,4 @@
-from qrewrite.text import normalize_query, repeated_words, same_words, tokenize
+from qrewrite.text import normalize_query, repeated_words, same_words, tokenize, words
 
 
 def test_normalize_query_folds_case_width_and_whitespace() -> None:
@@ -38,3 +38,14 @@ def test_same_words_in_any_order_or_number() -> None:
     assert same_words("cowboy boot", "cowboy boots")  # plural-stemmed, as the engine indexes
     assert not same_words("cat grass", "cat grass seeds")
     assert not same_words("cat grass", "cat")  # a dropped word changes what it retrieves
+    # words of any script, not only what the demo engine indexes
+    assert same_words("连衣裙 红色", "红色 连衣裙") and not same_words("连衣裙", "手机壳")
+    assert not same_words("iphone 手机壳", "iphone 充电器")
+    assert same_words("Café Crème", "creme cafe") is False and same_words("café", "CAFÉ")
+    assert not same_words("!!!", "") and not same_words("!!!", "???")
+    assert repeated_words("连衣裙", "连衣裙 连衣裙") == ["连衣裙"]
+
+
+def test_words_are_tokenize_on_latin_text() -> None:
+    for text in ("Men's Running Shoes", "size 9.5 t-shirt 100% cotton", "  BOOTS,  boots "):
+        assert words(text) == tokenize(text)

@@ -54,22 +54,35 @@ def tokenize(text: str) -> list[str]:
     return [_light_stem(t) for t in _TOKEN.findall(text)]
 
 
+# letters and digits of any script: a word of a query in Chinese or with accents counts too
+_ANY_WORD = re.compile(r"[^\W_]+")
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text`` as the lexical engine compares them (normalised, no apostrophes,
+    plural-stemmed), in any script: :func:`tokenize` for Latin text, and the letters
+    :func:`tokenize` leaves out ("café", "连衣裙") kept as words of their own."""
+    text = _APOSTROPHES.sub("", normalize_query(text))
+    return [_light_stem(t) for t in _ANY_WORD.findall(text)]
+
+
 def repeated_words(query: str, rewrite: str) -> list[str]:
-    """The words (as the lexical engine reads them) ``rewrite`` holds more often than ``query``:
-    a stutter, which retrieves nothing the words once would not.
+    """The words ``rewrite`` holds more often than ``query``: a stutter, which retrieves
+    nothing the words once would not.
 
     >>> repeated_words("cowboy boots", "cowboy boot boots")
     ['boot']
     """
-    have = Counter(tokenize(query))
-    counts = Counter(tokenize(rewrite))
-    return sorted(w for w, n in counts.items() if n > max(1, have[w]))
+    have = Counter(words(query))
+    return sorted(w for w, n in Counter(words(rewrite)).items() if n > max(1, have[w]))
 
 
 def same_words(query: str, rewrite: str) -> bool:
     """Does ``rewrite`` name the query's words and no others, in any order or number? To a
-    lexical engine it is the query again ("grass cat cat" for "cat grass")."""
-    return set(tokenize(query)) == set(tokenize(rewrite))
+    lexical engine it is the query again ("grass cat cat" for "cat grass"). False for a query
+    without words ("!!!"): only its text can be copied."""
+    mine = set(words(query))
+    return bool(mine) and mine == set(words(rewrite))
 
 
 @functools.lru_cache(maxsize=1 << 18)

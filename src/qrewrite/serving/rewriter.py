@@ -264,7 +264,6 @@ class Rewriter:
             if c and (normalize_query(c[0]) == normalize_query(q) or same_words(q, c[0]))
         ]
         self.stats.greedy_copies += len(copies)
-
         if not copies or not self.settings.continue_copies:
             return raw
         t0 = time.perf_counter()
