@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
-from docs_section import current_commit, markers, write_run_preset, write_section
+from docs_section import current_commit, markers, pct, write_run_preset, write_section
 from judged_truth import truth_comparisons, truth_table
 
 from qrewrite.config import preset_document
@@ -71,10 +71,6 @@ def step_seconds(latest: Path, started: float) -> list[tuple[str, float]]:
     return out
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
 def render(
     source: Path,
     latest: Path,
@@ -118,7 +114,7 @@ def render(
         f"- held-out queries: {metrics['held_out_queries']:,}; candidate `{cand}`;",
         "- the models' greedy rewrites: "
         + "; ".join(
-            f"{name} copies {_pct(v.get('copy_rate'))}, stutters {_pct(v.get('repeat_rate'))}"
+            f"{name} copies {pct(v.get('copy_rate'))}, stutters {pct(v.get('repeat_rate'))}"
             for name, v in metrics["variants"].items()
             if v.get("copy_rate") is not None
         )

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from docs_section import markers, write_run_preset, write_section
+from docs_section import markers, pct, write_run_preset, write_section
 
 from qrewrite.config import preset_document
 from qrewrite.evaluation.evaluate import (
@@ -74,10 +74,6 @@ def run_seed(
     return {"seed": seed, "minutes": minutes, "metrics": metrics, "registry": registry[15:]}
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
-
-
 def _ci(m: dict, key: str) -> str:
     v, lo, hi = m.get(key), m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
     if v is None:
@@ -100,11 +96,11 @@ def table(results: list[dict]) -> list[str]:
             m = variants[name]
             adds = m.get("ucvr_uplift_from_vetting")
             lines.append(
-                f"| {r['seed']} | {name} | {_pct(m.get('relevance_rate_truth'))} | "
-                f"{_pct(m.get('relevance_rate'))} | {_ci(m, 'ucvr_uplift_unfiltered')} | "
-                f"{_pct(m.get('copy_rate'))} | {_pct(m.get('greedy_copy_rate'))} | "
-                f"{_pct(m.get('empty_rate'))} | "
-                f"{m.get('tagging_macro_f1') or 0:.3f} | {_pct(m.get('served_rate'))} | "
+                f"| {r['seed']} | {name} | {pct(m.get('relevance_rate_truth'))} | "
+                f"{pct(m.get('relevance_rate'))} | {_ci(m, 'ucvr_uplift_unfiltered')} | "
+                f"{pct(m.get('copy_rate'))} | {pct(m.get('greedy_copy_rate'))} | "
+                f"{pct(m.get('empty_rate'))} | "
+                f"{m.get('tagging_macro_f1') or 0:.3f} | {pct(m.get('served_rate'))} | "
                 f"{_ci(m, 'ucvr_uplift')} | "
                 f"{'-' if adds is None else f'{100 * adds:+.1f} pp'} | "
                 f"{m.get('increment') or 0:.2f} | {r['minutes']:.1f} |"
@@ -157,7 +153,7 @@ def goals(results: list[dict]) -> list[str]:
 
     return [
         f"- multi-task SFT relevance (truth) >= {GOAL_RELEVANCE:.0%} on every seed: "
-        f"{', '.join(_pct(v) for v in rel)}: {mark(min(rel) >= GOAL_RELEVANCE)}; spread "
+        f"{', '.join(pct(v) for v in rel)}: {mark(min(rel) >= GOAL_RELEVANCE)}; spread "
         f"{100 * spread:.1f} points (at most {100 * GOAL_SPREAD:.0f}): "
         f"{mark(spread <= GOAL_SPREAD)}",
         "- the candidate evaluation put forward (GRPO's model when it improves on SFT's): "
@@ -170,19 +166,19 @@ def goals(results: list[dict]) -> list[str]:
         # evaluation's paired comparison: whether the held-out queries tell the two apart
         "- GRPO's unvetted UCVR uplift minus SFT's, 95% interval over queries (paired): "
         + ", ".join(_difference(r["metrics"].get("candidate_choice")) for r in results),
-        f"- copy rate at most {GOAL_COPY:.0%}: highest {_pct(max(copies))}: "
+        f"- copy rate at most {GOAL_COPY:.0%}: highest {pct(max(copies))}: "
         f"{mark(max(copies) <= GOAL_COPY)}; the models' own greedy copies "
-        f"{_pct(min(greedy_copies))}-{_pct(max(greedy_copies))}"
+        f"{pct(min(greedy_copies))}-{pct(max(greedy_copies))}"
         + (" (decoded past the copy)" if max(greedy_copies) > max(copies) else ""),
         # the model's own stutters ("boots boots"), never served (drop_repeats)
         "- greedy rewrites that repeat a word the query does not: "
-        + _pct(min(repeats, default=None))
+        + pct(min(repeats, default=None))
         + "-"
-        + _pct(max(repeats, default=None)),
+        + pct(max(repeats, default=None)),
         "- minutes per run: " + ", ".join(f"{r['minutes']:.1f}" for r in results),
         # what the gate's registry.seed_spread holds: a smaller win over the champion is noise
         "- the candidate's served UCVR uplift across these seeds: "
-        + ", ".join(_pct(m.get("ucvr_uplift")) for m in cand)
+        + ", ".join(pct(m.get("ucvr_uplift")) for m in cand)
         + f"; spread {100 * _range([m.get('ucvr_uplift') for m in cand]):.1f} points "
         "(`registry.seed_spread` of the preset, when the training seeds varied)",
     ] + (

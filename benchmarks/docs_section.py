@@ -8,6 +8,11 @@ from pathlib import Path
 from typing import Any
 
 
+def pct(value: float | None) -> str:
+    """A share as the tables print it: "61.9%", or "-" when not measured."""
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
 def markers(name: str) -> tuple[str, str]:
     """The HTML comments that delimit benchmark ``name``'s section."""
     return f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"

@@ -85,6 +85,16 @@ def same_words(query: str, rewrite: str) -> bool:
     return bool(mine) and mine == set(words(rewrite))
 
 
+def is_copy(query: str, rewrite: str) -> bool:
+    """Is ``rewrite`` the query again: the same text after normalisation, or its words and no
+    others (:func:`same_words`)? The one test of a copy for ranking, metrics and rewards.
+
+    >>> is_copy("cat grass", "Grass  cat cat"), is_copy("!!!", "!!!"), is_copy("cat", "cats bed")
+    (True, True, False)
+    """
+    return normalize_query(query) == normalize_query(rewrite) or same_words(query, rewrite)
+
+
 @functools.lru_cache(maxsize=1 << 18)
 def trigrams(word: str) -> frozenset[str]:
     """Character trigrams of ``word`` with boundary marks: what spelling closeness compares."""

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from qrewrite.text import normalize_query, repeated_words, same_words
+from qrewrite.text import is_copy, normalize_query, repeated_words
 
 
 def merge_recall(original: Sequence[int], rewrite: Sequence[int], depth: int) -> list[int]:
@@ -93,9 +93,7 @@ def copy_rate(queries: Sequence[str], rewrites: Sequence[str]) -> float:
     pairs = list(zip(queries, rewrites, strict=True))
     if not pairs:
         return float("nan")
-    return float(
-        np.mean([normalize_query(q) == normalize_query(r) or same_words(q, r) for q, r in pairs])
-    )
+    return float(np.mean([is_copy(q, r) for q, r in pairs]))
 
 
 def repeat_rate(queries: Sequence[str], rewrites: Sequence[str]) -> float:

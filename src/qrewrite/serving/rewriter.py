@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
-from qrewrite.text import normalize_query, repeated_words, same_words
+from qrewrite.text import is_copy, normalize_query, repeated_words
 from qrewrite.training.judge import RelevanceJudge, answer_logprobs
 from qrewrite.training.prompts import is_well_formed, parse_rewrite, rewrite_prompt
 
@@ -259,9 +259,7 @@ class Rewriter:
         with the model's greedy rewrite decoded past the copy (on this model, whichever engine
         generated the rest)."""
         copies = [
-            i
-            for i, (q, c) in enumerate(zip(queries, raw, strict=True))
-            if c and (normalize_query(c[0]) == normalize_query(q) or same_words(q, c[0]))
+            i for i, (q, c) in enumerate(zip(queries, raw, strict=True)) if c and is_copy(q, c[0])
         ]
         self.stats.greedy_copies += len(copies)
         if not copies or not self.settings.continue_copies:
@@ -273,7 +271,7 @@ class Rewriter:
             chunk = copies[start : start + size]
             got = self._generate_batch([queries[i] for i in chunk], False, past_copy=True)
             for i, g in zip(chunk, got, strict=True):
-                if not same_words(queries[i], g[0]):  # decoded past it, not reordered
+                if not is_copy(queries[i], g[0]):  # decoded past it, not reordered
                     out[i][0] = g[0]
                     self.stats.copies_continued += 1
         self.stats.seconds += time.perf_counter() - t0
@@ -304,11 +302,9 @@ class Rewriter:
         cand_q: list[int] = []
         cand_text: list[str] = []
         for i, q in enumerate(queries):
-            seen = {normalize_query(q)}
+            seen: set[str] = set()
             first = candidates[i][0] if candidates[i] else ""
-            if self.settings.abstain_on_copy and (
-                normalize_query(first) in seen or same_words(q, first)
-            ):
+            if self.settings.abstain_on_copy and is_copy(q, first):
                 continue  # the greedy rewrite is a copy: the model abstains
             if self.settings.drop_repeats and repeated_words(q, first):
                 continue  # ... or it stutters
@@ -316,7 +312,7 @@ class Rewriter:
                 key = normalize_query(text)
                 if (
                     key in seen
-                    or same_words(q, text)
+                    or is_copy(q, text)
                     or not is_well_formed(text)
                     or (self.settings.drop_repeats and repeated_words(q, text))
                 ):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from qrewrite.text import normalize_query, repeated_words, same_words
+from qrewrite.text import is_copy, normalize_query, repeated_words
 from qrewrite.training.prompts import is_well_formed, parse_rewrite
 
 ProductSets = Sequence[Sequence[str]]
@@ -123,10 +123,7 @@ def not_copy(
 ) -> list[float]:
     """1 unless the rewrite is the query again: after normalisation, or its words and no others
     in any order or number ("grass cat cat" for "cat grass"). A copy adds no recall."""
-    return [
-        0.0 if normalize_query(r) == normalize_query(q) or same_words(q, r) else 1.0
-        for q, r in zip(queries, rewrites, strict=True)
-    ]
+    return [0.0 if is_copy(q, r) else 1.0 for q, r in zip(queries, rewrites, strict=True)]
 
 
 def no_repeats(
