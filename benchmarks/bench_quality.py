@@ -83,12 +83,30 @@ def _ci(m: dict, key: str) -> str:
     return f"{100 * v:+.1f}% [{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
+def _points(m: dict, key: str) -> str:
+    """A difference of two uplifts in points, with its interval where there is one."""
+    v, lo, hi = m.get(key), m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
+    if v is None:
+        return "-"
+    if lo is None or hi is None:
+        return f"{100 * v:+.1f} points"
+    return f"{100 * v:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def _spelling(m: dict) -> str:
+    """The model's spelling corrections among its top rewrites, and the UCVR points they add."""
+    rate, adds = m.get("spelling_fix_rate"), m.get("ucvr_uplift_from_spelling")
+    if rate is None:
+        return "-"
+    return pct(rate) + ("" if adds is None else f" ({100 * adds:+.1f} pp)")
+
+
 def table(results: list[dict]) -> list[str]:
     lines = [
-        "| seed | variant | relevance (truth) | relevance (teacher) | UCVR, model alone | copy "
-        "| greedy copies | empty | tagging macro-F1 | served | UCVR, served by the policy "
-        "| vetting adds | increment | minutes |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| seed | variant | relevance (truth) | relevance (teacher) | UCVR, model alone "
+        "| spelling fixes (add) | copy | greedy copies | empty | tagging macro-F1 | served "
+        "| UCVR, served by the policy | vetting adds | increment | minutes |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         variants = r["metrics"]["variants"]
@@ -98,7 +116,7 @@ def table(results: list[dict]) -> list[str]:
             lines.append(
                 f"| {r['seed']} | {name} | {pct(m.get('relevance_rate_truth'))} | "
                 f"{pct(m.get('relevance_rate'))} | {_ci(m, 'ucvr_uplift_unfiltered')} | "
-                f"{pct(m.get('copy_rate'))} | {pct(m.get('greedy_copy_rate'))} | "
+                f"{_spelling(m)} | {pct(m.get('copy_rate'))} | {pct(m.get('greedy_copy_rate'))} | "
                 f"{pct(m.get('empty_rate'))} | "
                 f"{m.get('tagging_macro_f1') or 0:.3f} | {pct(m.get('served_rate'))} | "
                 f"{_ci(m, 'ucvr_uplift')} | "
@@ -175,6 +193,14 @@ def goals(results: list[dict]) -> list[str]:
         + pct(min(repeats, default=None))
         + "-"
         + pct(max(repeats, default=None)),
+        # the model's own spelling corrections, served first (correct_spelling), and what
+        # they add to the candidate alone: the figures above are with them
+        "- the candidate's top rewrites that are its own spelling correction, and the UCVR "
+        "points they add (95% interval over queries): "
+        + ", ".join(
+            f"{pct(m.get('spelling_fix_rate'))} ({_points(m, 'ucvr_uplift_from_spelling')})"
+            for m in cand
+        ),
         "- minutes per run: " + ", ".join(f"{r['minutes']:.1f}" for r in results),
         # what the gate's registry.seed_spread holds: a smaller win over the champion is noise
         "- the candidate's served UCVR uplift across these seeds: "

@@ -22,7 +22,7 @@ from docs_section import publish_table, runs_parser
 from qrewrite.evaluation.evaluate import load_held_out
 from qrewrite.evaluation.truth import GradedTruth
 from qrewrite.search_engine import ProductRetriever
-from qrewrite.serving.rewriter import GenerationSettings, Rewriter, rewrite_prompt_texts
+from qrewrite.serving.rewriter import GenerationSettings, Rewriter, prompt_texts
 from qrewrite.text import normalize_query
 from qrewrite.training.datasets import load_training_split
 
@@ -34,7 +34,7 @@ def stop_probability(rewriter: Rewriter, queries: list[str]) -> np.ndarray:
     import torch
 
     tok = rewriter.tokenizer
-    texts = [p + q for p, q in zip(rewrite_prompt_texts(tok, queries), queries, strict=True)]
+    texts = [p + q for p, q in zip(prompt_texts(tok, queries), queries, strict=True)]
     out: list[float] = []
     with torch.no_grad():
         for start in range(0, len(texts), 64):

@@ -1,4 +1,4 @@
-from qrewrite.text import normalize_query, repeated_words, same_words, tokenize, words
+from qrewrite.text import normalize_query, repeated_words, respells, same_words, tokenize, words
 
 
 def test_normalize_query_folds_case_width_and_whitespace() -> None:
@@ -49,3 +49,18 @@ def test_same_words_in_any_order_or_number() -> None:
 def test_words_are_tokenize_on_latin_text() -> None:
     for text in ("Men's Running Shoes", "size 9.5 t-shirt 100% cotton", "  BOOTS,  boots "):
         assert words(text) == tokenize(text)
+
+
+def test_respells_keeps_every_word_and_fixes_only_spelling() -> None:
+    assert respells("ironpeak dumbgells 20 lb", "Ironpeak dumbbells 20 lb")
+    assert respells("12 oz protien bars", "12 oz protein bars")  # a transposition
+    assert respells("wirless earbuds", "wireless earbuds")  # a letter left out
+    assert respells("ear buds black", "earbuds black") and respells("tshirt", "t shirt")
+    assert not respells("oak desk", "oak desk")  # nothing corrected
+    assert not respells("oak desk", "desk oak")  # reordered: no spelling changed
+    assert not respells("dumbgells 20 lb", "dumbbells 30 lb")  # a number is never "fixed"
+    assert not respells("red mug", "bed mug")  # a short word: as likely another word
+    assert not respells("dumbgells", "dumbbells 20 lb")  # words added
+    assert not respells("blu saucpan", "blue coffee") and not respells("saucpan", "sauce pan x")
+    # which spelling is right is the model's to say: respells only bounds how far it may go
+    assert respells("leather boots", "leatherr boot")

@@ -121,3 +121,30 @@ def one_edit_apart(a: str, b: str) -> bool:
         return False
     da, db = deletions(a), deletions(b)
     return a in db or b in da or bool(da & db)
+
+
+# a shorter word one edit from another is as often a different word ("red", "bed") as a typo
+MIN_RESPELT_LETTERS = 4
+
+
+def respells(query: str, rewrite: str) -> bool:
+    """Does ``rewrite`` only correct the spelling of the query: the same words in the same
+    order, at least one of them respelt by one edit (a word of at least
+    :data:`MIN_RESPELT_LETTERS` letters, no digits: "20 lb" is never "30 lb"), or the same
+    letters with the spaces moved ("ear buds", "earbuds")? A correction of this kind keeps
+    everything the shopper asked for.
+
+    >>> respells("ironpeak dumbgells 20 lb", "ironpeak dumbbells 20 lb")
+    True
+    >>> respells("blu saucpan", "blue coffee"), respells("red mug", "bed mug")
+    (False, False)
+    """
+    mine, theirs = words(query), words(rewrite)
+    if mine == theirs:
+        return False
+    if "".join(mine) == "".join(theirs):
+        return True
+    return len(mine) == len(theirs) and all(
+        a == b or (len(a) >= MIN_RESPELT_LETTERS and (a + b).isalpha() and one_edit_apart(a, b))
+        for a, b in zip(mine, theirs, strict=True)
+    )

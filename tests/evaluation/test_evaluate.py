@@ -121,6 +121,44 @@ def test_report_files(report) -> None:
     assert saved["environment"]["packages"]["torch"]
 
 
+def test_what_the_spelling_corrections_add_is_measured_against_the_model_without_them(
+    report, tiny_market, tiny_datasets, tiny_labels, tiny_model, tmp_path, monkeypatch
+) -> None:
+    """Corrections that retrieve nothing: every top rewrite is one, the model alone changes no
+    page, and what they add is minus the uplift of the same model without them."""
+    from qrewrite.serving.rewriter import Rewriter
+
+    def nowhere(self, queries, progress=False):
+        self.stats.corrections += len(queries)
+        return ["zzqx vvjk"] * len(queries)
+
+    monkeypatch.setattr(Rewriter, "corrections", nowhere)
+    cfg = EvaluateConfig(min_p_relevant=0.0, tracking_uri=f"sqlite:///{tmp_path}/m.db", **SMALL)
+    r = evaluate(
+        cfg,
+        data_dir=tiny_market,
+        datasets_dir=tiny_datasets,
+        variants={"unvetted": str(tiny_model)},
+        out_dir=tmp_path,
+        labels=tiny_labels,
+        progress=False,
+    )
+    m, before = r.variants["unvetted"], report[1].variants["unvetted"]
+    assert m["spelling_fix_rate"] == 1.0
+    assert m["ucvr_uplift_unfiltered"] == 0.0 and before["ucvr_uplift_unfiltered"] != 0.0
+    assert m["ucvr_uplift_from_spelling"] == pytest.approx(-before["ucvr_uplift_unfiltered"])
+    low, high = m["ucvr_uplift_from_spelling_ci_low"], m["ucvr_uplift_from_spelling_ci_high"]
+    assert low <= m["ucvr_uplift_from_spelling"] <= high
+    top = pd.read_parquet(tmp_path / "rewrites.parquet").query("rank == 1")
+    assert (top["rewrite"] == "zzqx vvjk").all() and len(top) == SMALL["max_queries"]
+    # the model made none in the fixture's run: they add nothing
+    assert before["spelling_fix_rate"] == 0.0 and before["ucvr_uplift_from_spelling"] == 0.0
+    assert (
+        "spelling corrections are 100.0% of the top rewrites"
+        in (tmp_path / "report.md").read_text()
+    )
+
+
 def test_a_strict_serving_policy_serves_nothing_and_changes_nothing(
     tiny_market, tiny_datasets, tiny_model, tmp_path
 ) -> None:

@@ -11,7 +11,13 @@ from qrewrite.cli import main
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.serving.export import REWRITES_SCHEMA, RewriteConfig, export_rewrites, read_queries
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter
-from qrewrite.text import normalize_query
+from qrewrite.text import normalize_query, respells
+from qrewrite.training.prompts import (
+    NORMALIZE_INSTRUCTION,
+    REWRITE_INSTRUCTION,
+    normalize_prompt,
+    rewrite_prompt,
+)
 
 QUERIES = ["red running shoes", "oak desk", "wireless earbuds black", "cotton hoodie xl"]
 
@@ -78,13 +84,79 @@ def test_a_stutter_is_never_served(tiny_model: Path) -> None:
     assert len(kept[1]) == 3
 
 
+class Corrector(Rewriter):
+    """The tiny model, answering the normalize prompt with set texts (its rewrite-mode
+    generation stays the model's)."""
+
+    def _generate_batch(self, queries, sample, *, past_copy=False, prompt=rewrite_prompt):
+        if prompt is normalize_prompt:
+            return [[getattr(self, "answers", {}).get(q, q)] for q in queries]
+        return super()._generate_batch(queries, sample, past_copy=past_copy, prompt=prompt)
+
+
+def test_the_models_spelling_correction_is_its_first_rewrite(tiny_model: Path) -> None:
+    """Where the model's answer in correction mode only respells the query's words, it is the
+    first rewrite whatever its score, even where the greedy rewrite copies the query; an
+    answer that changes a word, or the query again, is no correction."""
+    queries = ["ironpeak dumbgells 20 lb", "blu saucpan", "ear buds", "oak desk", "cotton hoodie"]
+    answers = {
+        queries[0]: "ironpeak dumbbells 20 lb",
+        queries[1]: "blue coffee",  # another word: not a spelling fix
+        queries[2]: "earbuds",  # the spaces moved
+        queries[4]: "cotton hoodie cotton",  # a stutter is no correction
+    }
+    settings = GenerationSettings(max_new_tokens=8, correct_spelling=True)
+    r = Corrector.from_dir(tiny_model, settings)
+    r.answers = answers
+    fixes = r.corrections(queries)
+    assert fixes == ["ironpeak dumbbells 20 lb", "", "earbuds", "", ""]
+    assert r.stats.corrections == 2
+    raw = [
+        ["ironpeak green yoga mat 20 lb", "ironpeak dumbbells 20 lb", "ironpeak dumbbells"],
+        ["blue saucepan"],
+        ["ear buds"],  # the greedy rewrite copies: the model abstains but for its correction
+        ["oak desk wood"],
+        ["cotton hoodie"],
+    ]
+    ranked = r.rank(queries, raw, k=3, grade=False, corrections=fixes)
+    assert [x.text for x in ranked[0]][:1] == ["ironpeak dumbbells 20 lb"]
+    assert len({x.text for x in ranked[0]}) == len(ranked[0]) == 3  # listed once
+    assert [x.text for x in ranked[1]] == ["blue saucepan"]
+    assert [x.text for x in ranked[2]] == ["earbuds"]
+    assert [x.text for x in ranked[3]] == ["oak desk wood"] and ranked[4] == []
+    # without the setting nothing is asked in correction mode and ranking is as before
+    off = Corrector.from_dir(tiny_model, GenerationSettings(max_new_tokens=8))
+    assert off.corrections(queries) is None and off.stats.corrections == 0
+    plain = off.rank(queries, raw, k=3, grade=False)
+    assert plain[2] == [] and [x.text for x in plain[1]] == ["blue saucepan"]
+    scores = [x.score for x in plain[0]]
+    assert scores == sorted(scores, reverse=True)
+    # behind the correction, the rest in the order of their scores
+    fix = "ironpeak dumbbells 20 lb"
+    assert [x.text for x in ranked[0][1:]] == [x.text for x in plain[0] if x.text != fix][:2]
+    with pytest.raises(ValueError, match="2 corrections for 5 queries"):
+        r.rank(queries, raw, corrections=fixes[:2])
+
+
+def test_the_correction_is_asked_with_the_normalize_prompt(tiny_model: Path) -> None:
+    """``corrections`` prompts the real model with task C's prompt, greedy: deterministic."""
+    from qrewrite.serving.rewriter import prompt_texts
+
+    r = Rewriter.from_dir(tiny_model, GenerationSettings(max_new_tokens=8, correct_spelling=True))
+    texts = prompt_texts(r.tokenizer, QUERIES, prompt=normalize_prompt)
+    assert all(NORMALIZE_INSTRUCTION in t and REWRITE_INSTRUCTION not in t for t in texts)
+    first = r.corrections(QUERIES)
+    assert len(first) == len(QUERIES) and first == r.corrections(QUERIES)
+    assert all(f == "" or respells(q, f) for q, f in zip(QUERIES, first, strict=True))
+
+
 def _copy_state(r: Rewriter, query: str, generated: str):
     """Input ids of the rewrite prompt of ``query`` followed by ``generated``, and its length."""
     import torch
 
-    from qrewrite.serving.rewriter import rewrite_prompt_texts
+    from qrewrite.serving.rewriter import prompt_texts
 
-    prompt = r.tokenizer(rewrite_prompt_texts(r.tokenizer, [query]), add_special_tokens=False)
+    prompt = r.tokenizer(prompt_texts(r.tokenizer, [query]), add_special_tokens=False)
     ids = prompt["input_ids"][0]
     gen = r.tokenizer(generated, add_special_tokens=False)["input_ids"] if generated else []
     return torch.tensor([ids + gen]), len(ids)

@@ -23,7 +23,7 @@ from qrewrite.errors import ConfigError
 from qrewrite.serving.engines import ENGINES, choose_engine, sampling_arguments
 from qrewrite.serving.export import REWRITES_SCHEMA, RewriteConfig, export_rewrites
 from qrewrite.serving.policy import ServingPolicy
-from qrewrite.serving.rewriter import GenerationSettings, Rewriter, rewrite_prompt_texts
+from qrewrite.serving.rewriter import GenerationSettings, Rewriter, prompt_texts
 from qrewrite.serving.served import ServedRewriter
 
 QUERIES = ["red running shoes", "oak desk", "wireless earbuds black", "cotton hoodie xl"]
@@ -178,7 +178,7 @@ def test_vllm_gets_the_hf_paths_prompts_byte_for_byte(tiny_model: Path, fake_vll
     (greedy_prompts, greedy_params, _), (sample_prompts, sample_params, _) = engine.llm.calls
     assert [p["prompt_token_ids"] for p in greedy_prompts] == greedy_ids
     assert sample_prompts == greedy_prompts
-    texts = rewrite_prompt_texts(hf.tokenizer, QUERIES)
+    texts = prompt_texts(hf.tokenizer, QUERIES)
     decoded = [hf.tokenizer.decode(p["prompt_token_ids"]) for p in greedy_prompts]
     assert [t.encode() for t in decoded] == [t.encode() for t in texts]
     assert greedy_params.kwargs["temperature"] == 0.0 and greedy_params.kwargs["n"] == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 NO_REWRITE = "no-rewrite"
 UNFILTERED = "#unfiltered"  # the A/B arm that serves every top rewrite, vetted or not
+# ... and every top rewrite the model ranks without its spelling corrections (correct_spelling)
+UNCORRECTED = "#uncorrected"
 
 # The keys of metrics.json per variant; docs/evaluation.md defines each. Never rename one.
 METRIC_KEYS = (
@@ -84,6 +87,12 @@ METRIC_KEYS = (
     "ucvr_uplift_unfiltered_query_ci_low",
     "ucvr_uplift_unfiltered_query_ci_high",
     "ucvr_uplift_from_vetting",
+    # the model's spelling corrections: share of held-out queries whose top rewrite is one, and
+    # how much they add to the model alone's UCVR uplift (paired by query, 95% interval)
+    "spelling_fix_rate",
+    "ucvr_uplift_from_spelling",
+    "ucvr_uplift_from_spelling_ci_low",
+    "ucvr_uplift_from_spelling_ci_high",
     "ctr_uplift",
     "ctr_uplift_ci_low",
     "ctr_uplift_ci_high",
@@ -117,6 +126,8 @@ MODEL_ALONE_KEYS = (
     "repeat_rate",
     "empty_rate",
     "tagging_macro_f1",
+    "spelling_fix_rate",
+    "ucvr_uplift_from_spelling",
 )
 # ... and what the serving policy serves, and how much UCVR its vetting adds
 SERVING_POLICY_KEYS = (
@@ -157,6 +168,7 @@ class EvaluateConfig:
     abstain_on_copy: bool = True  # no rewrite when the greedy one copies the query
     continue_copies: bool = False  # ...unless decoded again past the copy (GenerationSettings)
     drop_repeats: bool = True  # drop candidates that repeat a word (GenerationSettings)
+    correct_spelling: bool = True  # the model's spelling correction first (GenerationSettings)
     max_new_tokens: int = 16
     batch_size: int = 64
     retrieve_k: int = 20  # result depth of hit rate and increment (as the GRPO rewards)
@@ -404,6 +416,8 @@ class VariantResult:
     grades: dict[str, list[int]]  # grade source -> grades of the served rewrites
     pages: dict[str, list[int]]  # normalised query -> page with the served rewrite
     pages_unfiltered: dict[str, list[int]]  # ... with every top rewrite
+    # ... with every top rewrite but the spelling corrections (None: the model made none)
+    pages_uncorrected: dict[str, list[int]] | None
     rows: list[dict[str, Any]]  # every ranked candidate, for rewrites.parquet
     # on human judgments: per subset, served rewrites ("with_serving_policy") and every top
     # rewrite ("model_alone")
@@ -427,7 +441,9 @@ def evaluate_variant(
 
     rewriter = Rewriter.from_dir(model_dir, config.generation())
     raw = rewriter.generate_candidates(held.queries, progress)
-    ranked = rewriter.rank(held.queries, raw, config.k, graded=1)  # the served one is the first
+    fixes = rewriter.corrections(held.queries, progress)
+    # the served one is the first
+    ranked = rewriter.rank(held.queries, raw, config.k, graded=1, corrections=fixes)
     top = [r[0].text if r else "" for r in ranked]
     top_idx = [i for i, s in enumerate(top) if s]
     teacher_first: list[int | None] = [None] * len(ranked)  # the teacher's grade of each top
@@ -454,6 +470,7 @@ def evaluate_variant(
         "greedy_copy_rate": rewriter.stats.greedy_copies / max(1, len(held.queries)),
         # the model's own stutters, before dropping them (drop_repeats)
         "repeat_rate": m.repeat_rate(held.queries, greedy),
+        "spelling_fix_rate": rewriter.stats.corrections / max(1, len(held.queries)),
         "empty_rate": m.empty_rate(greedy),
         "distinct_rewrites_per_query": m.distinct_per_query(raw),
         "queries_per_second": rewriter.stats.queries_per_second,
@@ -462,6 +479,10 @@ def evaluate_variant(
     ret, pages = retrieval_metrics(config, held, served, retrieval, truth)
     res.update(ret)
     _, pages_unfiltered = retrieval_metrics(config, held, top, retrieval, truth)
+    pages_uncorrected = None
+    if rewriter.stats.corrections:
+        uncorrected = _without_corrections(rewriter, held.queries, raw, top, fixes or [])
+        _, pages_uncorrected = retrieval_metrics(config, held, uncorrected, retrieval, truth)
     served_idx = [i for i, s in enumerate(served) if s]
     grades: dict[str, list[int]] = {"self": [r[0].grade for r in ranked if r]}
     if tg.size:
@@ -522,7 +543,24 @@ def evaluate_variant(
         for i, (q, row) in enumerate(zip(held.queries, ranked, strict=True))
         for rank, r in enumerate(row, start=1)
     ]
-    return VariantResult(res, grades, pages, pages_unfiltered, rows, judged)
+    return VariantResult(res, grades, pages, pages_unfiltered, pages_uncorrected, rows, judged)
+
+
+def _without_corrections(
+    rewriter: Rewriter,
+    queries: Sequence[str],
+    raw: list[list[str]],
+    top: list[str],
+    fixes: Sequence[str],
+) -> list[str]:
+    """``top`` with each spelling correction replaced by what the model ranks first without
+    it: what the model alone serves with ``correct_spelling`` off."""
+    fixed = [i for i, f in enumerate(fixes) if f]
+    again = rewriter.rank([queries[i] for i in fixed], [raw[i] for i in fixed], 1, grade=False)
+    out = list(top)
+    for i, row in zip(fixed, again, strict=True):
+        out[i] = row[0].text if row else ""
+    return out
 
 
 def judged_comparisons(
@@ -693,6 +731,8 @@ def evaluate(
         if ev.judged:
             judged[name] = ev.judged
         pages[name], pages[f"{name}{UNFILTERED}"] = ev.pages, ev.pages_unfiltered
+        if ev.pages_uncorrected is not None:
+            pages[f"{name}{UNCORRECTED}"] = ev.pages_uncorrected
         rewrites_rows += [{"variant": name, **row} for row in ev.rows]
         log.info("evaluate: %s done in %.1f s", name, time.perf_counter() - t0)
 
@@ -711,7 +751,12 @@ def evaluate(
             ABSettings(config.ab_replicas, config.page_size, config.bootstrap, config.seed),
         )
         for name, values in ab.arms.items():
-            if name.endswith(UNFILTERED):
+            if name.endswith(UNCORRECTED):
+                variant = name.removesuffix(UNCORRECTED)
+                gain = ab.difference(name, f"{variant}{UNFILTERED}")
+                for key, value in zip(("", "_ci_low", "_ci_high"), gain, strict=True):
+                    results[variant][f"ucvr_uplift_from_spelling{key}"] = value
+            elif name.endswith(UNFILTERED):
                 base = results[name.removesuffix(UNFILTERED)]
                 for key in values:
                     if key.startswith("ucvr_uplift"):
@@ -728,6 +773,9 @@ def evaluate(
         # how much the serving policy's vetting adds to what the model does alone
         if "ucvr_uplift" in res and "ucvr_uplift_unfiltered" in res:
             res["ucvr_uplift_from_vetting"] = res["ucvr_uplift"] - res["ucvr_uplift_unfiltered"]
+            if res.get("spelling_fix_rate") == 0.0:  # corrected nothing: adds nothing
+                for key in ("", "_ci_low", "_ci_high"):
+                    res[f"ucvr_uplift_from_spelling{key}"] = 0.0
         for key in METRIC_KEYS:
             res.setdefault(key, float("nan"))
     chosen = candidate or next(iter(variants))

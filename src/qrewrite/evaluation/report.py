@@ -24,6 +24,8 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("copy_rate", "copy", "pct"),
     ("greedy_copy_rate", "greedy copies", "pct"),
     ("repeat_rate", "repeats", "pct"),
+    ("spelling_fix_rate", "spelling fixes", "pct"),
+    ("ucvr_uplift_from_spelling", "spelling adds", "pp"),
     ("tagging_macro_f1", "tagging macro-F1", "f3"),
     ("served_rate", "served", "pct"),
     ("served_relevance_rate", "served relevance", "pct"),
@@ -165,6 +167,10 @@ DEFINITIONS = """\
   query itself, before decoding past the copy (`continue_copies`; the same as copy without it).
   **repeats**: the model's greedy rewrite repeats a word the query does not ("cowboy boots
   boots"); such candidates are never served (`drop_repeats`).
+- **spelling fixes**: top rewrites that are the model's own spelling correction of the query (its
+  answer under the normalize prompt, served first where it only respells the query's words:
+  `correct_spelling`); **spelling adds**: the model alone's UCVR uplift with them minus without
+  them, in points.
 
 Full definitions: docs/evaluation.md.
 """
@@ -288,7 +294,7 @@ def headline(report: dict[str, Any]) -> list[str]:
         f"{_fmt(cand.get('ucvr_uplift_unfiltered'), 'ci', cand, 'ucvr_uplift_unfiltered')}"
         f"{_over_queries(cand, 'ucvr_uplift_unfiltered')}; "
         f"copies {_fmt(cand.get('copy_rate'), 'pct')}{_past_copies(cand)}, "
-        f"empty {_fmt(cand.get('empty_rate'), 'pct')}",
+        f"empty {_fmt(cand.get('empty_rate'), 'pct')}{_spelling(cand)}",
         f"- **with the serving policy** ({serving}): "
         f"{_fmt(cand.get('served_rate'), 'pct')} of queries served, UCVR uplift "
         f"{_fmt(cand.get('ucvr_uplift'), 'ci', cand, 'ucvr_uplift')}"
@@ -296,6 +302,21 @@ def headline(report: dict[str, Any]) -> list[str]:
         f"{_fmt(cand.get('ucvr_uplift_from_vetting'), 'pp')}",
         *chosen,
     ]
+
+
+def _spelling(m: dict[str, Any]) -> str:
+    """What the model's spelling corrections are and add, when it made any."""
+    rate = m.get("spelling_fix_rate")
+    if not rate:
+        return ""
+    low, high = (
+        _fmt(m.get(f"ucvr_uplift_from_spelling_ci_{end}"), "pp").removesuffix(" pp")
+        for end in ("low", "high")
+    )
+    return (
+        f"; its own spelling corrections are {_fmt(rate, 'pct')} of the top rewrites and add "
+        f"{_fmt(m.get('ucvr_uplift_from_spelling'), 'pp')} [{low}, {high}] to its UCVR uplift"
+    )
 
 
 def _past_copies(m: dict[str, Any]) -> str:

@@ -2,7 +2,7 @@
 vLLM's offline engine.
 
 Only candidate generation differs between the two. The prompts are the same token ids (the
-rewrite prompt under the tokenizer's chat template, :func:`rewrite_prompt_texts`); the candidate
+rewrite prompt under the tokenizer's chat template, :func:`prompt_texts`); the candidate
 set is the same (the greedy rewrite first, then ``samples`` top-k samples at the same temperature,
 at most ``max_new_tokens`` each, ending at the tokenizer's EOS, decoded by the same tokenizer);
 and scoring, ranking, self-grading and the serving policy are the same code on the HF model
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from qrewrite.errors import ConfigError
-from qrewrite.serving.rewriter import GenerationSettings, rewrite_prompt_texts
+from qrewrite.serving.rewriter import GenerationSettings, prompt_texts
 from qrewrite.training.prompts import parse_rewrite
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class VllmCandidates:
 
     def prompts(self, queries: Sequence[str]) -> list[dict[str, list[int]]]:
         """The token ids HF generate sees for ``queries`` (unpadded), as vLLM prompts."""
-        texts = rewrite_prompt_texts(self.tokenizer, queries)
+        texts = prompt_texts(self.tokenizer, queries)
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [{"prompt_token_ids": list(row)} for row in ids]
 

@@ -61,6 +61,7 @@ class RewriteConfig:
     abstain_on_copy: bool = True  # no rewrite when the greedy one copies the query
     continue_copies: bool = False  # ...unless decoded again past the copy (GenerationSettings)
     drop_repeats: bool = True  # drop candidates that repeat a word (GenerationSettings)
+    correct_spelling: bool = True  # the model's spelling correction first (GenerationSettings)
     max_new_tokens: int = 16
     batch_size: int = 64
     max_query_chars: int = 200

@@ -7,6 +7,10 @@ by the model in tagging mode (the multi-task model grades its own rewrites, as i
 Copies of the query and malformed outputs are dropped: they add nothing to a recall path. When the
 greedy rewrite itself is a copy, the model has found nothing to rewrite and the query gets no
 rewrite (``abstain_on_copy``), instead of its best sample.
+
+With ``correct_spelling`` the model also answers the query in its correction mode (task C, the
+normalize prompt, greedy); where that answer only respells the query's words
+(:func:`qrewrite.text.respells`) it is the first rewrite, ahead of the ranked ones.
 """
 
 from __future__ import annotations
@@ -20,9 +24,14 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
-from qrewrite.text import is_copy, normalize_query, repeated_words
+from qrewrite.text import is_copy, normalize_query, repeated_words, respells
 from qrewrite.training.judge import RelevanceJudge, answer_logprobs
-from qrewrite.training.prompts import is_well_formed, parse_rewrite, rewrite_prompt
+from qrewrite.training.prompts import (
+    is_well_formed,
+    normalize_prompt,
+    parse_rewrite,
+    rewrite_prompt,
+)
 
 
 @dataclass
@@ -49,6 +58,12 @@ class GenerationSettings:
     # stutter retrieves nothing the word once would not, and the small model stutters on real
     # shops' text (docs/benchmarks.md, "Stutters")
     drop_repeats: bool = True
+    # the model's own spelling correction of the query (task C's greedy answer), where it only
+    # respells the query's words, is the first rewrite: in rewrite mode the model may read
+    # "dumbgells" as another product ("yoga mat") while in correction mode it reads "dumbbells"
+    # (docs/evaluation.md, "Spelling corrections"). Off here so that a model registered before
+    # it existed is served as it was measured; evaluate: and rewrite: turn it on
+    correct_spelling: bool = False
 
 
 def generation_settings(source: Any) -> GenerationSettings:
@@ -78,18 +93,21 @@ class GenerationStats:
     batches: list[float] = field(default_factory=list)  # seconds per generate() call
     greedy_copies: int = 0  # queries whose greedy rewrite was the query itself...
     copies_continued: int = 0  # ...and of those, decoded again past the copy (continue_copies)
+    corrections: int = 0  # queries whose first rewrite is the model's spelling correction
 
     @property
     def queries_per_second(self) -> float:
         return self.queries / self.seconds if self.seconds else 0.0
 
 
-def rewrite_prompt_texts(tokenizer: Any, queries: Sequence[str]) -> list[str]:
-    """The text the model is prompted with for each query: the rewrite prompt under the
-    tokenizer's chat template, ready for the assistant's answer. Tokenised without special
-    tokens, it is what every generation engine is given."""
+def prompt_texts(
+    tokenizer: Any, queries: Sequence[str], *, prompt: Any = rewrite_prompt
+) -> list[str]:
+    """The text the model is prompted with for each query: the rewrite prompt (or another
+    task's ``prompt``) under the tokenizer's chat template, ready for the assistant's answer.
+    Tokenised without special tokens, it is what every generation engine is given."""
     return [
-        tokenizer.apply_chat_template(rewrite_prompt(q), add_generation_prompt=True, tokenize=False)
+        tokenizer.apply_chat_template(prompt(q), add_generation_prompt=True, tokenize=False)
         for q in queries
     ]
 
@@ -172,12 +190,17 @@ class Rewriter:
         return cls(load_model(path, "rewrite model"), load_tokenizer(path), settings)
 
     def _generate_batch(
-        self, queries: Sequence[str], sample: bool, *, past_copy: bool = False
+        self,
+        queries: Sequence[str],
+        sample: bool,
+        *,
+        past_copy: bool = False,
+        prompt: Any = rewrite_prompt,
     ) -> list[list[str]]:
         import torch
 
         s = self.settings
-        texts = rewrite_prompt_texts(self.tokenizer, queries)
+        texts = prompt_texts(self.tokenizer, queries, prompt=prompt)
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         device = next(self.model.parameters()).device
         enc = {k: v.to(device) for k, v in enc.items()}
@@ -277,6 +300,30 @@ class Rewriter:
         self.stats.seconds += time.perf_counter() - t0
         return out
 
+    def corrections(self, queries: Sequence[str], progress: bool = False) -> list[str] | None:
+        """With ``settings.correct_spelling``, the model's spelling correction of each query, or
+        "" where it has none: its greedy answer in correction mode (the normalize prompt, on
+        this model whichever engine generates the candidates), kept where it only respells the
+        query's words (:func:`~qrewrite.text.respells`) and is well formed. None without it."""
+        if not self.settings.correct_spelling:
+            return None
+        t0 = time.perf_counter()
+        size = max(1, self.settings.batch_size)
+        out: list[str] = []
+        bar = tqdm(total=len(queries), unit="query", desc="correcting", disable=not progress)
+        for start in range(0, len(queries), size):
+            chunk = queries[start : start + size]
+            got = self._generate_batch(chunk, False, prompt=normalize_prompt)
+            out += [
+                g[0] if is_well_formed(g[0]) and respells(q, g[0]) else ""
+                for q, g in zip(chunk, got, strict=True)
+            ]
+            bar.update(len(chunk))
+        bar.close()
+        self.stats.seconds += time.perf_counter() - t0
+        self.stats.corrections += sum(bool(f) for f in out)
+        return out
+
     def _word_starts(self) -> Any:
         """Which vocabulary entries begin a new word (decode to text starting with a space)."""
         if self._word_start_mask is None:
@@ -293,16 +340,27 @@ class Rewriter:
         k: int = 3,
         grade: bool = True,
         graded: int | None = None,
+        *,
+        corrections: Sequence[str] | None = None,
     ) -> list[list[Rewrite]]:
         """Up to ``k`` distinct, well-formed, non-copy rewrites per query, best score first.
 
         ``candidates[i][0]`` is the greedy rewrite; when it copies the query (its words and no
         others, in any order or number) and ``settings.abstain_on_copy`` is set, the query gets
-        none. With ``settings.drop_repeats`` a candidate that repeats a word is dropped."""
+        none. With ``settings.drop_repeats`` a candidate that repeats a word is dropped.
+        ``corrections[i]`` (:meth:`corrections`), where not empty, is the first rewrite
+        whatever its score, and the query gets it even when the model abstains otherwise."""
         cand_q: list[int] = []
         cand_text: list[str] = []
+        fixes = list(corrections) if corrections is not None else [""] * len(queries)
+        if len(fixes) != len(queries):
+            raise ValueError(f"{len(fixes)} corrections for {len(queries)} queries")
         for i, q in enumerate(queries):
             seen: set[str] = set()
+            if fixes[i]:
+                seen.add(normalize_query(fixes[i]))
+                cand_q.append(i)
+                cand_text.append(fixes[i])
             first = candidates[i][0] if candidates[i] else ""
             if self.settings.abstain_on_copy and is_copy(q, first):
                 continue  # the greedy rewrite is a copy: the model abstains
@@ -326,8 +384,8 @@ class Rewriter:
         scores = self.score([queries[i] for i in cand_q], cand_text)
         for i, text, s in zip(cand_q, cand_text, scores, strict=True):
             result[i].append(Rewrite(text, float(s)))
-        for row in result:
-            row.sort(key=lambda r: -r.score)
+        for i, row in enumerate(result):
+            row.sort(key=lambda r: (r.text != fixes[i], -r.score))  # the correction first
             del row[k:]
         if grade:
             # ``graded``: only the first rewrites of each query (evaluation serves the first;
@@ -345,5 +403,13 @@ class Rewriter:
     def rewrite(
         self, queries: Sequence[str], k: int = 3, grade: bool = True, progress: bool = False
     ) -> list[list[Rewrite]]:
-        """Up to ``k`` ranked rewrites per query (see :meth:`rank`)."""
-        return self.rank(queries, self.generate_candidates(queries, progress), k, grade)
+        """Up to ``k`` ranked rewrites per query (see :meth:`rank`), the model's spelling
+        correction first with ``settings.correct_spelling``."""
+        candidates = self.generate_candidates(queries, progress)
+        return self.rank(
+            queries,
+            candidates,
+            k,
+            grade,
+            corrections=self.corrections(queries, progress),
+        )
