@@ -151,12 +151,15 @@ def test_what_the_spelling_corrections_add_is_measured_against_the_model_without
     assert low <= m["ucvr_uplift_from_spelling"] <= high
     top = pd.read_parquet(tmp_path / "rewrites.parquet").query("rank == 1")
     assert (top["rewrite"] == "zzqx vvjk").all() and len(top) == SMALL["max_queries"]
+    assert top["spelling_fix"].all()
+    assert not pd.read_parquet(report[0] / "rewrites.parquet")["spelling_fix"].any()
+    samples = json.loads((tmp_path / "metrics.json").read_text())["samples"]
+    assert samples and all(s["spelling_fix"] for s in samples)
     # the model made none in the fixture's run: they add nothing
     assert before["spelling_fix_rate"] == 0.0 and before["ucvr_uplift_from_spelling"] == 0.0
-    assert (
-        "spelling corrections are 100.0% of the top rewrites"
-        in (tmp_path / "report.md").read_text()
-    )
+    md = (tmp_path / "report.md").read_text()
+    assert "spelling corrections are 100.0% of the top rewrites" in md
+    assert "| zzqx vvjk *(spelling fix)* |" in md
 
 
 def test_a_strict_serving_policy_serves_nothing_and_changes_nothing(

@@ -537,6 +537,8 @@ def evaluate_variant(
             "p_relevant": r.p_relevant,
             "served": rank == 1 and bool(served[i]),
             "greedy": greedy[i],
+            # the model's own spelling correction, first whatever its score (correct_spelling)
+            "spelling_fix": rank == 1 and fixes is not None and r.text == fixes[i],
             "teacher_grade": teacher_first[i] if rank == 1 else None,
             "truth_grade": truth_first[i] if rank == 1 else None,
         }
@@ -884,6 +886,7 @@ def sample_rewrites(rewrites: pd.DataFrame, variant: str, n: int) -> list[dict[s
                 "teacher_grade": None if pd.isna(r.teacher_grade) else int(r.teacher_grade),
                 "truth_grade": None if pd.isna(r.truth_grade) else int(r.truth_grade),
                 "served": bool(r.served),
+                "spelling_fix": bool(getattr(r, "spelling_fix", False)),
             }
         )
     return rows

@@ -190,14 +190,16 @@ def sample_table(samples: list[dict[str, Any]]) -> list[str]:
     lines = [
         "## Sample rewrites",
         "",
-        "The candidate's top rewrite of the most searched held-out queries.",
+        "The candidate's top rewrite of the most searched held-out queries (*spelling fix*: "
+        "the model's own correction of the query, served first).",
         "",
         "| query | searches | top rewrite | teacher | truth | served |",
         "|---|---:|---|---|---|---|",
     ]
     for r in samples:
         lines.append(
-            f"| {cell(r['query'])} | {r['searches']:,} | {cell(r['rewrite'])} | "
+            f"| {cell(r['query'])} | {r['searches']:,} | {cell(r['rewrite'])}"
+            f"{' *(spelling fix)*' if r.get('spelling_fix') else ''} | "
             f"{grade(r['teacher_grade'])} | {grade(r['truth_grade'])} | "
             f"{'yes' if r['served'] else 'no'} |"
         )
