@@ -261,6 +261,46 @@ def test_export_writes_the_serving_table(tiny_model: Path, tmp_path: Path) -> No
     assert out.with_suffix(".json").exists()
 
 
+def test_export_serves_the_models_spelling_correction_first(
+    tiny_model: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The export ranks through :meth:`Rewriter.rewrite`: a correction is the rank-1 row and
+    counted in the summary; with ``correct_spelling`` off the model is not asked."""
+    queries = tmp_path / "queries.txt"
+    queries.write_text("\n".join(QUERIES) + "\n")
+    asked: list[list[str]] = []
+
+    def fix_first(self, qs, progress=False):
+        if not self.settings.correct_spelling:
+            return None
+        asked.append(list(qs))
+        self.stats.corrections += 1
+        return ["red runnning shoes"] + [""] * (len(qs) - 1)
+
+    monkeypatch.setattr(Rewriter, "corrections", fix_first)
+    out = tmp_path / "rewrites.parquet"
+    summary = export_rewrites(
+        RewriteConfig(k=2, samples=2, max_new_tokens=8),
+        model_dir=tiny_model,
+        queries_file=queries,
+        out_file=out,
+        progress=False,
+    )
+    table = pd.read_parquet(out)
+    first = table[(table["query"] == QUERIES[0]) & (table["rank"] == 1)]
+    assert first["rewrite"].tolist() == ["red runnning shoes"]
+    assert asked == [QUERIES] and summary.queries_spelling_fixed == 1
+    assert summary.generation["correct_spelling"] is True
+    off = export_rewrites(
+        RewriteConfig(k=2, samples=2, max_new_tokens=8, correct_spelling=False),
+        model_dir=tiny_model,
+        queries_file=queries,
+        out_file=tmp_path / "off.parquet",
+        progress=False,
+    )
+    assert len(asked) == 1 and off.queries_spelling_fixed == 0
+
+
 def test_cli_rewrite_errors_are_one_line(tiny_model: Path, tmp_path: Path, capsys) -> None:
     assert (
         main(

@@ -209,6 +209,8 @@ class ExportSummary:
     rows: int
     queries_without_rewrite: int
     queries_served: int
+    # queries whose first rewrite is the model's own spelling correction (correct_spelling)
+    queries_spelling_fixed: int
     policy: str  # the serving policy, described
     policy_source: str  # where the policy came from
     generation: dict[str, Any]  # ``asdict`` of the generation settings
@@ -229,7 +231,8 @@ class ExportSummary:
         aside = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.set_aside.items() if v)
         return [
             f"rewrite: {self.queries:,} queries -> {self.rows:,} rewrites "
-            f"({self.queries_without_rewrite} queries without one, {self.queries_served} served "
+            f"({self.queries_without_rewrite} queries without one, {self.queries_spelling_fixed} "
+            f"spelling corrections first, {self.queries_served} served "
             f"by the policy {self.policy_source}: {self.policy}) in {self.seconds} s "
             f"({self.queries_per_second} queries/s, candidates by {self.engine}: "
             f"{self.engine_reason}) with {self.model} -> {out_path}"
@@ -322,6 +325,7 @@ def export_rewrites(
         rows=table.num_rows,
         queries_without_rewrite=sum(1 for r in ranked if not r),
         queries_served=sum(s.served for s in served),
+        queries_spelling_fixed=served_rewriter.rewriter.stats.corrections,
         policy=setup.policy.describe(),
         policy_source=setup.source,
         generation=asdict(setup.generation),
