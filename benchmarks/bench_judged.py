@@ -114,7 +114,8 @@ def render(
         f"- held-out queries: {metrics['held_out_queries']:,}; candidate `{cand}`;",
         "- the models' greedy rewrites: "
         + "; ".join(
-            f"{name} copies {pct(v.get('copy_rate'))}, stutters {pct(v.get('repeat_rate'))}"
+            f"{name} copies {pct(v.get('copy_rate'))}, stutters {pct(v.get('repeat_rate'))}, "
+            f"its own spelling corrections first {pct(v.get('spelling_fix_rate'))}"
             for name, v in metrics["variants"].items()
             if v.get("copy_rate") is not None
         )
