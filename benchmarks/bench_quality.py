@@ -74,23 +74,15 @@ def run_seed(
     return {"seed": seed, "minutes": minutes, "metrics": metrics, "registry": registry[15:]}
 
 
-def _ci(m: dict, key: str) -> str:
+def _ci(m: dict, key: str, unit: str = "%") -> str:
+    """``key`` of ``m`` with its interval where there is one; ``unit`` " points" for a
+    difference of two uplifts."""
     v, lo, hi = m.get(key), m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
     if v is None:
         return "-"
     if lo is None or hi is None:
-        return f"{100 * v:+.1f}%"
-    return f"{100 * v:+.1f}% [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-
-
-def _points(m: dict, key: str) -> str:
-    """A difference of two uplifts in points, with its interval where there is one."""
-    v, lo, hi = m.get(key), m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
-    if v is None:
-        return "-"
-    if lo is None or hi is None:
-        return f"{100 * v:+.1f} points"
-    return f"{100 * v:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+        return f"{100 * v:+.1f}{unit}"
+    return f"{100 * v:+.1f}{unit} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
 
 
 def _spelling(m: dict) -> str:
@@ -198,7 +190,7 @@ def goals(results: list[dict]) -> list[str]:
         "- the candidate's top rewrites that are its own spelling correction, and the UCVR "
         "points they add (95% interval over queries): "
         + ", ".join(
-            f"{pct(m.get('spelling_fix_rate'))} ({_points(m, 'ucvr_uplift_from_spelling')})"
+            f"{pct(m.get('spelling_fix_rate'))} ({_ci(m, 'ucvr_uplift_from_spelling', ' points')})"
             for m in cand
         ),
         "- minutes per run: " + ", ".join(f"{r['minutes']:.1f}" for r in results),
