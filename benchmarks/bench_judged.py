@@ -32,6 +32,11 @@ DEFAULT_INPUT = (
 ) / "crowdflower_train.tsv"
 
 
+def _points(value: float | None) -> str:
+    """A difference of two uplifts, in points."""
+    return "-" if value is None else f"{100 * value:+.1f} points"
+
+
 def derived_preset(base: Path, overrides: list[str], out: Path) -> Path:
     """``base`` with ``section.key=value`` overrides and its own MLflow store under ``out``."""
     doc = preset_document(base)  # with whatever it extends merged in
@@ -115,7 +120,8 @@ def render(
         "- the models' greedy rewrites: "
         + "; ".join(
             f"{name} copies {pct(v.get('copy_rate'))}, stutters {pct(v.get('repeat_rate'))}, "
-            f"its own spelling corrections first {pct(v.get('spelling_fix_rate'))}"
+            f"its own spelling corrections first {pct(v.get('spelling_fix_rate'))} "
+            f"(adding {_points(v.get('ndcg_at_10_uplift_from_spelling'))} of nDCG@10)"
             for name, v in metrics["variants"].items()
             if v.get("copy_rate") is not None
         )

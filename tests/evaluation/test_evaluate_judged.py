@@ -84,3 +84,42 @@ def test_judged_data_is_measured_on_peoples_grades(judged_run) -> None:
     assert "## On human judgments" in md and "model alone, all" in md
     assert "unjudged left out" in md
     assert md.index("model alone, all") < md.index("served, all")
+
+
+def test_what_the_corrections_add_on_peoples_grades(
+    judged_run, tiny_model: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Corrections that retrieve nothing leave every page the original's: what they add is
+    minus the model's own uplift without them, and the uncorrected arm is not reported."""
+    from qrewrite.serving.rewriter import Rewriter
+
+    def nowhere(self, queries, progress=False):
+        self.stats.corrections += len(queries)
+        return ["zzqx vvjk"] * len(queries)
+
+    out, before = judged_run
+    monkeypatch.setattr(Rewriter, "corrections", nowhere)
+    tmp = out.parent
+    cfg = EvaluateConfig(
+        tracking_uri=f"sqlite:///{tmp_path}/m.db", teacher=False, vet="model", **SMALL
+    )
+    report = evaluate(
+        cfg,
+        data_dir=tmp / "data",
+        datasets_dir=tmp / "datasets",
+        variants={"m": str(tiny_model)},
+        out_dir=tmp_path / "evaluation",
+        labels=tmp / "labels.parquet",
+        candidate="m",
+        progress=False,
+    )
+    m, was = report.metrics, before.metrics
+    assert m["spelling_fix_rate"] == 1.0 and m["ndcg_at_10_uplift_unfiltered"] == 0.0
+    assert was["ndcg_at_10_uplift_from_spelling"] == 0.0  # the tiny model corrects nothing
+    assert was["ndcg_at_10_uplift_unfiltered"] != 0.0
+    assert m["ndcg_at_10_uplift_from_spelling"] == pytest.approx(
+        -was["ndcg_at_10_uplift_unfiltered"]
+    )
+    assert set(report.judged["m"]) == {"with_serving_policy", "model_alone"}
+    md = (tmp_path / "evaluation" / "report.md").read_text()
+    assert "to its nDCG@10 uplift on people's grades" in md

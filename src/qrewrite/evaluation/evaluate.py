@@ -93,6 +93,8 @@ METRIC_KEYS = (
     "ucvr_uplift_from_spelling",
     "ucvr_uplift_from_spelling_ci_low",
     "ucvr_uplift_from_spelling_ci_high",
+    # ... and on human judgments, to the model alone's nDCG@10 uplift (judged data)
+    "ndcg_at_10_uplift_from_spelling",
     "ctr_uplift",
     "ctr_uplift_ci_low",
     "ctr_uplift_ci_high",
@@ -479,7 +481,7 @@ def evaluate_variant(
     ret, pages = retrieval_metrics(config, held, served, retrieval, truth)
     res.update(ret)
     _, pages_unfiltered = retrieval_metrics(config, held, top, retrieval, truth)
-    pages_uncorrected = None
+    pages_uncorrected, uncorrected = None, None
     if rewriter.stats.corrections:
         uncorrected = _without_corrections(rewriter, held.queries, raw, top, fixes or [])
         _, pages_uncorrected = retrieval_metrics(config, held, uncorrected, retrieval, truth)
@@ -517,7 +519,16 @@ def evaluate_variant(
     )
     judged: dict[str, list[dict[str, Any]]] = {}
     if truth is not None and truth.kind == "judged":
-        judged = judged_comparisons(config, held, served, top, retrieval, truth, spelling)
+        arms = {"with_serving_policy": served, "model_alone": top}
+        if uncorrected is not None:
+            arms[UNCORRECTED] = uncorrected
+        judged = judged_comparisons(config, held, arms, retrieval, truth, spelling)
+        # what the spelling corrections add to the model alone on people's grades
+        res["ndcg_at_10_uplift_from_spelling"] = (
+            _uplift_of_all(judged["model_alone"]) - _uplift_of_all(judged.pop(UNCORRECTED))
+            if uncorrected is not None
+            else 0.0
+        )
         for arm, suffix in (("with_serving_policy", ""), ("model_alone", "_unfiltered")):
             for row in judged[arm]:
                 if row["subset"] == "all":
@@ -548,6 +559,11 @@ def evaluate_variant(
     return VariantResult(res, grades, pages, pages_unfiltered, pages_uncorrected, rows, judged)
 
 
+def _uplift_of_all(rows: list[dict[str, Any]]) -> float:
+    """nDCG@10 uplift over every held-out query of a judged comparison (NaN without one)."""
+    return next((r["ndcg_at_10_uplift"] for r in rows if r["subset"] == "all"), float("nan"))
+
+
 def _without_corrections(
     rewriter: Rewriter,
     queries: Sequence[str],
@@ -568,20 +584,19 @@ def _without_corrections(
 def judged_comparisons(
     config: EvaluateConfig,
     held: HeldOut,
-    served: list[str],
-    top: list[str],
+    arms: dict[str, list[str]],
     retrieval: ProductRetriever,
     truth: GradedTruth,
     spelling: SpellingCheck | None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Original vs original + rewrite on people's grades, for served and for every top
-    rewrite (docs/evaluation.md#on-human-judgments)."""
+    """Original vs original + rewrite on people's grades, for each arm's rewrites (served,
+    every top rewrite: docs/evaluation.md#on-human-judgments)."""
     rows = truth.grade_rows(held.queries)
     judged = truth.judged_rows(held.queries)
     original = retrieval.ranked(held.queries)
     misspelled = [spelling.misspelled(q) if spelling else False for q in held.queries]
     out = {}
-    for arm, texts in (("with_serving_policy", served), ("model_alone", top)):
+    for arm, texts in arms.items():
         rewritten = retrieval.ranked(texts)
         out[arm] = [
             c.as_dict()

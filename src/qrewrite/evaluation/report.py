@@ -307,18 +307,23 @@ def headline(report: dict[str, Any]) -> list[str]:
 
 
 def _spelling(m: dict[str, Any]) -> str:
-    """What the model's spelling corrections are and add, when it made any."""
+    """What the model's spelling corrections are and add, when it made any: to the simulated
+    UCVR uplift, else (judged data) to the nDCG@10 uplift on people's grades."""
     rate = m.get("spelling_fix_rate")
     if not rate:
         return ""
+    said = f"; its own spelling corrections are {_fmt(rate, 'pct')} of the top rewrites and add "
+    ucvr = m.get("ucvr_uplift_from_spelling")
+    if ucvr is None or (isinstance(ucvr, float) and math.isnan(ucvr)):
+        return said + (
+            f"{_fmt(m.get('ndcg_at_10_uplift_from_spelling'), 'pp')} to its nDCG@10 uplift on "
+            "people's grades"
+        )
     low, high = (
         _fmt(m.get(f"ucvr_uplift_from_spelling_ci_{end}"), "pp").removesuffix(" pp")
         for end in ("low", "high")
     )
-    return (
-        f"; its own spelling corrections are {_fmt(rate, 'pct')} of the top rewrites and add "
-        f"{_fmt(m.get('ucvr_uplift_from_spelling'), 'pp')} [{low}, {high}] to its UCVR uplift"
-    )
+    return said + f"{_fmt(ucvr, 'pp')} [{low}, {high}] to its UCVR uplift"
 
 
 def _past_copies(m: dict[str, Any]) -> str:
