@@ -16,6 +16,7 @@ from qrewrite.cli import main
 from qrewrite.errors import DataError
 from qrewrite.evaluation.evaluate import METRIC_KEYS, NO_REWRITE, EvaluateConfig, evaluate
 from qrewrite.labeling.teacher import Teacher
+from qrewrite.serving.rewriter import Rewriter
 from tests.labeling.fakes import TrigramEncoder
 
 pytestmark = pytest.mark.slow
@@ -28,6 +29,15 @@ SMALL = {
     "bootstrap": 100,
     "tagging_eval_pairs": 20,
 }
+
+
+NOWHERE = "zzqx vvjk"  # words no catalog title has: a rewrite that retrieves nothing
+
+
+def corrections_that_find_nothing(self, queries, progress=False):
+    """``Rewriter.corrections`` that corrects every query into :data:`NOWHERE`."""
+    self.stats.corrections += len(queries)
+    return [NOWHERE] * len(queries)
 
 
 @pytest.fixture(autouse=True)
@@ -126,13 +136,7 @@ def test_what_the_spelling_corrections_add_is_measured_against_the_model_without
 ) -> None:
     """Corrections that retrieve nothing: every top rewrite is one, the model alone changes no
     page, and what they add is minus the uplift of the same model without them."""
-    from qrewrite.serving.rewriter import Rewriter
-
-    def nowhere(self, queries, progress=False):
-        self.stats.corrections += len(queries)
-        return ["zzqx vvjk"] * len(queries)
-
-    monkeypatch.setattr(Rewriter, "corrections", nowhere)
+    monkeypatch.setattr(Rewriter, "corrections", corrections_that_find_nothing)
     cfg = EvaluateConfig(min_p_relevant=0.0, tracking_uri=f"sqlite:///{tmp_path}/m.db", **SMALL)
     r = evaluate(
         cfg,
@@ -150,7 +154,7 @@ def test_what_the_spelling_corrections_add_is_measured_against_the_model_without
     low, high = m["ucvr_uplift_from_spelling_ci_low"], m["ucvr_uplift_from_spelling_ci_high"]
     assert low <= m["ucvr_uplift_from_spelling"] <= high
     top = pd.read_parquet(tmp_path / "rewrites.parquet").query("rank == 1")
-    assert (top["rewrite"] == "zzqx vvjk").all() and len(top) == SMALL["max_queries"]
+    assert (top["rewrite"] == NOWHERE).all() and len(top) == SMALL["max_queries"]
     assert top["spelling_fix"].all()
     assert not pd.read_parquet(report[0] / "rewrites.parquet")["spelling_fix"].any()
     samples = json.loads((tmp_path / "metrics.json").read_text())["samples"]
@@ -159,7 +163,7 @@ def test_what_the_spelling_corrections_add_is_measured_against_the_model_without
     assert before["spelling_fix_rate"] == 0.0 and before["ucvr_uplift_from_spelling"] == 0.0
     md = (tmp_path / "report.md").read_text()
     assert "spelling corrections are 100.0% of the top rewrites" in md
-    assert "| zzqx vvjk *(spelling fix)* |" in md
+    assert f"| {NOWHERE} *(spelling fix)* |" in md
 
 
 def test_a_strict_serving_policy_serves_nothing_and_changes_nothing(

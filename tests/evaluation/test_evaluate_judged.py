@@ -15,8 +15,9 @@ from qrewrite.importing.judged import JudgedImportConfig, import_judged
 from qrewrite.labeling.label import LabelConfig, label
 from qrewrite.mining.config import MiningConfig
 from qrewrite.mining.mine import mine
+from qrewrite.serving.rewriter import Rewriter
 from qrewrite.training.datasets import DatasetConfig, build_datasets
-from tests.evaluation.test_evaluate import SMALL
+from tests.evaluation.test_evaluate import SMALL, corrections_that_find_nothing
 from tests.labeling.fakes import judged_rows
 
 pytestmark = pytest.mark.slow
@@ -91,14 +92,8 @@ def test_what_the_corrections_add_on_peoples_grades(
 ) -> None:
     """Corrections that retrieve nothing leave every page the original's: what they add is
     minus the model's own uplift without them, and the uncorrected arm is not reported."""
-    from qrewrite.serving.rewriter import Rewriter
-
-    def nowhere(self, queries, progress=False):
-        self.stats.corrections += len(queries)
-        return ["zzqx vvjk"] * len(queries)
-
     out, before = judged_run
-    monkeypatch.setattr(Rewriter, "corrections", nowhere)
+    monkeypatch.setattr(Rewriter, "corrections", corrections_that_find_nothing)
     tmp = out.parent
     cfg = EvaluateConfig(
         tracking_uri=f"sqlite:///{tmp_path}/m.db", teacher=False, vet="model", **SMALL
