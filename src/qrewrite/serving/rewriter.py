@@ -287,17 +287,12 @@ class Rewriter:
         self.stats.greedy_copies += len(copies)
         if not copies or not self.settings.continue_copies:
             return raw
-        t0 = time.perf_counter()
-        size = max(1, self.settings.batch_size)
         out = [list(c) for c in raw]
-        for start in range(0, len(copies), size):
-            chunk = copies[start : start + size]
-            got = self._generate_batch([queries[i] for i in chunk], False, past_copy=True)
-            for i, g in zip(chunk, got, strict=True):
-                if not is_copy(queries[i], g[0]):  # decoded past it, not reordered
-                    out[i][0] = g[0]
-                    self.stats.copies_continued += 1
-        self.stats.seconds += time.perf_counter() - t0
+        again = self._greedy([queries[i] for i in copies], past_copy=True)
+        for i, g in zip(copies, again, strict=True):
+            if not is_copy(queries[i], g):  # decoded past it, not reordered
+                out[i][0] = g
+                self.stats.copies_continued += 1
         return out
 
     def corrections(self, queries: Sequence[str], progress: bool = False) -> list[str] | None:
@@ -307,21 +302,36 @@ class Rewriter:
         query's words (:func:`~qrewrite.text.respells`) and is well formed. None without it."""
         if not self.settings.correct_spelling:
             return None
+        answers = self._greedy(
+            queries, prompt=normalize_prompt, progress=progress, desc="correcting"
+        )
+        out = [
+            a if is_well_formed(a) and respells(q, a) else ""
+            for q, a in zip(queries, answers, strict=True)
+        ]
+        self.stats.corrections += sum(bool(f) for f in out)
+        return out
+
+    def _greedy(
+        self,
+        queries: Sequence[str],
+        *,
+        progress: bool = False,
+        desc: str = "rewriting",
+        **batch: Any,
+    ) -> list[str]:
+        """One greedy answer per query on this model, ``settings.batch_size`` at a time
+        (``batch``: :meth:`_generate_batch`'s options), its time counted in ``stats``."""
         t0 = time.perf_counter()
         size = max(1, self.settings.batch_size)
         out: list[str] = []
-        bar = tqdm(total=len(queries), unit="query", desc="correcting", disable=not progress)
+        bar = tqdm(total=len(queries), unit="query", desc=desc, disable=not progress)
         for start in range(0, len(queries), size):
             chunk = queries[start : start + size]
-            got = self._generate_batch(chunk, False, prompt=normalize_prompt)
-            out += [
-                g[0] if is_well_formed(g[0]) and respells(q, g[0]) else ""
-                for q, g in zip(chunk, got, strict=True)
-            ]
+            out += [g[0] for g in self._generate_batch(chunk, False, **batch)]
             bar.update(len(chunk))
         bar.close()
         self.stats.seconds += time.perf_counter() - t0
-        self.stats.corrections += sum(bool(f) for f in out)
         return out
 
     def _word_starts(self) -> Any:
