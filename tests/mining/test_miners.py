@@ -103,6 +103,7 @@ def test_thresholds_come_from_config(tmp_path: Path) -> None:
         "session_reformulation": 1,
         "co_engagement": 0,
         "engaged_title": 0,
+        "engaged_title_rewrite": 0,  # no titles to reduce
         "judged_title": 0,  # a log without judgments
         "judged_shared_relevant": 0,
     }

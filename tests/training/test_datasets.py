@@ -56,14 +56,28 @@ def test_rewrite_examples_are_relevant_rewrites_with_conversion_evidence(
     for q, r in zip(rewrites["query"], rewrites["target"], strict=True):
         assert graded.loc[(q, r)].max() == 2
     assert rewrites.groupby("query").size().max() <= DatasetConfig().max_rewrites_per_query
-    # a conversion filter that nothing passes leaves no rewrite task: a clear error
+    # a rewrite reduced from the titles bought after the query has those purchases as evidence:
+    # it passes a conversion filter that no other rewrite passes
     strict = DatasetConfig(min_cvr_lift=10.0, min_increment=10_000)
+    report = build_datasets(
+        strict,
+        data_dir=tiny_market,
+        mined_dir=tiny_mined,
+        labels_path=tiny_labels,
+        out_dir=tmp_path / "strict",
+    )
+    by_source = report.task_a["by_source"]
+    assert by_source["engaged_title_rewrite"]["kept"] == report.task_a["kept_after_per_query_cap"]
+    assert report.task_a["from_engaged_titles"] >= by_source["engaged_title_rewrite"]["kept"] > 0
+    # ... and without them nothing passes: no rewrite task, a clear error
+    untitled = tmp_path / "untitled.parquet"
+    labels[labels["source"] != "engaged_title_rewrite"].to_parquet(untitled)
     with pytest.raises(DataError, match="no rewrite passed the filters"):
         build_datasets(
             strict,
             data_dir=tiny_market,
             mined_dir=tiny_mined,
-            labels_path=tiny_labels,
+            labels_path=untitled,
             out_dir=tmp_path,
         )
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass
 class MiningConfig:
-    """Thresholds of the three miners and DuckDB resources.
+    """Thresholds of the miners and DuckDB resources.
 
     ``start``/``end`` bound the time window (ISO dates, end exclusive); scheduled retrains set them.
     """
@@ -22,6 +22,11 @@ class MiningConfig:
     min_engaged_title_support: int = 1
     max_titles_per_query: int = 5
     max_candidates_per_query: int = 20
+    # the engaged titles of a query reduced to query-length rewrites (qrewrite.mining.titles):
+    # its words in the titles' spelling, plus the words most of its bought titles share
+    engaged_title_rewrites: bool = True
+    max_engaged_title_rewrites_per_query: int = 3
+    engaged_title_min_share: float = 0.5  # share of a query's engaged titles a word needs
     # a judged import (judgments.parquet): candidates from what people graded relevant
     # (qrewrite.mining.judged): relevant titles reduced to query-length rewrites, and queries
     # sharing relevant products

@@ -27,12 +27,19 @@ from qrewrite.mining.miners import (
     mine_session_reformulations,
 )
 from qrewrite.mining.report import write_mining_report
+from qrewrite.mining.titles import ENGAGED_TITLE_REWRITE, engaged_title_rewrites
 from qrewrite.outputs import staged_output
 from qrewrite.tables import read_judgments, table_fingerprint
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("session_reformulation", "co_engagement", "engaged_title", *JUDGED_SOURCES)
+SOURCES = (
+    "session_reformulation",
+    "co_engagement",
+    "engaged_title",
+    ENGAGED_TITLE_REWRITE,
+    *JUDGED_SOURCES,
+)
 # what mine writes into its output folder, and replaces as a whole on every run
 MINED_OUTPUTS = (
     "rewrite_candidates.parquet",
@@ -66,6 +73,32 @@ def _open_catalog(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     return int(n)
 
 
+_CANDIDATE_TYPES = {
+    "query": "string",
+    "rewrite": "string",
+    "source": "string",
+    "score": "float64",
+    "support": "int64",
+    "shared_purchases": "int64",
+    "shared_clicks": "int64",
+    "product_id": "string",
+}
+
+
+def _title_rewrites(config: MiningConfig, con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Candidates from the engaged titles mined into ``engaged_titles`` (none when off)."""
+    engaged = con.sql(
+        "SELECT query, rewrite AS title, purchases, carts, clicks FROM engaged_titles"
+        + ("" if config.engaged_title_rewrites else " LIMIT 0")
+    ).df()
+    out = engaged_title_rewrites(
+        engaged,
+        max_rewrites_per_query=config.max_engaged_title_rewrites_per_query,
+        min_share=config.engaged_title_min_share,
+    )
+    return out.astype(_CANDIDATE_TYPES)
+
+
 def _judged_rewrites(config: MiningConfig, data: Path) -> pd.DataFrame:
     """Candidates from the data's judgments (empty without them, or when switched off)."""
     judgments = read_judgments(data) if config.judged_rewrites else None
@@ -81,18 +114,7 @@ def _judged_rewrites(config: MiningConfig, data: Path) -> pd.DataFrame:
         min_share=config.judged_min_share,
         max_queries_per_product=config.max_queries_per_product,
     )
-    return out.astype(
-        {
-            "query": "string",
-            "rewrite": "string",
-            "source": "string",
-            "score": "float64",
-            "support": "int64",
-            "shared_purchases": "int64",
-            "shared_clicks": "int64",
-            "product_id": "string",
-        }
-    )
+    return out.astype(_CANDIDATE_TYPES)
 
 
 def _candidates_sql(cfg: MiningConfig) -> str:
@@ -123,6 +145,10 @@ def _candidates_sql(cfg: MiningConfig) -> str:
         SELECT query, rewrite, 'engaged_title', (purchases + carts)::DOUBLE,
                purchases + carts, purchases, clicks, product_id
         FROM engaged_titles
+        UNION ALL
+        SELECT query, rewrite, source, score, support, shared_purchases, shared_clicks,
+               product_id
+        FROM title_rewrites
         UNION ALL
         SELECT query, rewrite, source, score, support, shared_purchases, shared_clicks,
                product_id
@@ -248,10 +274,13 @@ def _mine(config: MiningConfig, data: Path, stage: Path, out: Path) -> MiningRep
                 ("engaged_titles", mine_engaged_titles),
             ):
                 con.execute(f"CREATE TEMP TABLE {name} AS " + miner(con, config).sql_query())
-            judged = _judged_rewrites(config, data)
-            con.register("judged_frame", judged)
-            con.execute("CREATE TEMP TABLE judged_rewrites AS SELECT * FROM judged_frame")
-            con.unregister("judged_frame")
+            for name, frame in (
+                ("title_rewrites", _title_rewrites(config, con)),
+                ("judged_rewrites", _judged_rewrites(config, data)),
+            ):
+                con.register("frame", frame)
+                con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM frame")
+                con.unregister("frame")
             unknown = fetch_row(
                 con,
                 """SELECT count(*) FROM query_products

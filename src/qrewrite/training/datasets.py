@@ -24,6 +24,7 @@ from qrewrite import __version__
 from qrewrite.errors import ContractViolation, DataError
 from qrewrite.labeling.teacher import GRADE_COLUMNS
 from qrewrite.mining.judged import JUDGED_SOURCES
+from qrewrite.mining.titles import ENGAGED_TITLE_REWRITE
 from qrewrite.outputs import check_output_folder, staged_output
 from qrewrite.search_engine import ProductRetriever
 from qrewrite.tables import read_parquet_table, table_fingerprint
@@ -222,7 +223,14 @@ def build_datasets(
         if "source" in relevant
         else pd.Series(False, index=relevant.index)
     )
-    converting = by_lift | by_increment | by_judgment
+    # ... and one reduced from the titles of products bought or carted after the query has
+    # those purchases as evidence
+    by_engaged_title = (
+        relevant["source"] == ENGAGED_TITLE_REWRITE
+        if "source" in relevant
+        else pd.Series(False, index=relevant.index)
+    )
+    converting = by_lift | by_increment | by_judgment | by_engaged_title
     kept = (relevant[converting] if config.require_conversion_evidence else relevant).copy()
     kept["score"] = kept["p_relevant"] * (1 + kept["increment"] + kept["cvr_lift"].clip(lower=0))
     kept = (
@@ -387,6 +395,7 @@ def build_datasets(
             "with_cvr_lift": int(by_lift.sum()),
             "with_increment": int(by_increment.sum()),
             "from_judgments": int(by_judgment.sum()),
+            "from_engaged_titles": int(by_engaged_title.sum()),
             "by_source": {
                 str(k): {
                     "pairs": int((qr["source"] == k).sum()),
@@ -551,7 +560,8 @@ def report_markdown(report: dict[str, Any]) -> str:
             else "set aside)"
         ),
         "- from people's judgments (their grades are the evidence): "
-        f"{a.get('from_judgments', 0):,}",
+        f"{a.get('from_judgments', 0):,}; from the titles of products bought or carted after "
+        f"the query (those purchases are the evidence): {a.get('from_engaged_titles', 0):,}",
         f"- kept (at most {report['config']['max_rewrites_per_query']} per query): "
         f"{a['kept_after_per_query_cap']:,}",
         "",
