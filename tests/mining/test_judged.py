@@ -7,8 +7,9 @@ import pandas as pd
 
 from qrewrite.importing.judged import JudgedImportConfig, import_judged
 from qrewrite.mining.config import MiningConfig
-from qrewrite.mining.judged import judged_candidates, reduce_titles
+from qrewrite.mining.judged import judged_candidates
 from qrewrite.mining.mine import mine
+from qrewrite.mining.titles import reduce_titles
 from tests.labeling.fakes import write_judged_tsv
 
 

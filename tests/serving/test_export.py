@@ -85,41 +85,61 @@ def test_a_stutter_is_never_served(tiny_model: Path) -> None:
 
 
 class Corrector(Rewriter):
-    """The tiny model, answering the normalize prompt with set texts (its rewrite-mode
-    generation stays the model's)."""
+    """The tiny model, answering the normalize prompt with set texts, one or a beam's list
+    (its rewrite-mode generation stays the model's)."""
 
-    def _generate_batch(self, queries, sample, *, past_copy=False, prompt=rewrite_prompt):
+    def _generate_batch(self, queries, sample, *, past_copy=False, prompt=rewrite_prompt, beams=1):
         if prompt is normalize_prompt:
-            return [[getattr(self, "answers", {}).get(q, q)] for q in queries]
+            answers = [getattr(self, "answers", {}).get(q, q) for q in queries]
+            return [([a] if isinstance(a, str) else a)[: max(1, beams)] for a in answers]
         return super()._generate_batch(queries, sample, past_copy=past_copy, prompt=prompt)
 
 
 def test_the_models_spelling_correction_is_its_first_rewrite(tiny_model: Path) -> None:
-    """Where the model's answer in correction mode only respells the query's words, it is the
-    first rewrite whatever its score, even where the greedy rewrite copies the query; an
-    answer that changes a word, or the query again, is no correction."""
-    queries = ["ironpeak dumbgells 20 lb", "blu saucpan", "ear buds", "oak desk", "cotton hoodie"]
+    """Where one of the model's answers in correction mode only respells the query's words, in
+    fewer of the tokenizer's pieces, the likeliest such answer is the first rewrite whatever its
+    score, even where the greedy rewrite copies the query; an answer that changes a word, the
+    query again, or a spelling no more common is no correction."""
+    queries = [
+        "red runnning shoes",
+        "blu saucpan",
+        "ear buds",
+        "oak desk",
+        "cotton hoodie",
+        "grey mug",
+        "brown duffel bag",
+    ]
     answers = {
-        queries[0]: "ironpeak dumbbells 20 lb",
+        # the query again first; the beam's second respells it, in fewer pieces (11 -> 10)
+        queries[0]: ["red runnning shoes", "red running shoes"],
         queries[1]: "blue coffee",  # another word: not a spelling fix
-        queries[2]: "earbuds",  # the spaces moved
+        queries[2]: "earbuds",  # the spaces moved (6 pieces -> 5)
         queries[4]: "cotton hoodie cotton",  # a stutter is no correction
+        queries[5]: "gray mug",  # a spelling as common (6 pieces each)
+        queries[6]: ["brwn duffel bag", "brown duffel bag"],  # a misspelling (10 pieces each)
     }
-    settings = GenerationSettings(max_new_tokens=8, correct_spelling=True)
+    settings = GenerationSettings(max_new_tokens=8, correct_spelling=True, correction_beams=4)
     r = Corrector.from_dir(tiny_model, settings)
     r.answers = answers
     fixes = r.corrections(queries)
-    assert fixes == ["ironpeak dumbbells 20 lb", "", "earbuds", "", ""]
+    assert fixes == ["red running shoes", "", "earbuds", "", "", "", ""]
     assert r.stats.corrections == 2
+    assert r.is_correction("ear buds", "earbuds") and not r.is_correction("earbuds", "ear buds")
+    # greedy (one beam, what a model registered before beams is served with): the first only
+    greedy = Corrector.from_dir(tiny_model, GenerationSettings(correct_spelling=True))
+    greedy.answers = answers
+    assert GenerationSettings().correction_beams == 1
+    assert greedy.corrections(queries) == ["", "", "earbuds", "", "", "", ""]
+    queries, fixes = queries[:5], fixes[:5]
     raw = [
-        ["ironpeak green yoga mat 20 lb", "ironpeak dumbbells 20 lb", "ironpeak dumbbells"],
+        ["red shoes", "red running shoes", "red running shoes size 9"],
         ["blue saucepan"],
         ["ear buds"],  # the greedy rewrite copies: the model abstains but for its correction
         ["oak desk wood"],
         ["cotton hoodie"],
     ]
     ranked = r.rank(queries, raw, k=3, grade=False, corrections=fixes)
-    assert [x.text for x in ranked[0]][:1] == ["ironpeak dumbbells 20 lb"]
+    assert [x.text for x in ranked[0]][:1] == ["red running shoes"]
     assert len({x.text for x in ranked[0]}) == len(ranked[0]) == 3  # listed once
     assert [x.text for x in ranked[1]] == ["blue saucepan"]
     assert [x.text for x in ranked[2]] == ["earbuds"]
@@ -132,7 +152,7 @@ def test_the_models_spelling_correction_is_its_first_rewrite(tiny_model: Path) -
     scores = [x.score for x in plain[0]]
     assert scores == sorted(scores, reverse=True)
     # behind the correction, the rest in the order of their scores
-    fix = "ironpeak dumbbells 20 lb"
+    fix = "red running shoes"
     assert [x.text for x in ranked[0][1:]] == [x.text for x in plain[0] if x.text != fix][:2]
     with pytest.raises(ValueError, match="2 corrections for 5 queries"):
         r.rank(queries, raw, corrections=fixes[:2])

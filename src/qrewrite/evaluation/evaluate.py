@@ -171,6 +171,7 @@ class EvaluateConfig:
     continue_copies: bool = False  # ...unless decoded again past the copy (GenerationSettings)
     drop_repeats: bool = True  # drop candidates that repeat a word (GenerationSettings)
     correct_spelling: bool = True  # the model's spelling correction first (GenerationSettings)
+    correction_beams: int = 4  # ...the likeliest respelling of this many (GenerationSettings)
     max_new_tokens: int = 16
     batch_size: int = 64
     retrieve_k: int = 20  # result depth of hit rate and increment (as the GRPO rewards)

@@ -62,6 +62,7 @@ class RewriteConfig:
     continue_copies: bool = False  # ...unless decoded again past the copy (GenerationSettings)
     drop_repeats: bool = True  # drop candidates that repeat a word (GenerationSettings)
     correct_spelling: bool = True  # the model's spelling correction first (GenerationSettings)
+    correction_beams: int = 4  # ...the likeliest respelling of this many (GenerationSettings)
     max_new_tokens: int = 16
     batch_size: int = 64
     max_query_chars: int = 200

@@ -64,6 +64,11 @@ class GenerationSettings:
     # (docs/evaluation.md, "Spelling corrections"). Off here so that a model registered before
     # it existed is served as it was measured; evaluate: and rewrite: turn it on
     correct_spelling: bool = False
+    # the correction is the likeliest of this many beams (correction mode) that respells the
+    # query: the small model may know "dumbbells" only as its third answer for "dumbgells"
+    # (docs/benchmarks.md, "Corrections from the beam"). 1 (greedy) here so that a model
+    # registered before it is served as it was measured; evaluate: and rewrite: ask for 4
+    correction_beams: int = 1
 
 
 def generation_settings(source: Any) -> GenerationSettings:
@@ -196,6 +201,7 @@ class Rewriter:
         *,
         past_copy: bool = False,
         prompt: Any = rewrite_prompt,
+        beams: int = 1,
     ) -> list[list[str]]:
         import torch
 
@@ -204,7 +210,7 @@ class Rewriter:
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         device = next(self.model.parameters()).device
         enc = {k: v.to(device) for k, v in enc.items()}
-        n = s.samples if sample else 1
+        n = s.samples if sample else max(1, beams)
         kwargs: dict[str, Any] = {
             "max_new_tokens": s.max_new_tokens,
             "pad_token_id": self.tokenizer.pad_token_id,
@@ -215,6 +221,8 @@ class Rewriter:
             kwargs["num_return_sequences"] = n
         else:
             kwargs.update(do_sample=False, top_k=None, top_p=None, temperature=None)
+            if n > 1:  # the n best of a beam search, best first
+                kwargs.update(num_beams=n, num_return_sequences=n)
         if past_copy:
             from transformers import LogitsProcessorList
 
@@ -297,38 +305,62 @@ class Rewriter:
 
     def corrections(self, queries: Sequence[str], progress: bool = False) -> list[str] | None:
         """With ``settings.correct_spelling``, the model's spelling correction of each query, or
-        "" where it has none: its greedy answer in correction mode (the normalize prompt, on
-        this model whichever engine generates the candidates), kept where it only respells the
-        query's words (:func:`~qrewrite.text.respells`) and is well formed. None without it."""
+        "" where it has none: the likeliest of its ``settings.correction_beams`` answers in
+        correction mode (the normalize prompt, on this model whichever engine generates the
+        candidates) that :meth:`is_correction` accepts. None without it."""
         if not self.settings.correct_spelling:
             return None
-        answers = self._greedy(
-            queries, prompt=normalize_prompt, progress=progress, desc="correcting"
+        answers = self._decode(
+            queries,
+            prompt=normalize_prompt,
+            beams=self.settings.correction_beams,
+            progress=progress,
+            desc="correcting",
         )
         out = [
-            a if is_well_formed(a) and respells(q, a) else ""
-            for q, a in zip(queries, answers, strict=True)
+            next((a for a in group if self.is_correction(q, a)), "")
+            for q, group in zip(queries, answers, strict=True)
         ]
         self.stats.corrections += sum(bool(f) for f in out)
         return out
 
-    def _greedy(
+    def is_correction(self, query: str, answer: str) -> bool:
+        """Is ``answer`` a spelling correction of ``query``: well formed, only respelling its
+        words (:func:`~qrewrite.text.respells`), and written in fewer of the tokenizer's
+        pieces? The tokenizer learnt its pieces from the shop's own text, so the spelling the
+        shop writes takes fewer ("dumbbells" against "dumbgells"); a misspelling a beam offers
+        ("brown" -> "brwn") or a spelling as common ("grey" -> "gray") takes as many or more."""
+        return (
+            is_well_formed(answer)
+            and respells(query, answer)
+            and self._pieces(answer) < self._pieces(query)
+        )
+
+    def _pieces(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _greedy(self, queries: Sequence[str], **options: Any) -> list[str]:
+        """One greedy answer per query on this model (:meth:`_decode`'s options)."""
+        return [g[0] for g in self._decode(queries, **options)]
+
+    def _decode(
         self,
         queries: Sequence[str],
         *,
         progress: bool = False,
         desc: str = "rewriting",
         **batch: Any,
-    ) -> list[str]:
-        """One greedy answer per query on this model, ``settings.batch_size`` at a time
-        (``batch``: :meth:`_generate_batch`'s options), its time counted in ``stats``."""
+    ) -> list[list[str]]:
+        """The deterministic answers to each query on this model (greedy, or the best of
+        ``beams``), ``settings.batch_size`` queries at a time (``batch``:
+        :meth:`_generate_batch`'s options), their time counted in ``stats``."""
         t0 = time.perf_counter()
         size = max(1, self.settings.batch_size)
-        out: list[str] = []
+        out: list[list[str]] = []
         bar = tqdm(total=len(queries), unit="query", desc=desc, disable=not progress)
         for start in range(0, len(queries), size):
             chunk = queries[start : start + size]
-            out += [g[0] for g in self._generate_batch(chunk, False, **batch)]
+            out += self._generate_batch(chunk, False, **batch)
             bar.update(len(chunk))
         bar.close()
         self.stats.seconds += time.perf_counter() - t0
