@@ -143,28 +143,8 @@ def engaged_title_rewrites(
             min_share=min_share,
         )
         for rank, rewrite in enumerate(rewrites):
-            rows.append(
-                (
-                    query,
-                    rewrite,
-                    ENGAGED_TITLE_REWRITE,
-                    support / (rank + 1),
-                    support,
-                    purchases,
-                    clicks,
-                )
-            )
-    out = pd.DataFrame(
-        rows,
-        columns=[
-            "query",
-            "rewrite",
-            "source",
-            "score",
-            "support",
-            "shared_purchases",
-            "shared_clicks",
-        ],
-    )
+            score = support / (rank + 1)
+            rows.append((query, rewrite, ENGAGED_TITLE_REWRITE, score, support, purchases, clicks))
+    out = pd.DataFrame(rows, columns=list(_CANDIDATE_COLUMNS[:-1]))
     out["product_id"] = None
     return out
