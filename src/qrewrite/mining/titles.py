@@ -134,8 +134,8 @@ def engaged_title_rewrites(
     """
     rows = []
     for query, group in engaged.groupby("query", sort=True):
-        support = int(group["purchases"].sum() + group["carts"].sum())
         purchases, clicks = int(group["purchases"].sum()), int(group["clicks"].sum())
+        support = purchases + int(group["carts"].sum())
         rewrites = reduce_titles(
             str(query),
             group["title"].astype(str).tolist(),
