@@ -56,6 +56,8 @@ def test_respells_keeps_every_word_and_fixes_only_spelling() -> None:
     assert respells("12 oz protien bars", "12 oz protein bars")  # a transposition
     assert respells("wirless earbuds", "wireless earbuds")  # a letter left out
     assert respells("ear buds black", "earbuds black") and respells("tshirt", "t shirt")
+    assert respells("kids tshirt", "kids t-shirt")  # the hyphen the shop writes
+    assert not respells("kids t-shirt", "kids tshirt") and not respells("x-large tee", "xlarge tee")
     assert not respells("oak desk", "oak desk")  # nothing corrected
     assert not respells("oak desk", "desk oak")  # reordered: no spelling changed
     assert not respells("dumbgells 20 lb", "dumbbells 30 lb")  # a number is never "fixed"

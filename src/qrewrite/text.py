@@ -126,13 +126,17 @@ def one_edit_apart(a: str, b: str) -> bool:
 # a shorter word one edit from another is as often a different word ("red", "bed") as a typo
 MIN_RESPELT_LETTERS = 4
 
+# a hyphenated word as written ("t-shirt", "x-large")
+_HYPHENATED = re.compile(r"[^\W_]+(?:-[^\W_]+)+")
+
 
 def respells(query: str, rewrite: str) -> bool:
     """Does ``rewrite`` only correct the spelling of the query: the same words in the same
     order, at least one of them respelt by one edit (a word of at least
     :data:`MIN_RESPELT_LETTERS` letters, no digits: "20 lb" is never "30 lb"), or the same
-    letters with the spaces moved ("ear buds", "earbuds")? A correction of this kind keeps
-    everything the shopper asked for.
+    letters with the spaces moved ("ear buds", "earbuds") and every hyphenated word kept
+    whole ("t-shirt" is never "tshirt": the shop wrote its hyphen)? A correction of this kind
+    keeps everything the shopper asked for.
 
     >>> respells("ironpeak dumbgells 20 lb", "ironpeak dumbbells 20 lb")
     True
@@ -143,7 +147,8 @@ def respells(query: str, rewrite: str) -> bool:
     if mine == theirs:
         return False
     if "".join(mine) == "".join(theirs):
-        return True
+        written = normalize_query(rewrite)
+        return all(h in written for h in _HYPHENATED.findall(normalize_query(query)))
     return len(mine) == len(theirs) and all(
         a == b or (len(a) >= MIN_RESPELT_LETTERS and (a + b).isalpha() and one_edit_apart(a, b))
         for a, b in zip(mine, theirs, strict=True)
