@@ -126,9 +126,10 @@ def _spelling(m: dict) -> str:
 def table(results: list[dict]) -> list[str]:
     lines = [
         "| seed | variant | relevance (truth) | relevance (teacher) | UCVR, model alone "
-        "| spelling fixes (add) | copy | greedy copies | empty | tagging macro-F1 | served "
-        "| UCVR, served by the policy | vetting adds | increment | minutes |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| the same, top query left out | spelling fixes (add) | copy | greedy copies | empty "
+        "| tagging macro-F1 | served | UCVR, served by the policy | vetting adds | increment "
+        "| minutes |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         variants = r["metrics"]["variants"]
@@ -138,7 +139,8 @@ def table(results: list[dict]) -> list[str]:
             lines.append(
                 f"| {r['seed']} | {name} | {pct(m.get('relevance_rate_truth'))} | "
                 f"{pct(m.get('relevance_rate'))} | {_ci(m, 'ucvr_uplift_unfiltered')} | "
-                f"{_spelling(m)} | {pct(m.get('copy_rate'))} | {pct(m.get('greedy_copy_rate'))} | "
+                f"{_ci(m, 'ucvr_uplift_unfiltered_without_top_query')} | {_spelling(m)} | "
+                f"{pct(m.get('copy_rate'))} | {pct(m.get('greedy_copy_rate'))} | "
                 f"{pct(m.get('empty_rate'))} | "
                 f"{m.get('tagging_macro_f1') or 0:.3f} | {pct(m.get('served_rate'))} | "
                 f"{_ci(m, 'ucvr_uplift')} | "
@@ -162,6 +164,22 @@ def _difference(choice: dict | None) -> str:
 
 def _points(d: tuple[float, float, float] | None) -> str:
     return "-" if not d else f"{100 * d[0]:+.1f} points [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}]"
+
+
+def _signed(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:+.1f}%"
+
+
+def _top_query(r: dict) -> str:
+    report, variants = r["metrics"], r["metrics"]["variants"]
+    top, share = report.get("top_query"), report.get("top_query_search_share")
+    if top is None or share is None:
+        return "-"
+    key = "ucvr_uplift_unfiltered_without_top_query"
+    return (
+        f'"{top}" {pct(share)}, {_signed(variants[ALIGNED].get(key))} against '
+        f"{_signed(variants[MULTI_TASK_SFT].get(key))}"
+    )
 
 
 def goals(results: list[dict]) -> list[str]:
@@ -227,6 +245,10 @@ def goals(results: list[dict]) -> list[str]:
             f"{pct(m.get('spelling_fix_rate'))} ({_ci(m, 'ucvr_uplift_from_spelling', ' points')})"
             for m in cand
         ),
+        # one query can make a third of a seed's held-out searches: what the rest make of it
+        "- the most searched held-out query of each seed, its share of the searches, and GRPO's "
+        "unvetted UCVR uplift against SFT's without it: "
+        + "; ".join(_top_query(r) for r in results),
         "- minutes per run: " + ", ".join(f"{r['minutes']:.1f}" for r in results),
         # what the gate's registry.seed_spread holds: a smaller win over the champion is noise
         "- the candidate's served UCVR uplift across these seeds: "

@@ -75,3 +75,26 @@ def test_pages_of_relevant_products_raise_ucvr_with_ci_above_zero(replay):
     assert point == pytest.approx(out["ideal"]["ucvr_uplift"] - out["worst"]["ucvr_uplift"])
     assert 0 < lo < point < hi
     assert result.difference("ideal", "worst")[0] == pytest.approx(-point)
+
+
+def test_an_uplift_without_one_query_is_the_rest_of_the_queries(replay):
+    """Setting a query aside leaves the uplift the other queries make: an arm whose pages differ
+    from control on one query only changes nothing once that query is set aside."""
+    truth, searches, control = replay
+    rows = dict(zip(control, truth.grade_rows(list(control)), strict=True))
+    head = [q for q in searches["query"].value_counts().index if rows.get(q) is not None][:8]
+    arms = {q: {**control, q: np.argsort(-rows[q], kind="stable")[:10].tolist()} for q in head}
+    result = simulate_ab(
+        searches,
+        control,
+        arms,
+        truth.lookup.intents,
+        truth.catalog,
+        ABSettings(replicas=5, bootstrap=300),
+    )
+    moved = [q for q in head if result.arms[q]["ucvr_uplift"] != 0]
+    assert moved, "no head query's ideal page changed what shoppers bought"
+    for q in moved:
+        assert result.uplift_without(q, {q}) == (0.0, 0.0, 0.0)
+        # nothing set aside: the uplift over every query, as the arm reports it
+        assert result.uplift_without(q, set())[0] == pytest.approx(result.arms[q]["ucvr_uplift"])

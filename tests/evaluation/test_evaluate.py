@@ -129,6 +129,12 @@ def test_report_files(report) -> None:
         row["ucvr_uplift"] - row["ucvr_uplift_unfiltered"]
     )
     assert saved["environment"]["packages"]["torch"]
+    # the most searched held-out query, and the uplifts with its searches set aside
+    assert saved["top_query"] in set(top["query"])
+    assert 0 < saved["top_query_search_share"] <= saved["head_search_share"]
+    for key in ("ucvr_uplift_without_top_query", "ucvr_uplift_unfiltered_without_top_query"):
+        assert row[f"{key}_ci_low"] <= row[key] <= row[f"{key}_ci_high"]
+    assert "the same, top query left out" in md
 
 
 def test_what_the_spelling_corrections_add_is_measured_against_the_model_without_them(

@@ -95,6 +95,20 @@ class ABResult:
     treatment_by_query: dict[str, np.ndarray]
     bootstrap: int
     seed: int
+    queries: list[str]  # the query of each position of the per-query arrays
+
+    def uplift_without(self, arm: str, left_out: set[str]) -> tuple[float, float, float]:
+        """UCVR uplift of ``arm`` over control with the searches of the ``left_out`` queries
+        set aside, and its 95% bootstrap interval over the other queries: what the rest of
+        the queries make of the uplift when one head query makes much of the searches. NaN
+        when control bought nothing on the rest."""
+        keep = np.array([q not in left_out for q in self.queries], dtype=bool)
+        return bootstrap_uplift(
+            self.control_by_query[keep],
+            self.treatment_by_query[arm][keep],
+            self.bootstrap,
+            self.seed,
+        )
 
     def difference(self, a: str, b: str) -> tuple[float, float, float]:
         """UCVR uplift of arm ``b`` minus that of arm ``a`` (both over control), and its 95%
@@ -118,7 +132,7 @@ def simulate_ab(
     """UCVR and CTR of control and of each treatment (variant name -> pages per query), with the
     relative uplifts and their bootstrap intervals (over users, and for UCVR over queries)."""
     user_codes, _ = pd.factorize(searches["user_id"])
-    query_codes, _ = pd.factorize(searches["query"])
+    query_codes, query_names = pd.factorize(searches["query"])
     n_users = int(user_codes.max()) + 1 if len(user_codes) else 0
     n_queries = int(query_codes.max()) + 1 if len(query_codes) else 0
     n_searches = np.bincount(user_codes, minlength=n_users).astype(float)
@@ -173,4 +187,6 @@ def simulate_ab(
             "ctr_uplift_ci_low": c_lo,
             "ctr_uplift_ci_high": c_hi,
         }
-    return ABResult(out, c_query_buys, by_query, settings.bootstrap, settings.seed)
+    return ABResult(
+        out, c_query_buys, by_query, settings.bootstrap, settings.seed, list(query_names)
+    )

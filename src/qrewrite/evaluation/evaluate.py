@@ -86,6 +86,14 @@ METRIC_KEYS = (
     "ucvr_uplift_unfiltered_ci_high",
     "ucvr_uplift_unfiltered_query_ci_low",
     "ucvr_uplift_unfiltered_query_ci_high",
+    # both uplifts with the most searched held-out query's searches set aside, intervals over
+    # the other queries: how much of the uplift is that one query's (synthetic data)
+    "ucvr_uplift_without_top_query",
+    "ucvr_uplift_without_top_query_ci_low",
+    "ucvr_uplift_without_top_query_ci_high",
+    "ucvr_uplift_unfiltered_without_top_query",
+    "ucvr_uplift_unfiltered_without_top_query_ci_low",
+    "ucvr_uplift_unfiltered_without_top_query_ci_high",
     "ucvr_uplift_from_vetting",
     # the model's spelling corrections: share of held-out queries whose top rewrite is one, and
     # how much they add to the model alone's UCVR uplift (paired by query, 95% interval)
@@ -120,6 +128,9 @@ MODEL_ALONE_KEYS = (
     "ucvr_uplift_unfiltered_ci_high",
     "ucvr_uplift_unfiltered_query_ci_low",
     "ucvr_uplift_unfiltered_query_ci_high",
+    "ucvr_uplift_unfiltered_without_top_query",
+    "ucvr_uplift_unfiltered_without_top_query_ci_low",
+    "ucvr_uplift_unfiltered_without_top_query_ci_high",
     "ndcg_at_10_uplift_unfiltered",
     "ndcg_at_10_uplift_unfiltered_ci_low",
     "ndcg_at_10_uplift_unfiltered_ci_high",
@@ -141,6 +152,9 @@ SERVING_POLICY_KEYS = (
     "ucvr_uplift_ci_high",
     "ucvr_uplift_query_ci_low",
     "ucvr_uplift_query_ci_high",
+    "ucvr_uplift_without_top_query",
+    "ucvr_uplift_without_top_query_ci_low",
+    "ucvr_uplift_without_top_query_ci_high",
     "ucvr_uplift_from_vetting",
     "ndcg_at_10_uplift",
     "ndcg_at_10_uplift_ci_low",
@@ -639,6 +653,10 @@ class EvaluationReport:
     # (synthetic data): UCVR moves with their rewrites, so a model change that touches a few of
     # them swings it by more than its bootstrap interval over users shows
     head_search_share: float | None
+    # the most searched held-out query and its share of the searches (synthetic data): the
+    # uplifts ``*_without_top_query`` set it aside
+    top_query: str | None
+    top_query_search_share: float | None
     data_kind: str  # synthetic | judged | unknown
     # per variant and subset, on people's grades (judged data only)
     judged: dict[str, dict[str, list[dict[str, Any]]]]
@@ -781,6 +799,16 @@ def evaluate(
                         base[key.replace("ucvr_uplift", "ucvr_uplift_unfiltered")] = values[key]
             else:
                 results[name].update(values)
+        top = top_query(searches_per_query)
+        for name in variants:
+            for arm, key in (
+                (name, "ucvr_uplift"),
+                (f"{name}{UNFILTERED}", "ucvr_uplift_unfiltered"),
+            ):
+                if arm in ab.arms and top is not None:
+                    rest = ab.uplift_without(arm, {top})
+                    for suffix, value in zip(("", "_ci_low", "_ci_high"), rest, strict=True):
+                        results[name][f"{key}_without_top_query{suffix}"] = value
     else:
         log.warning(
             "evaluate: %s has no simulator truth; the simulated A/B test is skipped",
@@ -836,6 +864,8 @@ def evaluate(
         held_out_queries=len(held.queries),
         overlap_dropped=held.overlap_dropped,
         head_search_share=head_share(searches_per_query, HEAD_QUERIES),
+        top_query=top_query(searches_per_query),
+        top_query_search_share=head_share(searches_per_query, 1),
         data_kind=truth.kind if truth is not None else "unknown",
         judged=judged,
         config=asdict(config),
@@ -871,6 +901,18 @@ def evaluate(
                 mlflow.log_artifact(str(out / name), "evaluation")
         report.mlflow_run_id = run.info.run_id
     return report
+
+
+def top_query(searches_per_query: dict[str, int]) -> str | None:
+    """The most searched query (of two as searched, the first in sort order); None without
+    searches.
+
+    >>> top_query({"b": 6, "a": 6, "c": 1})
+    'a'
+    """
+    if not searches_per_query:
+        return None
+    return min(searches_per_query, key=lambda q: (-searches_per_query[q], q))
 
 
 def head_share(searches_per_query: dict[str, int], n: int) -> float | None:

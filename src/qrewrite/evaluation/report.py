@@ -21,6 +21,7 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("relevance_rate_truth", "relevance (truth)", "pct"),
     ("relevance_rate", "relevance (teacher)", "pct"),
     ("ucvr_uplift_unfiltered", "UCVR uplift, model alone [95% CI]", "ci"),
+    ("ucvr_uplift_unfiltered_without_top_query", "the same, top query left out [95% CI]", "ci"),
     ("copy_rate", "copy", "pct"),
     ("greedy_copy_rate", "greedy copies", "pct"),
     ("repeat_rate", "repeats", "pct"),
@@ -260,6 +261,18 @@ def _over_queries(row: dict[str, Any], key: str) -> str:
     return f" over users, [{100 * lo:+.1f}, {100 * hi:+.1f}] over queries"
 
 
+def _without_top_query(report: dict[str, Any], row: dict[str, Any], key: str) -> str:
+    """ "; without "q" (s% of the searches), u [lo, hi] over the other queries" where the
+    evaluation set the most searched query aside."""
+    rest = row.get(f"{key}_without_top_query")
+    top, share = report.get("top_query"), report.get("top_query_search_share")
+    if top is None or share is None or rest is None or math.isnan(rest):
+        return ""
+    return f'; without its most searched query, "{top}" ({share:.0%} of the searches), ' + _fmt(
+        rest, "ci", row, f"{key}_without_top_query"
+    )
+
+
 def headline(report: dict[str, Any]) -> list[str]:
     """Markdown bullets: the held-out queries, the model alone first, then what the serving
     policy serves (the report's and the model card's opening)."""
@@ -294,7 +307,8 @@ def headline(report: dict[str, Any]) -> list[str]:
         f"relevance {_fmt(cand.get('relevance_rate_truth'), 'pct')} (truth), "
         f"{_fmt(cand.get('relevance_rate'), 'pct')} (teacher); simulated UCVR uplift "
         f"{_fmt(cand.get('ucvr_uplift_unfiltered'), 'ci', cand, 'ucvr_uplift_unfiltered')}"
-        f"{_over_queries(cand, 'ucvr_uplift_unfiltered')}; "
+        f"{_over_queries(cand, 'ucvr_uplift_unfiltered')}"
+        f"{_without_top_query(report, cand, 'ucvr_uplift_unfiltered')}; "
         f"copies {_fmt(cand.get('copy_rate'), 'pct')}{_past_copies(cand)}, "
         f"empty {_fmt(cand.get('empty_rate'), 'pct')}{_spelling(cand)}",
         f"- **with the serving policy** ({serving}): "
