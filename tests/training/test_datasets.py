@@ -56,6 +56,11 @@ def test_rewrite_examples_are_relevant_rewrites_with_conversion_evidence(
     for q, r in zip(rewrites["query"], rewrites["target"], strict=True):
         assert graded.loc[(q, r)].max() == 2
     assert rewrites.groupby("query").size().max() <= DatasetConfig().max_rewrites_per_query
+    # a pair more than one miner found is one example (the labels hold it once per source)
+    assert labels.duplicated(["query", "rewrite"]).any()
+    for name, frame in _frames(tiny_datasets / "sft").items():
+        task_a = frame[frame["task"] == "rewrite"]
+        assert not task_a.duplicated(["query", "target"]).any(), name
     # a rewrite reduced from the titles bought after the query has those purchases as evidence:
     # it passes a conversion filter that no other rewrite passes
     strict = DatasetConfig(min_cvr_lift=10.0, min_increment=10_000)

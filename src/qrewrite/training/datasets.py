@@ -235,6 +235,9 @@ def build_datasets(
     kept["score"] = kept["p_relevant"] * (1 + kept["increment"] + kept["cvr_lift"].clip(lower=0))
     kept = (
         kept.sort_values(["query", "score", "rewrite"], ascending=[True, False, True])
+        # a pair two miners found (a reformulation that is also co-engaged) is one example, its
+        # best-scored row: twice, it took two of the query's slots and weighed double
+        .drop_duplicates(["query", "rewrite"])
         .groupby("query", sort=False)
         .head(config.max_rewrites_per_query)
     )
