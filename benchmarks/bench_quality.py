@@ -155,15 +155,13 @@ def _range(values: list[float | None]) -> float:
     return max(known) - min(known) if known else 0.0
 
 
-def _difference(choice: dict | None) -> str:
-    d = (choice or {}).get("uplift_difference")
-    if not d:
-        return "-"
-    return f"{100 * d[0]:+.1f} points [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}]"
-
-
-def _points(d: tuple[float, float, float] | None) -> str:
+def _points(d: tuple[float, float, float] | list[float] | None) -> str:
+    """A difference of two rates or uplifts with its interval, in points."""
     return "-" if not d else f"{100 * d[0]:+.1f} points [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}]"
+
+
+def _difference(choice: dict | None) -> str:
+    return _points((choice or {}).get("uplift_difference"))
 
 
 def _signed(v: float | None) -> str:

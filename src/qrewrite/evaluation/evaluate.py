@@ -774,6 +774,7 @@ def evaluate(
 
     ab: ABResult | None = None
     searches_per_query: dict[str, int] = {}
+    top: str | None = None  # the most searched held-out query (synthetic data)
     if truth is not None and truth.kind == "synthetic":
         searches = held_out_searches(data_dir, {normalize_query(q) for q in held.queries})
         searches_per_query = searches["query"].value_counts().to_dict()
@@ -800,12 +801,12 @@ def evaluate(
             else:
                 results[name].update(values)
         top = top_query(searches_per_query)
-        for name in variants:
+        for name in variants if top is not None else []:
             for arm, key in (
                 (name, "ucvr_uplift"),
                 (f"{name}{UNFILTERED}", "ucvr_uplift_unfiltered"),
             ):
-                if arm in ab.arms and top is not None:
+                if arm in ab.arms:
                     rest = ab.uplift_without(arm, {top})
                     for suffix, value in zip(("", "_ci_low", "_ci_high"), rest, strict=True):
                         results[name][f"{key}_without_top_query{suffix}"] = value
@@ -864,7 +865,7 @@ def evaluate(
         held_out_queries=len(held.queries),
         overlap_dropped=held.overlap_dropped,
         head_search_share=head_share(searches_per_query, HEAD_QUERIES),
-        top_query=top_query(searches_per_query),
+        top_query=top,
         top_query_search_share=head_share(searches_per_query, 1),
         data_kind=truth.kind if truth is not None else "unknown",
         judged=judged,
