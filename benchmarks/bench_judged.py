@@ -1,5 +1,5 @@
-"""The whole pipeline on a human-judged set: import, then one ``qrewrite run --local`` on it, and
-the rewrites of held-out judged queries measured on people's grades.
+"""The whole pipeline on a human-judged set: import, then one ``qrewrite run --local`` on it (the
+judged preset by default), and the rewrites of held-out judged queries measured on people's grades.
 
 Run with ``make bench-judged`` (``../shared/data/crowdflower/`` by default, ``JUDGED=<file>``
 and ``SCALE=<grade scale>`` for another set). Prints a Markdown section and, with ``--write``,
@@ -85,6 +85,7 @@ def render(
     name: str,
     *,
     market: Path | None = None,
+    preset: Path = Path("configs/judged.yaml"),
 ) -> str:
     env = current_environment()
     metrics = json.loads((latest / "evaluate-rewriter" / "evaluation" / "metrics.json").read_text())
@@ -101,7 +102,7 @@ def render(
     lines = [
         begin,
         ("`bench_judged.py`" if overrides else f"`make bench-{name}`")
-        + f" on `{source.name}`: import, then `qrewrite run --local` "
+        + f" on `{source.name}`: import, then `qrewrite run --local --config {preset}` "
         + (f"with {', '.join(f'`{o}`' for o in overrides)} " if overrides else "")
         + f"({timing.run_s / 60:.1f} min; the import before it {timing.import_s:.0f} s). "
         f"{datetime.now(UTC):%b %d %Y}, commit {commit}, {env.cpu_model} ({env.cpus} CPUs).",
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT)
     parser.add_argument("--grade-scale", default="numeric:1:4")
     parser.add_argument("--work", type=Path, default=Path(".bench/judged"))
-    parser.add_argument("--preset", type=Path, default=Path("configs/local.yaml"))
+    parser.add_argument("--preset", type=Path, default=Path("configs/judged.yaml"))
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -187,7 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     timing = run(qrewrite, args.input, args.grade_scale, args.work, preset)
     latest = args.work / "run" / "latest"
     section = render(
-        args.input, latest, timing, commit, args.overrides, args.name, market=args.market
+        args.input,
+        latest,
+        timing,
+        commit,
+        args.overrides,
+        args.name,
+        market=args.market,
+        preset=args.preset,
     )
     section = section.replace("bench:judged:", f"bench:{args.name}:")
     print(section)

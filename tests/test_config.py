@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from qrewrite.config import config_from_preset_text, load_config
+from qrewrite.config import config_from_preset_text, load_config, shipped_presets
 from qrewrite.errors import ConfigError
 from qrewrite.labeling.label import LabelConfig
 from qrewrite.market.simulate import SynthConfig
@@ -161,7 +161,8 @@ def test_a_file_holds_a_preset_and_a_name_finds_the_shipped_one(tmp_path, monkey
         load_config(MiningConfig, word, "mine")
     monkeypatch.chdir(tmp_path)  # not the repository: the shipped presets are still found
     assert load_config(SynthConfig, "local", "synth").scale == "demo"
-    with pytest.raises(ConfigError, match="no such preset; shipped presets: cluster, local"):
+    shipped = "shipped presets: cluster, judged, local, tiny"
+    with pytest.raises(ConfigError, match=f"no such preset; {shipped}"):
         load_config(SynthConfig, "lokal", "synth")
 
 
@@ -441,6 +442,24 @@ def test_tiny_is_local_with_its_overrides() -> None:
         assert changed == TINY_OVERRIDES.get(section, {}), section
 
 
+# what judged changes of local (configs/judged.yaml): a judged set's own runs
+JUDGED_OVERRIDES: dict[str, dict[str, Any]] = {
+    "evaluate": {"continue_copies": False},
+    "rewrite": {"continue_copies": False},
+}
+
+
+def test_judged_is_local_with_its_overrides() -> None:
+    local, judged = _resolved("local"), _resolved("judged")
+    judged_store = "sqlite:///out/judged/mlflow/mlflow.db"
+    for section in local:
+        overrides = dict(JUDGED_OVERRIDES.get(section, {}))
+        if "tracking_uri" in local[section]:
+            overrides["tracking_uri"] = judged_store
+        assert judged[section] == {**local[section], **overrides}, section
+    assert "judged" in shipped_presets()
+
+
 def test_tracking_uri_is_said_once_per_shipped_preset() -> None:
     for path in (ROOT / "configs").glob("*.yaml"):
         assert path.read_text().count("tracking_uri:") == 1, path.name
@@ -520,7 +539,7 @@ def test_cycles_and_unknown_bases_are_one_line_errors_naming_the_file(tmp_path: 
         load_config(SynthConfig, lost, "synth")
     message = str(e.value)
     assert message.startswith(str(lost)) and "'lokal'" in message and "\n" not in message
-    assert "shipped: cluster, local, tiny" in message
+    assert "shipped: cluster, judged, local, tiny" in message
     with pytest.raises(ConfigError, match=r"pipeline config: extends 'missing\.yaml'"):
         config_from_preset_text(SynthConfig, "extends: missing.yaml\n", "synth")
     for bad in ("[local]", "''", "3"):
