@@ -85,7 +85,7 @@ def render(
     name: str,
     *,
     market: Path | None = None,
-    preset: Path = Path("configs/judged.yaml"),
+    preset: Path,
 ) -> str:
     env = current_environment()
     metrics = json.loads((latest / "evaluate-rewriter" / "evaluation" / "metrics.json").read_text())
