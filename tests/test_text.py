@@ -1,4 +1,13 @@
-from qrewrite.text import normalize_query, repeated_words, respells, same_words, tokenize, words
+from qrewrite.text import (
+    catalog_word_counts,
+    corrects_to_catalog,
+    normalize_query,
+    repeated_words,
+    respells,
+    same_words,
+    tokenize,
+    words,
+)
 
 
 def test_normalize_query_folds_case_width_and_whitespace() -> None:
@@ -66,3 +75,21 @@ def test_respells_keeps_every_word_and_fixes_only_spelling() -> None:
     assert not respells("blu saucpan", "blue coffee") and not respells("saucpan", "sauce pan x")
     # which spelling is right is the model's to say: respells only bounds how far it may go
     assert respells("leather boots", "leatherr boot")
+
+
+def test_corrects_to_catalog_replaces_only_words_no_title_writes() -> None:
+    shop = catalog_word_counts(
+        ["Purelle Shampoo 8 oz", "Ironpeak Dumbbells 20 lb", "Blue Mug", "Red Crocs", "Bed Mug"]
+    )
+    assert shop["mug"] == 2 and "dumbbell" in shop  # counted by title, plural-stemmed
+    assert corrects_to_catalog("ironpeak dumbgells 20 lb", "ironpeak dumbbells 20 lb", shop)
+    assert corrects_to_catalog("puurelle 8 oz shampoo", "purelle shampoo 8 oz", shop)  # any order
+    assert corrects_to_catalog("blu mug", "blue mug", shop)  # "blu" is no title's word
+    assert not corrects_to_catalog("red mug", "bed mug", shop)  # "red" is the shop's word
+    assert not corrects_to_catalog("crocs", "cros", shop)  # the shop writes "crocs"
+    assert corrects_to_catalog("purelle shampo", "purelle shampoos", shop)  # stemmed alike
+    assert not corrects_to_catalog("purelle shampo", "purelle shampooo", shop)  # no title's
+    assert not corrects_to_catalog("ironpeak dumbgells", "ironpeak dumbbells 20 lb", shop)
+    assert not corrects_to_catalog("dumbgells 20 lb", "dumbbells 30 lb", shop)  # a number
+    assert not corrects_to_catalog("puurelle 8 oz", "ironpeak 8 oz", shop)  # not one edit
+    assert not corrects_to_catalog("purelle shampoo", "shampoo purelle", shop)  # nothing fixed

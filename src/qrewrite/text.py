@@ -10,6 +10,7 @@ import functools
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Collection, Iterable
 
 _WHITESPACE = re.compile(r"\s+")
 # Characters a shopper cannot see: C0/C1 controls other than whitespace, NUL among them,
@@ -64,6 +65,15 @@ def words(text: str) -> list[str]:
     :func:`tokenize` leaves out ("café", "连衣裙") kept as words of their own."""
     text = _APOSTROPHES.sub("", normalize_query(text))
     return [_light_stem(t) for t in _ANY_WORD.findall(text)]
+
+
+def catalog_word_counts(titles: Iterable[str]) -> Counter[str]:
+    """How many of ``titles`` write each word (:func:`words`): the spellings a shop uses.
+
+    >>> catalog_word_counts(["Ironpeak Dumbbells 20 lb", "Ironpeak Yoga Mat"])["ironpeak"]
+    2
+    """
+    return Counter(w for title in titles for w in set(words(title)))
 
 
 def repeated_words(query: str, rewrite: str) -> list[str]:
@@ -153,3 +163,39 @@ def respells(query: str, rewrite: str) -> bool:
         a == b or (len(a) >= MIN_RESPELT_LETTERS and (a + b).isalpha() and one_edit_apart(a, b))
         for a, b in zip(mine, theirs, strict=True)
     )
+
+
+def corrects_to_catalog(query: str, answer: str, catalog_words: Collection[str]) -> bool:
+    """Does ``answer`` fix the query's spelling with the catalog's own words: the query's words
+    in any order, each word no title writes (:func:`catalog_word_counts`) replaced by one a
+    title writes one edit away (a word of at least :data:`MIN_RESPELT_LETTERS` letters, no
+    digits), and nothing else changed? The rule a search engine's spelling check uses; the
+    order is free, since the engine ignores it.
+
+    >>> shop = {"purelle", "shampoo", "8", "oz", "croc"}
+    >>> corrects_to_catalog("puurelle 8 oz shampoo", "purelle shampoo 8 oz", shop)
+    True
+    >>> corrects_to_catalog("crocs", "cros", shop), corrects_to_catalog("puurelle", "shampoo", shop)
+    (False, False)
+    """
+    mine, theirs = Counter(words(query)), Counter(words(answer))
+    dropped, added = list((mine - theirs).elements()), list((theirs - mine).elements())
+    if not dropped or len(dropped) != len(added):
+        return False
+    if any(w in catalog_words for w in dropped) or any(w not in catalog_words for w in added):
+        return False
+    # each word no title writes takes one of the added words, one edit from it
+    free = list(added)
+    for w in dropped:
+        match = next(
+            (
+                a
+                for a in free
+                if len(a) >= MIN_RESPELT_LETTERS and (w + a).isalpha() and one_edit_apart(w, a)
+            ),
+            None,
+        )
+        if match is None:
+            return False
+        free.remove(match)
+    return True

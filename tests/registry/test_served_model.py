@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ from qrewrite.labeling.teacher import Teacher
 from qrewrite.registry.config import RegistryConfig
 from qrewrite.registry.pyfunc import MAX_QUERIES_PER_REQUEST, MAX_QUERY_CHARS
 from qrewrite.registry.registry import register
+from qrewrite.text import catalog_word_counts
+from qrewrite.training.models import write_catalog_words
 from tests.labeling.fakes import TrigramEncoder
 from tests.registry.servers import model_server
 from tests.registry.test_registry_server import write_metrics
@@ -36,11 +39,15 @@ def store(tiny_model: Path, tiny_market: Path, tiny_labels: Path, tmp_path_facto
     tmp = tmp_path_factory.mktemp("served_model")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     metrics = write_metrics(tmp / "metrics.json", 0.03, 0.5, vet="teacher", samples=3)
+    # with the catalog's words, as SFT and GRPO save every model
+    model = shutil.copytree(tiny_model, tmp / "model")
+    titles = pd.read_parquet(tiny_market / "catalog.parquet")["title"].astype(str)
+    write_catalog_words(model, catalog_word_counts(titles))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Teacher, "encoder", property(lambda self: TrigramEncoder()))
         r = register(
             RegistryConfig(tracking_uri=uri),
-            tiny_model,
+            model,
             metrics,
             data_dir=tiny_market,
             labels=tiny_labels,
@@ -62,6 +69,9 @@ def test_pyfunc_and_rewrite_serve_the_same_rewrites(env, tmp_path, monkeypatch, 
     monkeypatch.setattr(Teacher, "encoder", property(lambda self: TrigramEncoder()))
     loaded = mlflow.pyfunc.load_model(CHAMPION)
     assert "the teacher grades the rewrite relevant" in loaded.metadata.metadata["serving_policy"]
+    # the catalog's words came with the weights: the spelling rule serves as it was measured
+    words = loaded.unwrap_python_model().served.rewriter.catalog_words
+    assert words is not None and {"running", "shoe"} <= words
     out = loaded.predict(pd.DataFrame({"query": QUERIES}), params={"k": 2})
     # the policy it was registered with: the teacher vets every top rewrite
     for row in out.itertuples():

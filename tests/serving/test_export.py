@@ -158,6 +158,48 @@ def test_the_models_spelling_correction_is_its_first_rewrite(tiny_model: Path) -
         r.rank(queries, raw, corrections=fixes[:2])
 
 
+class EqualPieces(Corrector):
+    """Every text one piece: the tokenizer's rule never tells a spelling apart."""
+
+    def _pieces(self, text: str) -> int:
+        return 1
+
+
+def test_the_catalog_words_saved_with_the_model_tell_a_correction(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """With the catalog's words saved beside the model, an answer that replaces a word no title
+    writes with one a title writes is a correction, however the tokenizer splits the two (a
+    typo frequent in the shop's queries is one piece, like its fix); one that writes a word no
+    title writes is none, and between two spellings the titles both write the pieces decide."""
+    import shutil
+
+    from qrewrite.training.models import write_catalog_words
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    written = ["red", "running", "shoe", "brown", "duffel", "bag", "grey", "gray", "mug", "black"]
+    write_catalog_words(model, {w: 3 for w in [*written, "croc"]})
+    settings = GenerationSettings(max_new_tokens=8, correct_spelling=True, correction_beams=2)
+    r = EqualPieces.from_dir(model, settings)
+    assert r.catalog_words is not None and "croc" in r.catalog_words
+    r.answers = {
+        "red runnning shoes": "red running shoes",
+        "bllack mug": "black mug",  # "bllack" is no title's word
+        "brown duffel bag": ["brwn duffel bag", "brown duffel bags"],  # "brwn" neither
+        "grey mug": "gray mug",  # both the titles' words: as many pieces, no correction
+        "crocs": "cros",  # "crocs" is the titles' word, "cros" none
+        "duffel bag brwn": "brown duffel bag",  # the order is free: the engine ignores it
+    }
+    queries = list(r.answers)
+    fixed = ["red running shoes", "black mug", "", "", "", "brown duffel bag"]
+    assert r.corrections(queries) == fixed
+    # the same model without the word list: only the pieces decide, and they never do here
+    plain = EqualPieces.from_dir(tiny_model, settings)
+    plain.answers = r.answers
+    assert plain.catalog_words is None and plain.corrections(queries) == [""] * len(queries)
+
+
 def test_the_correction_is_asked_with_the_normalize_prompt(tiny_model: Path) -> None:
     """``corrections`` prompts the real model with task C's prompt, greedy: deterministic."""
     from qrewrite.serving.rewriter import prompt_texts

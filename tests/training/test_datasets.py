@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +11,7 @@ from datasets import load_from_disk
 
 from qrewrite.cli import main
 from qrewrite.errors import ContractViolation, DataError
-from qrewrite.text import normalize_query
+from qrewrite.text import catalog_word_counts, normalize_query, words
 from qrewrite.training.datasets import (
     DatasetConfig,
     build_datasets,
@@ -111,6 +112,24 @@ def test_saved_sets_load_back_through_their_contracts(tiny_datasets: Path) -> No
     assert len(load_training_split(tiny_datasets / "grpo", "grpo")["train"]) > 0
     report = (tiny_datasets / "dataset_report.md").read_text()
     assert "Split" in report and "sft_examples" in report
+
+
+def test_the_catalog_words_are_written_beside_the_datasets(
+    tiny_datasets: Path, tiny_market: Path
+) -> None:
+    """What tells the rewriter a misspelling from the shop's spelling: every word of the
+    catalog's titles, counted by the titles that write it; no query's word unless a title
+    writes it."""
+    from qrewrite.training.models import load_catalog_words
+
+    titles = pd.read_parquet(tiny_market / "catalog.parquet")["title"].astype(str)
+    written = json.loads((tiny_datasets / "catalog_words.json").read_text())["titles_writing"]
+    assert written == dict(catalog_word_counts(titles))
+    assert max(written.values()) < len(titles) and min(written.values()) >= 1
+    assert load_catalog_words(tiny_datasets) == frozenset(written)
+    queries = pd.read_parquet(tiny_market / "search_log.parquet")["query"]
+    typos = {w for q in queries for w in words(q)} - frozenset(written)
+    assert typos  # the tiny market's misspelt queries write words no title does
 
 
 def test_a_dataset_failing_its_contract_is_refused(tiny_datasets: Path, tmp_path: Path) -> None:

@@ -16,7 +16,12 @@ from datasets import load_from_disk
 from qrewrite.cli import main
 from qrewrite.errors import ConfigError
 from qrewrite.training.grpo import GRPOStepConfig, grpo
-from qrewrite.training.models import check_model_dir, load_model, load_tokenizer
+from qrewrite.training.models import (
+    check_model_dir,
+    load_catalog_words,
+    load_model,
+    load_tokenizer,
+)
 from qrewrite.training.pretrain import PretrainConfig, pretrain
 from qrewrite.training.sft import SFTResult, SFTStepConfig, sft
 
@@ -110,6 +115,8 @@ def test_sft_loss_falls_and_tagging_is_scored(sft_model, tiny_datasets) -> None:
         "mlflow_run_id",
     ]
     load_model(out, "SFT model")
+    # the catalog's words travel with the model (the rewriter's spelling rule reads them)
+    assert load_catalog_words(out) == load_catalog_words(tiny_datasets) is not None
 
 
 def test_metrics_reach_mlflow(sft_model, tracking) -> None:
@@ -188,6 +195,7 @@ def test_grpo_logs_every_reward_and_saves_the_policy(
         assert probe[side]["total"] == pytest.approx(weighted)
     assert "## Probe" in (tmp_path / "grpo_report.md").read_text()
     load_model(tmp_path, "GRPO policy")
+    assert load_catalog_words(tmp_path) == load_catalog_words(tiny_datasets) is not None
 
 
 def test_teacher_judge_grades_rewrites(tiny_market, tiny_labels, monkeypatch) -> None:

@@ -9,8 +9,9 @@ greedy rewrite itself is a copy, the model has found nothing to rewrite and the 
 rewrite (``abstain_on_copy``), instead of its best sample.
 
 With ``correct_spelling`` the model also answers the query in its correction mode (task C, the
-normalize prompt, greedy); where that answer only respells the query's words
-(:func:`qrewrite.text.respells`) it is the first rewrite, ahead of the ranked ones.
+normalize prompt, its best beams); where an answer only corrects the query's spelling
+(:meth:`Rewriter.is_correction`, with the catalog's words saved beside the model) it is the first
+rewrite, ahead of the ranked ones.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
-from qrewrite.text import is_copy, normalize_query, repeated_words, respells
+from qrewrite.text import (
+    corrects_to_catalog,
+    is_copy,
+    normalize_query,
+    repeated_words,
+    respells,
+    words,
+)
 from qrewrite.training.judge import RelevanceJudge, answer_logprobs
 from qrewrite.training.prompts import (
     is_well_formed,
@@ -171,8 +179,12 @@ class Rewriter:
         settings: GenerationSettings | None = None,
         *,
         candidates: CandidateGenerator | None = None,
+        catalog_words: frozenset[str] | None = None,
     ):
         self.model = model.eval()
+        # the words the shop's titles write (:func:`qrewrite.text.words`), saved with the model:
+        # what tells a misspelling from the spelling the shop uses (:meth:`is_correction`)
+        self.catalog_words = catalog_words
         self.tokenizer = tokenizer
         self.settings = settings or GenerationSettings()
         self.candidates = candidates
@@ -190,9 +202,14 @@ class Rewriter:
 
     @classmethod
     def from_dir(cls, path: str | Path, settings: GenerationSettings | None = None) -> Rewriter:
-        from qrewrite.training.models import load_model, load_tokenizer
+        from qrewrite.training.models import load_catalog_words, load_model, load_tokenizer
 
-        return cls(load_model(path, "rewrite model"), load_tokenizer(path), settings)
+        return cls(
+            load_model(path, "rewrite model"),
+            load_tokenizer(path),
+            settings,
+            catalog_words=load_catalog_words(path),
+        )
 
     def _generate_batch(
         self,
@@ -325,16 +342,25 @@ class Rewriter:
         return out
 
     def is_correction(self, query: str, answer: str) -> bool:
-        """Is ``answer`` a spelling correction of ``query``: well formed, only respelling its
-        words (:func:`~qrewrite.text.respells`), and written in fewer of the tokenizer's
-        pieces? The tokenizer learnt its pieces from the shop's own text, so the spelling the
-        shop writes takes fewer ("dumbbells" against "dumbgells"); a misspelling a beam offers
-        ("brown" -> "brwn") or a spelling as common ("grey" -> "gray") takes as many or more."""
-        return (
-            is_well_formed(answer)
-            and respells(query, answer)
-            and self._pieces(answer) < self._pieces(query)
-        )
+        """Is ``answer`` a spelling correction of ``query``? Well formed, and, with the
+        catalog's words saved beside the model (``catalog_words.json``), either it replaces
+        only words no title writes by ones a title writes one edit away, in any order
+        (:func:`~qrewrite.text.corrects_to_catalog`: "puurelle 8 oz shampoo" -> "purelle
+        shampoo 8 oz", "zenfit bllack ..." -> "zenfit black ...": the typo may be one of the
+        tokenizer's pieces if shoppers write it often), or it writes no word the titles do not
+        and passes the pieces rule. The pieces rule (a model saved without the words has only
+        it): it only respells the query's words (:func:`~qrewrite.text.respells`, "ear buds"
+        -> "earbuds") in fewer of the tokenizer's pieces, which learnt from the shop's text, so
+        the spelling the shop writes takes fewer; a misspelling a beam offers ("brown" ->
+        "brwn") or a spelling as common ("grey" -> "gray") takes as many or more."""
+        if not is_well_formed(answer):
+            return False
+        if self.catalog_words is not None:
+            if corrects_to_catalog(query, answer, self.catalog_words):
+                return True  # replaces words the shop never writes ("dumbgells" -> "dumbbells")
+            if not set(words(answer)) - set(words(query)) <= self.catalog_words:
+                return False  # writes a word the shop never writes ("crocs" -> "cros")
+        return respells(query, answer) and self._pieces(answer) < self._pieces(query)
 
     def _pieces(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -28,8 +28,9 @@ from qrewrite.mining.titles import ENGAGED_TITLE_REWRITE
 from qrewrite.outputs import check_output_folder, staged_output
 from qrewrite.search_engine import ProductRetriever
 from qrewrite.tables import read_parquet_table, table_fingerprint
-from qrewrite.text import normalize_query
+from qrewrite.text import catalog_word_counts, normalize_query
 from qrewrite.training.denoise import shop_denoising_pairs
+from qrewrite.training.models import CATALOG_WORDS_FILE, write_catalog_words
 from qrewrite.training.prompts import (
     GRADE_WORDS,
     answer,
@@ -121,7 +122,13 @@ def _balanced(df: pd.DataFrame, max_ratio: float, seed: int) -> pd.DataFrame:
 
 # what build-datasets writes into its output folder, and replaces as a whole on every run (its
 # contract reports, written before the datasets, stay: they explain a refused build)
-DATASET_OUTPUTS = (SFT_DIR, GRPO_DIR, "dataset_report.json", "dataset_report.md")
+DATASET_OUTPUTS = (
+    SFT_DIR,
+    GRPO_DIR,
+    "dataset_report.json",
+    "dataset_report.md",
+    CATALOG_WORDS_FILE,
+)
 
 
 @dataclass
@@ -456,6 +463,7 @@ def build_datasets(
                     for s in SPLITS
                 }
             ).save_to_disk(str(stage / name))
+        write_catalog_words(stage, catalog_word_counts(catalog["title"].astype(str)))
         report_json = json.dumps(report.to_dict(), indent=2) + "\n"
         (stage / "dataset_report.json").write_text(report_json, encoding="utf-8")
         (stage / "dataset_report.md").write_text(

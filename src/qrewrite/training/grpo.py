@@ -41,7 +41,13 @@ from qrewrite.training.common import (
 from qrewrite.training.datasets import GRPO_DIR, load_training_split
 from qrewrite.training.distributed import final_model
 from qrewrite.training.judge import RelevanceJudge
-from qrewrite.training.models import MODEL_FILES, load_model, load_tokenizer, save_model
+from qrewrite.training.models import (
+    MODEL_FILES,
+    copy_catalog_words,
+    load_model,
+    load_tokenizer,
+    save_model,
+)
 from qrewrite.training.options import (
     DistributedOptions,
     LoraOptions,
@@ -454,6 +460,7 @@ def grpo(
         )
         with staged_output(out, GRPO_OUTPUTS, step="grpo") as stage:
             save_model(policy, tokenizer, stage, {"step": "grpo", **report})
+            copy_catalog_words(datasets_dir, stage)
             plot_curves(
                 {
                     "total": total,

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+import shutil
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,41 @@ MODEL_FILES = (
     "special_tokens_map.json",
     "chat_template.jinja",
     "qrewrite_model.json",
+    "catalog_words.json",
 )
+# the words of the shop's titles, with how many titles write each: build-datasets writes it beside
+# the datasets, SFT and GRPO save it with the model, and the rewriter reads it to tell a
+# misspelling from the shop's own spelling (Rewriter.is_correction)
+CATALOG_WORDS_FILE = "catalog_words.json"
+
+
+def write_catalog_words(folder: str | Path, counts: Mapping[str, int]) -> Path:
+    """Write ``counts`` (word -> titles writing it) to ``folder``'s :data:`CATALOG_WORDS_FILE`."""
+    path = Path(folder) / CATALOG_WORDS_FILE
+    ordered = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    path.write_text(json.dumps({"titles_writing": ordered}) + "\n", encoding="utf-8")
+    return path
+
+
+def copy_catalog_words(source: str | Path, model_dir: str | Path) -> bool:
+    """Save the catalog's words found in ``source`` (a datasets folder) with the model in
+    ``model_dir``; False where ``source`` has none (a build from before they were written)."""
+    path = Path(source) / CATALOG_WORDS_FILE
+    if not path.exists():
+        return False
+    shutil.copyfile(path, Path(model_dir) / CATALOG_WORDS_FILE)
+    return True
+
+
+def load_catalog_words(path: str | Path) -> frozenset[str] | None:
+    """The catalog's words saved with the model in ``path`` (None for a model saved without)."""
+    file = Path(path) / CATALOG_WORDS_FILE
+    if not file.exists():
+        return None
+    try:
+        return frozenset(json.loads(file.read_text(encoding="utf-8"))["titles_writing"])
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ConfigError(f"{file}: not a catalog word list written by qrewrite ({e})") from e
 
 
 def save_model(model: Any, tokenizer: Any, out: str | Path, card: dict[str, Any]) -> Path:

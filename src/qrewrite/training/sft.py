@@ -47,7 +47,13 @@ from qrewrite.training.efficiency import (
     peak_tflops,
 )
 from qrewrite.training.judge import evaluate_tagging
-from qrewrite.training.models import MODEL_FILES, load_model, load_tokenizer, save_model
+from qrewrite.training.models import (
+    MODEL_FILES,
+    copy_catalog_words,
+    load_model,
+    load_tokenizer,
+    save_model,
+)
 from qrewrite.training.options import (
     DistributedOptions,
     LoraOptions,
@@ -313,6 +319,7 @@ def sft(
         )
         with staged_output(out, SFT_OUTPUTS, step="sft") as stage:
             save_model(final, tokenizer, stage, {"step": "sft", **report})
+            copy_catalog_words(datasets_dir, stage)
             plot_curves({"train loss": losses}, "SFT loss", stage / "sft_loss.png")
             (stage / "sft_report.json").write_text(json.dumps(report, indent=2) + "\n")
             (stage / "sft_report.md").write_text(sft_markdown(report), encoding="utf-8")
