@@ -169,9 +169,9 @@ DEFINITIONS = """\
   **repeats**: the model's greedy rewrite repeats a word the query does not ("cowboy boots
   boots"); such candidates are never served (`drop_repeats`).
 - **spelling fixes**: top rewrites that are the model's own spelling correction of the query (its
-  answer under the normalize prompt, served first where it only respells the query's words:
-  `correct_spelling`); **spelling adds**: the model alone's UCVR uplift with them minus without
-  them, in points.
+  answer under the normalize prompt, served first where it only corrects the query's spelling,
+  by the catalog's words where they were saved with the model: `correct_spelling`); **spelling
+  adds**: the model alone's UCVR uplift with them minus without them, in points.
 
 Full definitions: docs/evaluation.md.
 """

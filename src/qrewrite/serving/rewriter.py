@@ -66,13 +66,14 @@ class GenerationSettings:
     # stutter retrieves nothing the word once would not, and the small model stutters on real
     # shops' text (docs/benchmarks.md, "Stutters")
     drop_repeats: bool = True
-    # the model's own spelling correction of the query (task C's greedy answer), where it only
-    # respells the query's words, is the first rewrite: in rewrite mode the model may read
-    # "dumbgells" as another product ("yoga mat") while in correction mode it reads "dumbbells"
-    # (docs/evaluation.md, "Spelling corrections"). Off here so that a model registered before
-    # it existed is served as it was measured; evaluate: and rewrite: turn it on
+    # the model's own spelling correction of the query (task C's answer), where it only
+    # corrects the query's spelling (Rewriter.is_correction), is the first rewrite: in rewrite
+    # mode the model may read "dumbgells" as another product ("yoga mat") while in correction
+    # mode it reads "dumbbells" (docs/evaluation.md, "Spelling corrections"). Off here so that a
+    # model registered before it existed is served as it was measured; evaluate: and rewrite:
+    # turn it on
     correct_spelling: bool = False
-    # the correction is the likeliest of this many beams (correction mode) that respells the
+    # the correction is the likeliest of this many beams (correction mode) that corrects the
     # query: the small model may know "dumbbells" only as its third answer for "dumbgells"
     # (docs/benchmarks.md, "Corrections from the beam"). 1 (greedy) here so that a model
     # registered before it is served as it was measured; evaluate: and rewrite: ask for 4
