@@ -158,8 +158,14 @@ def load_model(
     return model.to("cuda") if cuda else model
 
 
-# what save_model writes: a step that replaces a model folder owns these names (an earlier
-# model's file that this save does not write again is removed, not left beside the new one)
+# the words of the shop's titles, with how many titles write each: build-datasets writes it beside
+# the datasets, SFT and GRPO save it with the model, and the rewriter reads it to tell a
+# misspelling from the shop's own spelling (Rewriter.is_correction)
+CATALOG_WORDS_FILE = "catalog_words.json"
+
+# what a model folder holds (save_model, and copy_catalog_words from SFT on): a step that replaces
+# a model folder owns these names (an earlier model's file that this save does not write again is
+# removed, not left beside the new one)
 MODEL_FILES = (
     "config.json",
     "generation_config.json",
@@ -170,12 +176,8 @@ MODEL_FILES = (
     "special_tokens_map.json",
     "chat_template.jinja",
     "qrewrite_model.json",
-    "catalog_words.json",
+    CATALOG_WORDS_FILE,
 )
-# the words of the shop's titles, with how many titles write each: build-datasets writes it beside
-# the datasets, SFT and GRPO save it with the model, and the rewriter reads it to tell a
-# misspelling from the shop's own spelling (Rewriter.is_correction)
-CATALOG_WORDS_FILE = "catalog_words.json"
 
 
 def write_catalog_words(folder: str | Path, counts: Mapping[str, int]) -> Path:
