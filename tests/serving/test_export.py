@@ -198,6 +198,10 @@ def test_the_catalog_words_saved_with_the_model_tell_a_correction(
     plain = EqualPieces.from_dir(tiny_model, settings)
     plain.answers = r.answers
     assert plain.catalog_words is None and plain.corrections(queries) == [""] * len(queries)
+    # a word list that is not one says which file, and why
+    (model / "catalog_words.json").write_text('["red", "mug"]')
+    with pytest.raises(ConfigError, match="catalog_words.json: not a catalog word list"):
+        EqualPieces.from_dir(model, settings)
 
 
 def test_the_correction_is_asked_with_the_normalize_prompt(tiny_model: Path) -> None:
