@@ -200,7 +200,7 @@ def test_the_catalog_words_saved_with_the_model_tell_a_correction(
     assert plain.catalog_words is None and plain.corrections(queries) == [""] * len(queries)
     # a word list that is not one says which file, and why
     (model / "catalog_words.json").write_text('["red", "mug"]')
-    with pytest.raises(ConfigError, match="catalog_words.json: not a catalog word list"):
+    with pytest.raises(ConfigError, match=r"catalog_words\.json: not a catalog word list"):
         EqualPieces.from_dir(model, settings)
 
 
