@@ -19,7 +19,14 @@ from qrewrite.training.datasets import (
     load_training_split,
     split_of,
 )
-from qrewrite.training.prompts import GRADE_WORDS, NORMALIZE_INSTRUCTION
+from qrewrite.training.prompts import (
+    GRADE_WORDS,
+    NORMALIZE_INSTRUCTION,
+    TAGGING_INSTRUCTION,
+    answer,
+    parse_tagging_prompt,
+    rewrite_prompt,
+)
 
 
 def _frames(path: Path) -> dict[str, pd.DataFrame]:
@@ -96,6 +103,23 @@ def test_tagging_task_is_balanced_and_answers_grade_words(tiny_datasets: Path) -
     assert counts.max() / len(tags) < 0.5  # the majority class is not the answer
     assert all(GRADE_WORDS[g] == t for g, t in zip(tags["grade"], tags["target"], strict=True))
     assert all(m[-1]["role"] == "assistant" for m in tags["completion"])
+
+
+def test_tagging_asks_the_grade_of_the_rewrite_in_the_conversation_that_wrote_it(
+    tiny_datasets: Path,
+) -> None:
+    # the rewrite is the assistant's answer to task A's own prompt: grading it trains the
+    # states the model writes rewrites from
+    tags = _frames(tiny_datasets / "sft")["train"].query("task == 'tag'")
+    for query, prompt in zip(tags["query"], tags["prompt"], strict=True):
+        prompt = list(prompt)
+        query_again, rewrite = parse_tagging_prompt(prompt)
+        assert query_again == query and rewrite
+        assert prompt == [
+            *rewrite_prompt(query),
+            *answer(rewrite),
+            {"role": "user", "content": TAGGING_INSTRUCTION},
+        ]
 
 
 def test_grpo_prompts_carry_what_the_rewards_need(tiny_datasets: Path) -> None:
@@ -182,7 +206,7 @@ def test_tagging_ratio_weights_the_task_by_repeating_train_pairs_only(
     n_rewrite = (train["task"] == "rewrite").sum()
     assert (train["task"] == "tag").sum() == 3 * n_rewrite
     held_tags = held[held["task"] == "tag"]
-    pairs = held_tags["prompt"].map(lambda m: m[-1]["content"])
+    pairs = held_tags["prompt"].map(lambda m: parse_tagging_prompt(list(m)))
     assert pairs.is_unique  # held-out pairs are never repeated
 
 

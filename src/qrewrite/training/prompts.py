@@ -29,6 +29,8 @@ PROMPT_TOKENS: tuple[str, ...] = (
     "query:",
     "rewrite:",
     "product:",
+    # no prompt writes "rewrite:" or "grade:" since task B asks in task A's conversation; they
+    # stay so that the vocabulary (every token's id) is the one the models were measured with
     "grade:",
 )
 
@@ -57,12 +59,16 @@ def normalize_prompt(query: str) -> list[dict[str, str]]:
 
 
 def tagging_prompt(query: str, rewrite: str) -> list[dict[str, str]]:
-    """Task B prompt: a (query, rewrite) pair to grade."""
+    """Task B prompt: the rewrite conversation of task A, then the question of its grade.
+
+    The rewrite sits where the model writes its own, after the query's rewrite prompt, so that
+    learning to grade it trains the states the model writes rewrites from (a separate grading
+    prompt shared only weights with writing, and the ablation could not tell the tasks apart).
+    """
     return [
-        {
-            "role": "user",
-            "content": f"{TAGGING_INSTRUCTION}\nquery: {query}\nrewrite: {rewrite}\ngrade:",
-        }
+        *rewrite_prompt(query),
+        *answer(rewrite),
+        {"role": "user", "content": TAGGING_INSTRUCTION},
     ]
 
 
@@ -83,9 +89,8 @@ def parse_tagging_prompt(prompt: list[dict[str, str]]) -> tuple[str, str]:
     >>> parse_tagging_prompt(tagging_prompt("red shoes", "red sneakers"))
     ('red shoes', 'red sneakers')
     """
-    text = prompt[-1]["content"]
-    query, _, rest = text.partition("\nquery: ")[2].partition("\nrewrite: ")
-    return query, rest.removesuffix("\ngrade:")
+    query = prompt[0]["content"].partition("\nquery: ")[2]
+    return query, prompt[1]["content"]
 
 
 # A rewrite is one line of shopper words: not the prompt's field names, not a grade word.
