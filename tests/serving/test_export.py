@@ -471,3 +471,44 @@ def test_export_marks_what_the_serving_policy_serves(
             queries_file=queries,
             out_file=tmp_path / "x.parquet",
         )
+
+
+def test_a_model_grades_in_the_form_of_task_b_it_learnt(tiny_model: Path, tmp_path: Path) -> None:
+    """A model saved before task B asked in task A's conversation (its card names no form) is
+    asked in the grading message it learnt; a card naming a form qrewrite never wrote says so."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from qrewrite.training.judge import answer_logprobs
+    from qrewrite.training.prompts import GRADE_WORDS, tagging_prompt
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    card_file = model / "qrewrite_model.json"
+    card = json.loads(card_file.read_text())
+    assert card["tagging_prompt"] == "conversation"  # what save_model writes today
+    del card["tagging_prompt"]
+    card_file.write_text(json.dumps(card))
+    before, now = Rewriter.from_dir(model), Rewriter.from_dir(tiny_model)
+    assert (before.tagging_form, now.tagging_form) == ("message", "conversation")
+    queries, rewrites = ["red running shoes", "oak desk"], ["red sneakers", "oak table"]
+    for rewriter in (before, now):
+        prompts = [
+            tagging_prompt(q, r, form=rewriter.tagging_form)
+            for q, r in zip(queries, rewrites, strict=True)
+            for _ in GRADE_WORDS
+        ]
+        scores, _ = answer_logprobs(
+            rewriter.model, rewriter.tokenizer, prompts, list(GRADE_WORDS) * len(queries)
+        )
+        p = np.exp(scores.reshape(-1, 3))
+        expected = p / p.sum(axis=1, keepdims=True)
+        assert np.allclose(rewriter.judge.probabilities(queries, rewrites), expected)
+    assert not np.allclose(
+        before.judge.probabilities(queries, rewrites), now.judge.probabilities(queries, rewrites)
+    )
+    card_file.write_text(json.dumps({**card, "tagging_prompt": "sentence"}))
+    with pytest.raises(ConfigError, match=r"qrewrite_model\.json: tagging_prompt='sentence'"):
+        Rewriter.from_dir(model)

@@ -8,6 +8,7 @@ a loadable model, resumes from a checkpoint, and logs to MLflow.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,7 @@ def test_sft_loss_falls_and_tagging_is_scored(sft_model, tiny_datasets) -> None:
     assert not (out / "checkpoints").exists()  # removed once the merged model is saved
     card = json.loads((out / "qrewrite_model.json").read_text())
     assert card["step"] == "sft"
+    assert card["tagging_prompt"] == "conversation"  # the form the datasets ask task B in
     report = json.loads((out / "sft_report.json").read_text())
     assert report == json.loads(json.dumps(result.to_dict()))
     assert list(report) == [
@@ -172,19 +174,25 @@ def test_sft_never_resumes_a_checkpoint_of_other_data(
 def test_grpo_logs_every_reward_and_saves_the_policy(
     sft_model, tiny_datasets, tiny_market, tracking, tmp_path
 ) -> None:
-    model, _ = sft_model
+    # an SFT model saved before task B asked in task A's conversation: its card names no form
+    model = tmp_path / "sft"
+    shutil.copytree(sft_model[0], model)
+    card = json.loads((model / "qrewrite_model.json").read_text())
+    del card["tagging_prompt"]
+    (model / "qrewrite_model.json").write_text(json.dumps(card))
+    out = tmp_path / "grpo"
     cfg = GRPOStepConfig(
         model=str(model), max_steps=6, batch_size=8, num_generations=4, tracking_uri=tracking
     )
     result = grpo(
-        cfg, datasets_dir=tiny_datasets, data_dir=tiny_market, out_dir=tmp_path, progress=False
+        cfg, datasets_dir=tiny_datasets, data_dir=tiny_market, out_dir=out, progress=False
     )
     assert result.steps == 6
     assert set(result.rewards) == {n for n, w in cfg.reward_weights.items() if w}
     for values in result.rewards.values():
         assert 0.0 <= values["first_20pct"] <= 1.0
-    assert (tmp_path / "grpo_rewards.png").stat().st_size > 0
-    report = json.loads((tmp_path / "grpo_report.json").read_text())
+    assert (out / "grpo_rewards.png").stat().st_size > 0
+    report = json.loads((out / "grpo_report.json").read_text())
     assert report == json.loads(json.dumps(result.to_dict()))
     # the fixed probe: the same held-out prompts scored by every reward before and after
     probe = result.probe
@@ -193,9 +201,11 @@ def test_grpo_logs_every_reward_and_saves_the_policy(
     for side in ("before", "after"):
         weighted = sum(cfg.reward_weights[n] * probe[side][n] for n in result.rewards)
         assert probe[side]["total"] == pytest.approx(weighted)
-    assert "## Probe" in (tmp_path / "grpo_report.md").read_text()
-    load_model(tmp_path, "GRPO policy")
-    assert load_catalog_words(tmp_path) == load_catalog_words(tiny_datasets) is not None
+    assert "## Probe" in (out / "grpo_report.md").read_text()
+    load_model(out, "GRPO policy")
+    assert load_catalog_words(out) == load_catalog_words(tiny_datasets) is not None
+    # the policy grades as the SFT model it started from learnt to
+    assert json.loads((out / "qrewrite_model.json").read_text())["tagging_prompt"] == "message"
 
 
 def test_teacher_judge_grades_rewrites(tiny_market, tiny_labels, monkeypatch) -> None:

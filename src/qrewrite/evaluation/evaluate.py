@@ -530,6 +530,7 @@ def evaluate_variant(
             sft_sets["eval"],
             config.tagging_eval_pairs,
             config.seed,
+            form=rewriter.tagging_form,
         )
     )
     judged: dict[str, list[dict[str, Any]]] = {}

@@ -181,12 +181,15 @@ class Rewriter:
         *,
         candidates: CandidateGenerator | None = None,
         catalog_words: frozenset[str] | None = None,
+        tagging_form: str = "conversation",
     ):
         self.model = model.eval()
         # the words the shop's titles write (:func:`qrewrite.text.words`), saved with the model:
         # what tells a misspelling from the spelling the shop uses (:meth:`is_correction`)
         self.catalog_words = catalog_words
         self.tokenizer = tokenizer
+        # the form of task B's prompt it learnt to grade in (prompts.TAGGING_FORMS)
+        self.tagging_form = tagging_form
         self.settings = settings or GenerationSettings()
         self.candidates = candidates
         self._judge: RelevanceJudge | None = None
@@ -198,18 +201,24 @@ class Rewriter:
         """The model in tagging mode, built on first use: it freezes the weights, which a
         rewriter that only generates (GRPO's probe, mid-training) must not do."""
         if self._judge is None:
-            self._judge = RelevanceJudge(self.model, self.tokenizer)
+            self._judge = RelevanceJudge(self.model, self.tokenizer, form=self.tagging_form)
         return self._judge
 
     @classmethod
     def from_dir(cls, path: str | Path, settings: GenerationSettings | None = None) -> Rewriter:
-        from qrewrite.training.models import load_catalog_words, load_model, load_tokenizer
+        from qrewrite.training.models import (
+            load_catalog_words,
+            load_model,
+            load_tagging_form,
+            load_tokenizer,
+        )
 
         return cls(
             load_model(path, "rewrite model"),
             load_tokenizer(path),
             settings,
             catalog_words=load_catalog_words(path),
+            tagging_form=load_tagging_form(path),
         )
 
     def _generate_batch(

@@ -43,8 +43,10 @@ from qrewrite.training.distributed import final_model
 from qrewrite.training.judge import RelevanceJudge
 from qrewrite.training.models import (
     MODEL_FILES,
+    TAGGING_FORM_KEY,
     copy_catalog_words,
     load_model,
+    load_tagging_form,
     load_tokenizer,
     save_model,
 )
@@ -190,7 +192,9 @@ def build_judge(config: GRPOStepConfig, data_dir: Path, labels: Path | None) -> 
     """``judge(queries, rewrites) -> P(grade 2)``, frozen for the whole run."""
     if config.judge == "self":
         path = config.judge_model or config.model
-        judge = RelevanceJudge(load_model(path, "judge model"), load_tokenizer(path))
+        judge = RelevanceJudge(
+            load_model(path, "judge model"), load_tokenizer(path), form=load_tagging_form(path)
+        )
         return _memoised(lambda q, r: judge.probabilities(q, r)[:, 2].tolist())
     import pandas as pd
 
@@ -459,7 +463,9 @@ def grpo(
             }
         )
         with staged_output(out, GRPO_OUTPUTS, step="grpo") as stage:
-            save_model(policy, tokenizer, stage, {"step": "grpo", **report})
+            # it grades as the SFT model it started from learnt to
+            card = {"step": "grpo", TAGGING_FORM_KEY: load_tagging_form(config.model), **report}
+            save_model(policy, tokenizer, stage, card)
             copy_catalog_words(datasets_dir, stage)
             plot_curves(
                 {

@@ -66,17 +66,21 @@ def _answer_sequence(
 class RelevanceJudge:
     """Grades (query, rewrite) pairs with a causal LM trained on the tagging task (frozen)."""
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 96) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, batch_size: int = 96, *, form: str = "conversation"
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        # the form of task B's prompt the model learnt (prompts.TAGGING_FORMS)
+        self.form = form
         for p in self.model.parameters():
             p.requires_grad_(False)
 
     def probabilities(self, queries: Sequence[str], rewrites: Sequence[str]) -> np.ndarray:
         """``(n, 3)`` probabilities of grades 0, 1, 2."""
         prompts = [
-            tagging_prompt(q, r)
+            tagging_prompt(q, r, form=self.form)
             for q, r in zip(queries, rewrites, strict=True)
             for _ in GRADE_WORDS
         ]
@@ -110,9 +114,17 @@ def tagging_metrics(
 
 
 def evaluate_tagging(
-    model: Any, tokenizer: Any, train: Any, held_out: Any, max_pairs: int, seed: int
+    model: Any,
+    tokenizer: Any,
+    train: Any,
+    held_out: Any,
+    max_pairs: int,
+    seed: int,
+    *,
+    form: str = "conversation",
 ) -> dict[str, float]:
-    """Tagging accuracy and macro-F1 on held-out pairs, and the majority-class baseline."""
+    """Tagging accuracy and macro-F1 on held-out pairs, asked in the prompt ``form`` the model
+    learnt, and the majority-class baseline."""
     rows = held_out.filter(lambda r: r["task"] == "tag")
     if len(rows) == 0:
         return {}
@@ -122,6 +134,6 @@ def evaluate_tagging(
     majority = int(np.bincount(train_grades, minlength=3).argmax()) if train_grades else 2
     pairs = [parse_tagging_prompt(prompt) for prompt in rows["prompt"]]
     queries, rewrites = [q for q, _ in pairs], [r for _, r in pairs]
-    judge = RelevanceJudge(model, tokenizer)
+    judge = RelevanceJudge(model, tokenizer, form=form)
     predicted = judge.probabilities(queries, rewrites).argmax(axis=1)
     return tagging_metrics(list(rows["grade"]), predicted.tolist(), majority)

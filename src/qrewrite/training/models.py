@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qrewrite.errors import ConfigError
-from qrewrite.training.prompts import CHATML_TEMPLATE, GRADE_WORDS, PROMPT_TOKENS
+from qrewrite.training.prompts import CHATML_TEMPLATE, GRADE_WORDS, PROMPT_TOKENS, TAGGING_FORMS
 
 log = logging.getLogger(__name__)
 
@@ -209,13 +209,37 @@ def load_catalog_words(path: str | Path) -> frozenset[str] | None:
         raise ConfigError(f"{file}: not a catalog word list written by qrewrite ({e})") from e
 
 
+# the model card's key for the form of task B's prompt the model learnt (prompts.TAGGING_FORMS)
+TAGGING_FORM_KEY = "tagging_prompt"
+
+
+def load_tagging_form(path: str | Path) -> str:
+    """The form of task B's prompt the model in ``path`` learnt to grade in, from its card
+    (``qrewrite_model.json``): a card without it is from before task B asked in task A's
+    conversation ("message"); a folder without a card (a base model) gets today's form."""
+    file = Path(path) / "qrewrite_model.json"
+    if not file.exists():
+        return TAGGING_FORMS[0]
+    try:
+        form = json.loads(file.read_text(encoding="utf-8")).get(TAGGING_FORM_KEY, "message")
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise ConfigError(f"{file}: not a model card written by qrewrite ({e})") from e
+    if form not in TAGGING_FORMS:
+        raise ConfigError(
+            f"{file}: {TAGGING_FORM_KEY}={form!r}, expected one of {', '.join(TAGGING_FORMS)}"
+        )
+    return form
+
+
 def save_model(model: Any, tokenizer: Any, out: str | Path, card: dict[str, Any]) -> Path:
-    """Save a merged model ready to serve (weights, tokenizer, and what made it)."""
+    """Save a merged model ready to serve (weights, tokenizer, and what made it: ``card``, with
+    the form of task B's prompt, today's unless ``card`` names the one the model learnt)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "merge_and_unload"):  # a PEFT model: fold LoRA into the base weights
         model = model.merge_and_unload()
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
+    card = {TAGGING_FORM_KEY: TAGGING_FORMS[0], **card}
     (out / "qrewrite_model.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return out

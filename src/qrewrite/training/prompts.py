@@ -17,6 +17,10 @@ TAGGING_INSTRUCTION = "Grade how well the rewrite keeps the intent of the query.
 # teaches rewriting (under the rewrite instruction it pulled the rewrites towards copies)
 NORMALIZE_INSTRUCTION = "Correct the spelling and wording of the shopper's search query."
 
+# How task B asks: "conversation", task A's conversation then the grading turn (since 742df3d);
+# "message", query and rewrite as fields of one grading message (models saved before it)
+TAGGING_FORMS: tuple[str, ...] = ("conversation", "message")
+
 # The SFT tasks, by the name a dataset row carries in its ``task`` column
 TASKS: tuple[str, ...] = ("rewrite", "tag", "normalize")
 
@@ -29,8 +33,7 @@ PROMPT_TOKENS: tuple[str, ...] = (
     "query:",
     "rewrite:",
     "product:",
-    # no prompt writes "rewrite:" or "grade:" since task B asks in task A's conversation; they
-    # stay so that the vocabulary (every token's id) is the one the models were measured with
+    # "rewrite:" and "grade:": task B's message form, for models saved before its conversation
     "grade:",
 )
 
@@ -58,18 +61,36 @@ def normalize_prompt(query: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": f"{NORMALIZE_INSTRUCTION}\nquery: {query}"}]
 
 
-def tagging_prompt(query: str, rewrite: str) -> list[dict[str, str]]:
+def tagging_prompt(query: str, rewrite: str, *, form: str = "conversation") -> list[dict[str, str]]:
     """Task B prompt: the rewrite conversation of task A, then the question of its grade.
 
     The rewrite sits where the model writes its own, after the query's rewrite prompt, so that
     learning to grade it trains the states the model writes rewrites from (a separate grading
     prompt shared only weights with writing, and the ablation could not tell the tasks apart).
+    ``form="message"`` is that separate prompt, which models saved before graded in
+    (:data:`TAGGING_FORMS`).
     """
+    if form == "message":
+        content = f"{TAGGING_INSTRUCTION}\nquery: {query}\nrewrite: {rewrite}\ngrade:"
+        return [{"role": "user", "content": content}]
+    if form != "conversation":
+        raise ValueError(
+            f"tagging prompt form {form!r}: expected one of {', '.join(TAGGING_FORMS)}"
+        )
     return [
         *rewrite_prompt(query),
         *answer(rewrite),
         {"role": "user", "content": TAGGING_INSTRUCTION},
     ]
+
+
+def tagging_form(prompt: list[dict[str, str]]) -> str:
+    """The form (:data:`TAGGING_FORMS`) of a :func:`tagging_prompt`.
+
+    >>> tagging_form(tagging_prompt("red shoes", "red sneakers", form="message"))
+    'message'
+    """
+    return "message" if len(prompt) == 1 else "conversation"
 
 
 def answer(text: str) -> list[dict[str, str]]:
@@ -84,13 +105,16 @@ def parse_rewrite(completion: str | list[dict[str, str]]) -> str:
 
 
 def parse_tagging_prompt(prompt: list[dict[str, str]]) -> tuple[str, str]:
-    """The (query, rewrite) a :func:`tagging_prompt` holds: its inverse.
+    """The (query, rewrite) a :func:`tagging_prompt` of either form holds: its inverse.
 
     >>> parse_tagging_prompt(tagging_prompt("red shoes", "red sneakers"))
     ('red shoes', 'red sneakers')
     """
-    query = prompt[0]["content"].partition("\nquery: ")[2]
-    return query, prompt[1]["content"]
+    if tagging_form(prompt) == "message":
+        text = prompt[-1]["content"]
+        query, _, rest = text.partition("\nquery: ")[2].partition("\nrewrite: ")
+        return query, rest.removesuffix("\ngrade:")
+    return prompt[0]["content"].partition("\nquery: ")[2], prompt[1]["content"]
 
 
 # A rewrite is one line of shopper words: not the prompt's field names, not a grade word.

@@ -49,6 +49,7 @@ from qrewrite.training.efficiency import (
 from qrewrite.training.judge import evaluate_tagging
 from qrewrite.training.models import (
     MODEL_FILES,
+    TAGGING_FORM_KEY,
     copy_catalog_words,
     load_model,
     load_tokenizer,
@@ -60,7 +61,7 @@ from qrewrite.training.options import (
     TrackingOptions,
     TrainerOptions,
 )
-from qrewrite.training.prompts import GRADE_WORDS, TASKS
+from qrewrite.training.prompts import GRADE_WORDS, TAGGING_FORMS, TASKS, tagging_form
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,9 @@ def sft(
     from trl import SFTConfig, SFTTrainer
 
     train = data["train"].filter(lambda r: r["task"] in tasks)
+    # the form of task B's prompt the datasets ask in, which the model learns and its card keeps
+    tag_rows = train.filter(lambda r: r["task"] == "tag")
+    form = tagging_form(tag_rows[0]["prompt"]) if len(tag_rows) else TAGGING_FORMS[0]
     held_out = data["eval"]
     args = SFTConfig(**arguments)
     identity = run_identity(config, config.base_model, train)
@@ -269,7 +273,13 @@ def sft(
         final = final_model(trainer, strategy=config.distributed, use_lora=config.use_lora)
         tagging = (
             evaluate_tagging(
-                final, tokenizer, data["train"], held_out, config.tagging_eval_pairs, config.seed
+                final,
+                tokenizer,
+                data["train"],
+                held_out,
+                config.tagging_eval_pairs,
+                config.seed,
+                form=form,
             )
             if "tag" in tasks and final is not None
             else {}
@@ -318,7 +328,7 @@ def sft(
             }
         )
         with staged_output(out, SFT_OUTPUTS, step="sft") as stage:
-            save_model(final, tokenizer, stage, {"step": "sft", **report})
+            save_model(final, tokenizer, stage, {"step": "sft", TAGGING_FORM_KEY: form, **report})
             copy_catalog_words(datasets_dir, stage)
             plot_curves({"train loss": losses}, "SFT loss", stage / "sft_loss.png")
             (stage / "sft_report.json").write_text(json.dumps(report, indent=2) + "\n")
