@@ -242,8 +242,8 @@ def sft(
 
     train = data["train"].filter(lambda r: r["task"] in tasks)
     # the form of task B's prompt the datasets ask in, which the model learns and its card keeps
-    tag_rows = train.filter(lambda r: r["task"] == "tag")
-    form = tagging_form(tag_rows[0]["prompt"]) if len(tag_rows) else TAGGING_FORMS[0]
+    first_tag = next((i for i, task in enumerate(train["task"]) if task == "tag"), None)
+    form = TAGGING_FORMS[0] if first_tag is None else tagging_form(train[first_tag]["prompt"])
     held_out = data["eval"]
     args = SFTConfig(**arguments)
     identity = run_identity(config, config.base_model, train)
