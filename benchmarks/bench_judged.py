@@ -143,14 +143,14 @@ def render(
 
 def truth_section(latest: Path, data: Path, market: Path) -> list[str]:
     """The same rewrites against the simulator's grade of every product (a simulator-made set)."""
-    on_truth, on_judged = truth_comparisons(latest, data, market)
+    on_truth, on_judged, on_wider = truth_comparisons(latest, data, market)
     (judged_all,) = [r for r in on_judged["model_alone"] if r.subset == "all"]
     return [
         "Against the simulator's truth, which grades every catalog product for every query "
         f"(`--market {market}`; the same pages, which reproduce evaluation's nDCG@10 of the "
         f"original on the judgments: {judged_all.ndcg_at_10_original:.3f}):",
         "",
-        *truth_table(on_truth, on_judged),
+        *truth_table(on_truth, on_judged, on_wider),
     ]
 
 

@@ -21,12 +21,23 @@ from qrewrite.market.truth import grade_pairs
 from qrewrite.search_engine import ProductRetriever
 from qrewrite.training.datasets import SFT_DIR, load_training_split
 
+# how many of the engine's results for a query's canonical phrasing a wider pool adds
+WIDER_POOL_TOP = 3
+
 
 def truth_comparisons(
     latest: Path, data: Path, market: Path
-) -> tuple[dict[str, list[JudgedComparison]], dict[str, list[JudgedComparison]]]:
+) -> tuple[
+    dict[str, list[JudgedComparison]],
+    dict[str, list[JudgedComparison]],
+    dict[str, list[JudgedComparison]],
+]:
     """Per arm (``model_alone``, ``with_serving_policy``): the comparison on the full truth,
-    and the same pages on the imported judgments (which must reproduce evaluation's)."""
+    the same pages on the imported judgments (which must reproduce evaluation's), and on a wider
+    pool: the judged products plus the engine's top results for the canonical phrasing of the
+    query's intent, graded by the truth. Public sets pool from engines that correct and
+    understand queries; make_judged_set pools from the query as typed, so a correction's
+    products go unjudged there."""
     evaluation = latest / "evaluate-rewriter" / "evaluation"
     metrics = json.loads((evaluation / "metrics.json").read_text())
     config = metrics["config"]
@@ -70,6 +81,25 @@ def truth_comparisons(
     judged_rows = judged.grade_rows(held.queries)
     judged_seen = judged.judged_rows(held.queries)
 
+    phrasings = pd.read_parquet(market / "truth" / "queries.parquet")
+    canonical = phrasings[phrasings["canonical"]].drop_duplicates("intent_id")
+    canonical_of = canonical.set_index("intent_id")["query"]
+    clean = [
+        str(canonical_of.get(int(intent_of[q]), q)) if q in intent_of.index else q
+        for q in held.queries
+    ]
+    wider_rows: list[np.ndarray | None] = []
+    wider_seen: list[np.ndarray | None] = []
+    for truth, seen, found in zip(truth_rows, judged_seen, retrieval.ranked(clean), strict=True):
+        if truth is None or seen is None:
+            wider_rows.append(None)
+            wider_seen.append(seen)
+            continue
+        pooled = seen.copy()
+        pooled[list(found[:WIDER_POOL_TOP])] = True
+        wider_seen.append(pooled)
+        wider_rows.append(np.where(pooled, truth, 0).astype(np.int8))
+
     def compare(grades: list, seen: list | None, texts: list[str]) -> list[JudgedComparison]:
         rewritten = retrieval.ranked(texts)
         return compare_on_judgments(
@@ -87,26 +117,33 @@ def truth_comparisons(
 
     on_truth = {arm: compare(truth_rows, None, texts) for arm, texts in arms.items()}
     on_judged = {arm: compare(judged_rows, judged_seen, texts) for arm, texts in arms.items()}
-    return on_truth, on_judged
+    on_wider = {arm: compare(wider_rows, wider_seen, texts) for arm, texts in arms.items()}
+    return on_truth, on_judged, on_wider
 
 
 def truth_table(
-    on_truth: dict[str, list[JudgedComparison]], on_judged: dict[str, list[JudgedComparison]]
+    on_truth: dict[str, list[JudgedComparison]],
+    on_judged: dict[str, list[JudgedComparison]],
+    on_wider: dict[str, list[JudgedComparison]],
 ) -> list[str]:
-    """Markdown: each arm and subset's nDCG@10 uplift by the three measures."""
+    """Markdown: each arm and subset's nDCG@10 uplift by the four measures."""
     titles = {"all": "all", "misspelled": "misspelled queries"}
     titles["original_finds_nothing_relevant"] = "original finds nothing relevant (judged)"
     lines = [
         "| rewrites | queries | nDCG@10 original, truth | nDCG@10 fused, truth "
         "| uplift, full truth [95% CI] | uplift, judged (unjudged irrelevant) "
-        "| uplift, judged (unjudged left out) | judged@10 original / fused |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| uplift, judged (unjudged left out) "
+        f"| uplift, judged, pool + canonical phrasing's top {WIDER_POOL_TOP} [95% CI] "
+        "| judged@10 original / fused |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for arm, title in (("model_alone", "model alone"), ("with_serving_policy", "served")):
         judged_by = {r.subset: r for r in on_judged[arm]}
+        wider_by = {r.subset: r for r in on_wider[arm]}
         for t in on_truth[arm]:
             j = judged_by.get(t.subset)
-            if t.subset == "original_finds_nothing_relevant" or j is None:
+            w = wider_by.get(t.subset)
+            if t.subset == "original_finds_nothing_relevant" or j is None or w is None:
                 continue  # "nothing relevant" differs by truth; the judged subset is above
             lines.append(
                 f"| {title}, {titles[t.subset]} | {t.queries:,} | "
@@ -114,6 +151,8 @@ def truth_table(
                 f"{100 * t.ndcg_at_10_uplift:+.1f}% [{100 * t.ndcg_at_10_uplift_ci_low:+.1f}, "
                 f"{100 * t.ndcg_at_10_uplift_ci_high:+.1f}] | {100 * j.ndcg_at_10_uplift:+.1f}% | "
                 f"{100 * j.condensed_ndcg_at_10_uplift:+.1f}% | "
+                f"{100 * w.ndcg_at_10_uplift:+.1f}% [{100 * w.ndcg_at_10_uplift_ci_low:+.1f}, "
+                f"{100 * w.ndcg_at_10_uplift_ci_high:+.1f}] | "
                 f"{100 * j.judged_at_10_original:.0f}% / {100 * j.judged_at_10:.0f}% |"
             )
     return lines
