@@ -2,7 +2,8 @@
 the grade of every catalog product for every query. This scores the rewrites of a judged run's
 held-out queries against it, with the evaluation's own pages and comparison, to say how far the
 judged nDCG@10 (unjudged products counted irrelevant) and the condensed one (left out) are from
-the full truth. A benchmark's check, never part of evaluation: a shop has no such truth.
+the full truth, and how much of the gap a wider pool closes. A benchmark's check, never part of
+evaluation: a shop has no such truth.
 """
 
 from __future__ import annotations
