@@ -71,14 +71,12 @@ def run_seed(
         sys.exit(f"seed {seed}: no metrics.json under {out}/latest")
     metrics = json.loads(found[0].read_text())
     registry = next((ln for ln in proc.stdout.splitlines() if ln.startswith("run: registry")), "")
-    differences = ablation_differences(found[0].parent / "rewrites.parquet")
     return {
         "seed": seed,
         "minutes": minutes,
         "metrics": metrics,
         "registry": registry[15:],
-        "ablation_differences": differences,
-        "ablation": None if differences is None else paired_interval(differences),
+        "ablation_differences": ablation_differences(found[0].parent / "rewrites.parquet"),
     }
 
 
@@ -267,7 +265,7 @@ def goals(results: list[dict]) -> list[str]:
             # the same two models paired over queries: a difference inside the interval is noise
             "- multi-task SFT's relevance (truth) minus single-task's, 95% interval over the "
             "queries both rewrote (paired): "
-            + ", ".join(_points(r.get("ablation")) for r in results),
+            + ", ".join(_points(_ablation_interval(r)) for r in results),
             # one seed's 450-500 queries cannot tell a point or two apart; all seeds' can
             # come closer
             _pooled_ablation(results),
@@ -275,6 +273,11 @@ def goals(results: list[dict]) -> list[str]:
         if ablation
         else []
     )
+
+
+def _ablation_interval(result: dict) -> tuple[float, float, float] | None:
+    d = result.get("ablation_differences")
+    return None if d is None else paired_interval(d)
 
 
 def _pooled_ablation(results: list[dict]) -> str:
