@@ -38,3 +38,43 @@ def test_native_head_matches_trl_fused_head(mask_prompt: bool, temperature: floa
     # without the flag it is the model's own forward (generation)
     plain = native(input_ids=ids)
     assert plain.logits.shape == (3, 9, len(tok))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_native_head_trains_to_the_bit_as_full_rows(temperature: float) -> None:
+    """Normalising only the labelled rows leaves the loss and every gradient what the log-softmax
+    over all rows gives, to the bit: the presets' figures stay reproducible."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    tok = train_tokenizer(["blue running shoes", "black saucepan under 60"] * 20, 300)
+    shape = ModelShape(hidden_size=32, intermediate_size=64, num_hidden_layers=2)
+    model = build_small_model(tok, shape, seed=1)
+    add_fused_lm_head(model, temperature=temperature, outputs=("log_probs", "entropy", "is_top1"))
+    reference = copy.deepcopy(model)
+    native = native_lm_head_on_cpu(model, temperature=temperature)
+    ids = torch.randint(0, len(tok), (4, 11), generator=torch.Generator().manual_seed(2))
+    labels = ids.clone()
+    labels[:, :6] = -100
+    labels[1, 9:] = -100  # padding after a completion
+
+    # every row normalised, as the head did before
+    hidden = reference.base_model(input_ids=ids).last_hidden_state[:, :-1]
+    shifted = labels[:, 1:]
+    mask = shifted != -100
+    logits = reference.get_output_embeddings()(hidden).float() / temperature
+    log_softmax = torch.log_softmax(logits, dim=-1)
+    safe = shifted.clamp(min=0).unsqueeze(-1)
+    log_probs = log_softmax.gather(-1, safe).squeeze(-1).masked_fill(~mask, 0.0)
+    entropy = -(log_softmax.exp() * log_softmax).sum(-1).masked_fill(~mask, 0.0)
+    is_top1 = (logits.argmax(-1) == shifted) & mask
+    loss = -log_probs.sum() / mask.sum()
+
+    out = native(input_ids=ids, labels=labels, fused_lm_head=True)
+    assert torch.equal(out.loss, loss)
+    assert torch.equal(out.log_probs, log_probs)
+    assert torch.equal(out.entropy, entropy.detach())
+    assert torch.equal(out.is_top1.bool(), is_top1)
+    loss.backward()
+    out.loss.backward()
+    for (name, a), b in zip(reference.named_parameters(), native.parameters(), strict=True):
+        assert torch.equal(b.grad, a.grad), name

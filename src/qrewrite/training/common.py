@@ -287,7 +287,8 @@ def native_lm_head_on_cpu(model: Any, temperature: float = 1.0) -> Any:
     logits: right for a GPU and a 150k vocabulary, but on the CPU, with the small model's few
     thousand tokens, its tiled kernel costs five times the plain projection (half of every SFT
     step). This keeps TRL's outputs (``FusedCausalLMOutput``: per-token log-probabilities,
-    entropy, top-1 flags, the label mask and the loss) and computes them from the full logits.
+    entropy, top-1 flags, the label mask and the loss) and computes them from the full
+    projection, normalised over the labelled positions only.
     ``temperature`` divides the logits as TRL's head does (GRPO scores under its sampling
     temperature; SFT at 1). On a GPU, or for a model TRL did not patch, the model is returned
     unchanged.
@@ -320,13 +321,18 @@ def native_lm_head_on_cpu(model: Any, temperature: float = 1.0) -> Any:
         else:
             labels = shift_labels
         mask = labels != -100
-        logits = self.get_output_embeddings()(hidden).float() / temperature
+        # the projection stays whole (its kernels sum as they always did, so training is the
+        # same to the bit), but only the labelled rows are normalised: a prompt is most of each
+        # row and its log-softmax, entropy and argmax over the vocabulary fed nothing
+        logits = self.get_output_embeddings()(hidden)[mask].float() / temperature
+        targets = labels[mask]
         log_softmax = torch.log_softmax(logits, dim=-1)
-        safe = labels.clamp(min=0).unsqueeze(-1)
-        log_probs = log_softmax.gather(-1, safe).squeeze(-1).masked_fill(~mask, 0.0)
+        picked = log_softmax.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        log_probs = picked.new_zeros(mask.shape).masked_scatter(mask, picked)
         with torch.no_grad():
-            entropy = -(log_softmax.exp() * log_softmax).sum(-1).masked_fill(~mask, 0.0)
-            is_top1 = (logits.argmax(-1) == labels) & mask
+            entropy = -(log_softmax.exp() * log_softmax).sum(-1)
+            entropy = entropy.new_zeros(mask.shape).masked_scatter(mask, entropy)
+            is_top1 = mask.clone().masked_scatter(mask, logits.argmax(-1) == targets)
         loss = -log_probs.sum() / (mask.sum().clamp(min=1) if items is None else items)
         return FusedCausalLMOutput(
             loss=loss,
