@@ -11,14 +11,20 @@ from qrewrite.training.common import native_lm_head_on_cpu
 from qrewrite.training.models import ModelShape, build_small_model, train_tokenizer
 
 
-@pytest.mark.parametrize(("mask_prompt", "temperature"), [(False, 1.0), (True, 1.0), (True, 0.7)])
-def test_native_head_matches_trl_fused_head(mask_prompt: bool, temperature: float) -> None:
+def _fused_model(temperature: float) -> tuple:
+    """A tiny model with TRL's fused head, and its tokenizer."""
     from trl.trainer.utils import add_fused_lm_head
 
     tok = train_tokenizer(["blue running shoes", "black saucepan under 60"] * 20, 300)
     shape = ModelShape(hidden_size=32, intermediate_size=64, num_hidden_layers=2)
-    fused = build_small_model(tok, shape, seed=1)
-    add_fused_lm_head(fused, temperature=temperature, outputs=("log_probs", "entropy", "is_top1"))
+    model = build_small_model(tok, shape, seed=1)
+    add_fused_lm_head(model, temperature=temperature, outputs=("log_probs", "entropy", "is_top1"))
+    return model, tok
+
+
+@pytest.mark.parametrize(("mask_prompt", "temperature"), [(False, 1.0), (True, 1.0), (True, 0.7)])
+def test_native_head_matches_trl_fused_head(mask_prompt: bool, temperature: float) -> None:
+    fused, tok = _fused_model(temperature)
     native = native_lm_head_on_cpu(copy.deepcopy(fused), temperature=temperature)
     ids = torch.randint(0, len(tok), (3, 9), generator=torch.Generator().manual_seed(0))
     labels = ids.clone()
@@ -44,12 +50,7 @@ def test_native_head_matches_trl_fused_head(mask_prompt: bool, temperature: floa
 def test_native_head_trains_to_the_bit_as_full_rows(temperature: float) -> None:
     """Normalising only the labelled rows leaves the loss and every gradient what the log-softmax
     over all rows gives, to the bit: the presets' figures stay reproducible."""
-    from trl.trainer.utils import add_fused_lm_head
-
-    tok = train_tokenizer(["blue running shoes", "black saucepan under 60"] * 20, 300)
-    shape = ModelShape(hidden_size=32, intermediate_size=64, num_hidden_layers=2)
-    model = build_small_model(tok, shape, seed=1)
-    add_fused_lm_head(model, temperature=temperature, outputs=("log_probs", "entropy", "is_top1"))
+    model, tok = _fused_model(temperature)
     reference = copy.deepcopy(model)
     native = native_lm_head_on_cpu(model, temperature=temperature)
     ids = torch.randint(0, len(tok), (4, 11), generator=torch.Generator().manual_seed(2))
