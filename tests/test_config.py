@@ -444,7 +444,7 @@ def test_tiny_is_local_with_its_overrides() -> None:
 
 # what judged changes of local (configs/judged.yaml): a judged set's own runs
 JUDGED_OVERRIDES: dict[str, dict[str, Any]] = {
-    "evaluate": {"continue_copies": False},
+    "evaluate": {"continue_copies": False, "vet": "page"},
     "rewrite": {"continue_copies": False},
 }
 

@@ -101,6 +101,7 @@ class ProductRetriever:
 
     def __init__(self, catalog: pd.DataFrame, k: int) -> None:
         self.ids = catalog["product_id"].to_numpy()
+        self.titles = catalog["title"].astype(str).to_numpy()
         self.engine = LexicalSearchEngine(catalog["title"].tolist())
         self.k = k
         self._ranked: dict[str, list[int]] = {"": []}
@@ -119,3 +120,38 @@ class ProductRetriever:
         for text, row in zip(todo, self.ranked(todo), strict=True):
             self._cache[text] = frozenset(self.ids[row])
         return [self._cache[t] for t in texts]
+
+
+def merge_recall(original: Sequence[int], rewrite: Sequence[int], depth: int) -> list[int]:
+    """Interleave two result lists (original first, then rewrite, alternately), duplicates
+    dropped, cut at ``depth``."""
+    merged: list[int] = []
+    seen: set[int] = set()
+    for i in range(max(len(original), len(rewrite))):
+        for lst in (original, rewrite):
+            if i < len(lst) and lst[i] not in seen:
+                seen.add(lst[i])
+                merged.append(lst[i])
+    return merged[:depth]
+
+
+def fuse_rrf(original: Sequence[int], rewrite: Sequence[int], depth: int, k: int = 60) -> list[int]:
+    """Reciprocal rank fusion of the original's and the rewrite's result lists: each product
+    scores ``sum 1 / (k + rank)`` over the lists that hold it, so products both paths retrieve
+    rise to the top; ties keep the original's order first. Cut at ``depth``.
+
+    A relevant rewrite agrees with the original on relevant products and lifts them; an
+    irrelevant one only pushes the original's results down, which is how it costs conversions.
+    """
+    score: dict[int, float] = {}
+    first_seen: dict[int, int] = {}
+    for lst in (original, rewrite):
+        for rank, doc in enumerate(lst, start=1):
+            score[doc] = score.get(doc, 0.0) + 1.0 / (k + rank)
+            first_seen.setdefault(doc, len(first_seen))
+    return sorted(score, key=lambda d: (-score[d], first_seen[d]))[:depth]
+
+
+# how the original's and the rewrite's results share the page (`merge:` of evaluation and the
+# serving policy)
+MERGES = {"rrf": fuse_rrf, "interleave": merge_recall}

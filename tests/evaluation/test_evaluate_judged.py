@@ -118,3 +118,33 @@ def test_what_the_corrections_add_on_peoples_grades(
     assert set(report.judged["m"]) == {"with_serving_policy", "model_alone"}
     md = (tmp_path / "evaluation" / "report.md").read_text()
     assert "to its nDCG@10 uplift on people's grades" in md
+
+
+def test_the_page_vetter_serves_where_the_teacher_finds_the_page_better(
+    judged_run, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Under vet "page" evaluation serves a top rewrite exactly where the teacher grades the
+    page it gives above the original's, records the gain beside the rewrite, and says so."""
+    out, _ = judged_run
+    tmp = out.parent
+    cfg = EvaluateConfig(tracking_uri=f"sqlite:///{tmp_path}/m.db", vet="page", **SMALL)
+    report = evaluate(
+        cfg,
+        data_dir=tmp / "data",
+        datasets_dir=tmp / "datasets",
+        variants={"m": str(tiny_model)},
+        out_dir=tmp_path / "evaluation",
+        labels=tmp / "labels.parquet",
+        candidate="m",
+        progress=False,
+    )
+    rewrites = pd.read_parquet(tmp_path / "evaluation" / "rewrites.parquet")
+    top = rewrites[rewrites["rank"] == 1]
+    assert top["page_gain"].notna().all()  # every top rewrite's page was graded
+    assert top["served"].tolist() == (top["page_gain"] > 0).tolist()
+    assert rewrites.loc[rewrites["rank"] > 1, "page_gain"].isna().all()
+    served = report.judged["m"]["with_serving_policy"][0]
+    assert served["subset"] == "all" and served["rewritten"] <= top["served"].sum()
+    md = (tmp_path / "evaluation" / "report.md").read_text()
+    assert "above the original's own" in md and "`vet: page`" in md
+    assert "*page*: the teacher's expected DCG of the first page" in md and " (page " in md

@@ -6,6 +6,7 @@ import pytest
 
 from qrewrite.evaluation import metrics as m
 from qrewrite.evaluation.judged import SpellingCheck, compare_on_judgments
+from qrewrite.search_engine import fuse_rrf
 
 
 def test_spelling_check_finds_one_edit_typos() -> None:
@@ -39,7 +40,7 @@ def test_ranx_agrees_with_the_hand_written_metrics(case) -> None:
         [f"q{i}" for i in range(len(grades))], original, rewrite, grades, misspelled
     )
     by = {r.subset: r for r in rows}
-    fused = [m.fuse_rrf(o, r, 100) for o, r in zip(original, rewrite, strict=True)]
+    fused = [fuse_rrf(o, r, 100) for o, r in zip(original, rewrite, strict=True)]
     hand0 = [m.ndcg_at_k(g[o[:10]], g[g > 0], 10) for g, o in zip(grades, original, strict=True)]
     hand1 = [m.ndcg_at_k(g[f[:10]], g[g > 0], 10) for g, f in zip(grades, fused, strict=True)]
     assert by["all"].ndcg_at_10_original == pytest.approx(np.mean(hand0), abs=1e-6)
@@ -81,7 +82,7 @@ def test_fuse_rrf_scores_as_ranx_does(case) -> None:
         return Run({"q": {f"d{d}": 1.0 / r for r, d in enumerate(lst, 1)}})
 
     theirs = fuse([run(original), run(rewrite)], method="rrf")["q"]
-    ours = m.fuse_rrf(original, rewrite, 1000)
+    ours = fuse_rrf(original, rewrite, 1000)
     assert {f"d{d}" for d in ours} == set(theirs)
     scores = [theirs[f"d{d}"] for d in ours]
     assert scores == sorted(scores, reverse=True)  # the same order up to ties
@@ -110,7 +111,7 @@ def test_condensed_ndcg_leaves_unjudged_products_out(case) -> None:
     assert row.condensed_ndcg_at_10 == pytest.approx(row.condensed_ndcg_at_10_original)
     assert row.condensed_ndcg_at_10_uplift == pytest.approx(0.0)
     assert row.condensed_ndcg_at_10_original == pytest.approx(row.ndcg_at_10_original)
-    fused = [m.fuse_rrf(o, r, 100) for o, r in zip(original, rewrite, strict=True)]
+    fused = [fuse_rrf(o, r, 100) for o, r in zip(original, rewrite, strict=True)]
     assert row.judged_at_10_original == 1.0
     assert row.judged_at_10 == pytest.approx(
         np.mean([j[f[:10]].mean() for j, f in zip(judged, fused, strict=True)])
@@ -132,7 +133,7 @@ def test_condensed_ndcg_matches_a_hand_computed_one(case) -> None:
         )
         if r.subset == "all"
     ]
-    fused = [m.fuse_rrf(o, r, 100) for o, r in zip(original, rewrite, strict=True)]
+    fused = [fuse_rrf(o, r, 100) for o, r in zip(original, rewrite, strict=True)]
 
     def condensed(lists):
         return np.mean(

@@ -6,23 +6,24 @@ import numpy as np
 import pytest
 
 from qrewrite.evaluation import metrics as m
+from qrewrite.search_engine import fuse_rrf, merge_recall
 
 
 def test_merge_recall_interleaves_original_first_without_duplicates():
-    assert m.merge_recall([1, 2, 3], [2, 9, 8], 10) == [1, 2, 9, 3, 8]
-    assert m.merge_recall([1, 2, 3], [2, 9, 8], 3) == [1, 2, 9]
-    assert m.merge_recall([1, 2], [], 10) == [1, 2]
-    assert m.merge_recall([], [5], 10) == [5]
+    assert merge_recall([1, 2, 3], [2, 9, 8], 10) == [1, 2, 9, 3, 8]
+    assert merge_recall([1, 2, 3], [2, 9, 8], 3) == [1, 2, 9]
+    assert merge_recall([1, 2], [], 10) == [1, 2]
+    assert merge_recall([], [5], 10) == [5]
 
 
 def test_rrf_lifts_products_both_paths_retrieve():
     # 3 is 3rd in the original and 1st in the rewrite: 1/63 + 1/61 beats 1/61 alone
-    assert m.fuse_rrf([1, 2, 3], [3, 9], 10) == [3, 1, 2, 9]  # ties: original first
-    assert m.fuse_rrf([1, 2, 3], [3, 9], 2) == [3, 1]
+    assert fuse_rrf([1, 2, 3], [3, 9], 10) == [3, 1, 2, 9]  # ties: original first
+    assert fuse_rrf([1, 2, 3], [3, 9], 2) == [3, 1]
     # an empty rewrite leaves the original page as it is
-    assert m.fuse_rrf([4, 5, 6], [], 10) == [4, 5, 6]
+    assert fuse_rrf([4, 5, 6], [], 10) == [4, 5, 6]
     # disjoint lists interleave, original first
-    assert m.fuse_rrf([1, 2], [7, 8], 10) == [1, 7, 2, 8]
+    assert fuse_rrf([1, 2], [7, 8], 10) == [1, 7, 2, 8]
 
 
 def test_relevance_rate_counts_grade_two_only():

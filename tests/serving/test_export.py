@@ -463,6 +463,22 @@ def test_export_marks_what_the_serving_policy_serves(
     assert top["teacher_grade"].notna().all()
     assert top["served"].tolist() == (top["teacher_grade"] == 2).tolist()
     assert summary.queries_served == int(top["served"].sum())
+    assert by_teacher["page_gain"].isna().all()  # the page is graded for vet "page" only
+
+    export_rewrites(
+        RewriteConfig(**settings, vet="page"),
+        model_dir=tiny_model,
+        queries_file=queries,
+        out_file=tmp_path / "p.parquet",
+        progress=False,
+        data_dir=tiny_market,
+        labels=tiny_labels,
+    )
+    by_page = pd.read_parquet(tmp_path / "p.parquet")
+    top = by_page[by_page["rank"] == 1]
+    assert top["page_gain"].notna().all()
+    assert by_page.loc[by_page["rank"] > 1, "page_gain"].isna().all()
+    assert top["served"].tolist() == (top["page_gain"] > 0).tolist()
 
     with pytest.raises(ConfigError, match="vets with the teacher, which reads the catalog"):
         export_rewrites(

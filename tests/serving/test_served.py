@@ -11,6 +11,7 @@ import pytest
 
 from qrewrite.errors import ConfigError, DataError
 from qrewrite.labeling.teacher import Teacher
+from qrewrite.search_engine import ProductRetriever
 from qrewrite.serving.export import RewriteConfig, export_rewrites, serving_setup
 from qrewrite.serving.policy import ServingPolicy
 from qrewrite.serving.rewriter import GenerationSettings, Rewriter
@@ -73,6 +74,13 @@ def test_a_policy_round_trips_and_bad_ones_are_clear_errors(
     assert isinstance(setup.teacher, Teacher)
     assert setup.teacher.learned["synonyms"] == teacher.learned["synonyms"]
 
+    page = ServingPolicy("page", min_page_gain=0.1, page_size=5, merge="interleave")
+    setup = load_policy(save_policy(tmp_path / "p", page, teacher=teacher))
+    assert setup.policy == page and isinstance(setup.teacher, Teacher)
+    # a policy saved before the page's fields existed serves with their defaults
+    (by_model / POLICY_FILE).write_text(json.dumps({"vet": "model", "min_p_relevant": 0.7}))
+    assert load_policy(by_model).policy == ServingPolicy("model", 0.7)
+
     (by_model / POLICY_FILE).write_text(json.dumps({"vet": "judge", "min_p_relevant": 0.5}))
     with pytest.raises(ConfigError, match="vet='judge': expected one of"):
         load_policy(by_model)
@@ -98,6 +106,29 @@ def test_the_served_rewrite_is_the_top_one_the_policy_passes(
     everything = ServedRewriter(rewriter, ServingPolicy("model", 0.0)).rewrite(QUERIES, k=2)
     assert all(s.teacher_grade is None for s in everything)
     assert [s.served for s in everything] == [bool(s.rewrites) for s in everything]
+
+
+def test_the_page_vetter_serves_as_evaluation_measures(
+    fake_encoder, tiny_model: Path, tiny_market: Path, tiny_labels: Path
+) -> None:
+    """Served with vet "page", each top rewrite's gain is the one evaluation computes over the
+    data's catalog, and it is served exactly where the page gains."""
+    rewriter = Rewriter.from_dir(tiny_model, GenerationSettings(samples=3, max_new_tokens=8))
+    teacher = Teacher.from_data(tiny_market, tiny_labels)
+    policy = ServingPolicy("page")
+    served = ServedRewriter(rewriter, policy, teacher).rewrite(QUERIES, k=2)
+    catalog = pd.read_parquet(tiny_market / "catalog.parquet")
+    measured = policy.page_gains(
+        teacher,
+        ProductRetriever(catalog, policy.recall_depth),
+        QUERIES,
+        [s.rewrites[0].text if s.rewrites else "" for s in served],
+    )
+    assert [s.page_gain for s in served] == pytest.approx(measured)
+    assert any(g is not None for g in measured)
+    for s in served:
+        assert (s.page_gain is None) == (not s.rewrites)
+        assert s.served == (s.page_gain is not None and s.page_gain > 0)
 
 
 def test_rewrite_serves_with_the_registered_policy_unless_told_otherwise(

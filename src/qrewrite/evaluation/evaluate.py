@@ -210,10 +210,6 @@ class EvaluateConfig:
     experiment: str = "qrewrite"
 
     def check(self) -> None:
-        if self.merge not in m.MERGES:
-            raise ConfigError(
-                f"evaluate.merge={self.merge!r}: expected one of {', '.join(m.MERGES)}"
-            )
         self.policy().check("evaluate")
         if self.policy().needs_teacher and not self.teacher:
             raise ConfigError(
@@ -222,11 +218,6 @@ class EvaluateConfig:
 
     def policy(self) -> ServingPolicy:
         return ServingPolicy.of(self)
-
-    def fuse(self, original: list[int], rewrite: list[int]) -> list[int]:
-        if self.merge == "rrf":
-            return m.fuse_rrf(original, rewrite, self.recall_depth, self.rrf_k)
-        return m.merge_recall(original, rewrite, self.recall_depth)
 
     def generation(self) -> GenerationSettings:
         return generation_settings(self)
@@ -408,8 +399,9 @@ def retrieval_metrics(
     out["increment"] = m.increment(relevant, orig_k, rw_k)
     ndcg, ndcg0, rec, rec0 = [], [], [], []
     pages: dict[str, list[int]] = {}
+    policy = config.policy()  # the pages the serving policy's page vetter grades
     for q, o, r, row, rel in zip(held.queries, orig, rw, rows, relevant, strict=True):
-        merged = config.fuse(o, r)
+        merged = policy.fuse(o, r)
         pages[normalize_query(q)] = merged[: config.page_size]
         if row is None:
             continue
@@ -476,7 +468,11 @@ def evaluate_variant(
         first = np.cumsum([0] + [len(r) for r in ranked])[:-1]
         for i in top_idx:
             teacher_first[i] = int(tg[first[i]])
-    mask = config.policy().served_mask(ranked, teacher_first)
+    policy = config.policy()
+    page_gain: list[float | None] = [None] * len(ranked)  # vet "page": what each page gains
+    if policy.vet == "page":
+        page_gain = policy.page_gains(teacher, retrieval, held.queries, top)
+    mask = policy.served_mask(ranked, teacher_first, page_gain)
     served = [t if ok else "" for t, ok in zip(top, mask, strict=True)]
     greedy = [c[0] if c else "" for c in raw]
     res: dict[str, float] = {
@@ -567,6 +563,7 @@ def evaluate_variant(
             # the model's own spelling correction, first whatever its score (correct_spelling)
             "spelling_fix": rank == 1 and fixes is not None and r.text == fixes[i],
             "teacher_grade": teacher_first[i] if rank == 1 else None,
+            "page_gain": page_gain[i] if rank == 1 else None,
             "truth_grade": truth_first[i] if rank == 1 else None,
         }
         for i, (q, row) in enumerate(zip(held.queries, ranked, strict=True))
@@ -947,6 +944,8 @@ def sample_rewrites(rewrites: pd.DataFrame, variant: str, n: int) -> list[dict[s
                 "truth_grade": None if pd.isna(r.truth_grade) else int(r.truth_grade),
                 "served": bool(r.served),
                 "spelling_fix": bool(getattr(r, "spelling_fix", False)),
+                # vet "page": the teacher's gain of the page served with it (else None)
+                "page_gain": None if pd.isna(gain := getattr(r, "page_gain", None)) else gain,
             }
         )
     return rows

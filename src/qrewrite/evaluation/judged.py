@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from qrewrite.evaluation.metrics import bootstrap_uplift, fuse_rrf
+from qrewrite.evaluation.metrics import bootstrap_uplift
+from qrewrite.search_engine import fuse_rrf
 from qrewrite.text import deletions, tokenize
 
 SUBSETS = ("all", "misspelled", "original_finds_nothing_relevant")

@@ -13,39 +13,6 @@ import numpy as np
 from qrewrite.text import is_copy, normalize_query, repeated_words
 
 
-def merge_recall(original: Sequence[int], rewrite: Sequence[int], depth: int) -> list[int]:
-    """Interleave two result lists (original first, then rewrite, alternately), duplicates
-    dropped, cut at ``depth``."""
-    merged: list[int] = []
-    seen: set[int] = set()
-    for i in range(max(len(original), len(rewrite))):
-        for lst in (original, rewrite):
-            if i < len(lst) and lst[i] not in seen:
-                seen.add(lst[i])
-                merged.append(lst[i])
-    return merged[:depth]
-
-
-def fuse_rrf(original: Sequence[int], rewrite: Sequence[int], depth: int, k: int = 60) -> list[int]:
-    """Reciprocal rank fusion of the original's and the rewrite's result lists: each product
-    scores ``sum 1 / (k + rank)`` over the lists that hold it, so products both paths retrieve
-    rise to the top; ties keep the original's order first. Cut at ``depth``.
-
-    A relevant rewrite agrees with the original on relevant products and lifts them; an
-    irrelevant one only pushes the original's results down, which is how it costs conversions.
-    """
-    score: dict[int, float] = {}
-    first_seen: dict[int, int] = {}
-    for lst in (original, rewrite):
-        for rank, doc in enumerate(lst, start=1):
-            score[doc] = score.get(doc, 0.0) + 1.0 / (k + rank)
-            first_seen.setdefault(doc, len(first_seen))
-    return sorted(score, key=lambda d: (-score[d], first_seen[d]))[:depth]
-
-
-MERGES = {"rrf": fuse_rrf, "interleave": merge_recall}
-
-
 def relevance_rate(grades: Iterable[int]) -> float:
     """Share of rewrites graded relevant (2); NaN when there are none."""
     g = np.asarray(list(grades), dtype=float)

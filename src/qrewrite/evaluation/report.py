@@ -188,11 +188,20 @@ def sample_table(samples: list[dict[str, Any]]) -> list[str]:
     def cell(text: str) -> str:
         return str(text).replace("|", "\\|") or "(none)"
 
+    def page(gain: float | None) -> str:  # vet "page": what the teacher finds the page gains
+        return "" if gain is None else f" (page {gain:+.2f})"
+
     lines = [
         "## Sample rewrites",
         "",
         "The candidate's top rewrite of the most searched held-out queries (*spelling fix*: "
-        "the model's own correction of the query, served first).",
+        "the model's own correction of the query, served first"
+        + (
+            "; *page*: the teacher's expected DCG of the first page served with the rewrite minus "
+            "the original's own, which decides what is served)."
+            if any(r.get("page_gain") is not None for r in samples)
+            else ")."
+        ),
         "",
         "| query | searches | top rewrite | teacher | truth | served |",
         "|---|---:|---|---|---|---|",
@@ -202,7 +211,7 @@ def sample_table(samples: list[dict[str, Any]]) -> list[str]:
             f"| {cell(r['query'])} | {r['searches']:,} | {cell(r['rewrite'])}"
             f"{' *(spelling fix)*' if r.get('spelling_fix') else ''} | "
             f"{grade(r['teacher_grade'])} | {grade(r['truth_grade'])} | "
-            f"{'yes' if r['served'] else 'no'} |"
+            f"{'yes' if r['served'] else 'no'}{page(r.get('page_gain'))} |"
         )
     return [*lines, ""]
 

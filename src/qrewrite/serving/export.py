@@ -43,6 +43,8 @@ REWRITES_SCHEMA = pa.schema(
         ("p_relevant", pa.float32()),
         ("served", pa.bool_()),  # the rank-1 rewrite passed the serving policy
         ("teacher_grade", pa.int8()),  # the teacher's grade of the rank-1 rewrite (vet: teacher)
+        # what the teacher finds the rank-1 rewrite's page gains (vet: page; ServingPolicy)
+        ("page_gain", pa.float32()),
     ]
 )
 
@@ -312,6 +314,7 @@ def export_rewrites(
             r.p_relevant,
             rank == 1 and s.served,
             s.teacher_grade if rank == 1 else None,
+            s.page_gain if rank == 1 else None,
         )
         for s in served
         for rank, r in enumerate(s.rewrites, start=1)

@@ -38,6 +38,8 @@ class ServedRewrites:
     rewrites: list[Rewrite]
     teacher_grade: int | None  # the teacher's grade of the top rewrite (None: not asked)
     served: bool  # the top rewrite passed the policy
+    # vet "page": what the teacher finds the top rewrite's page gains (None: not asked)
+    page_gain: float | None = None
 
     @property
     def served_rewrite(self) -> str | None:
@@ -72,14 +74,25 @@ class ServedRewriter:
         self.rewriter = rewriter
         self.policy = policy
         self.teacher = teacher if policy.needs_teacher else None
+        self.retrieval = None  # vet "page": the engine over the teacher's catalog, as evaluated
+        if policy.vet == "page":
+            from qrewrite.search_engine import ProductRetriever
+
+            self.retrieval = ProductRetriever(
+                teacher.catalog.reset_index(drop=True), policy.recall_depth
+            )
 
     def vet(self, queries: Sequence[str], ranked: Sequence[list[Rewrite]]) -> list[ServedRewrites]:
         """Apply the policy to ranked rewrites (best first)."""
         grades = grade_top_rewrites(self.teacher, queries, ranked)
-        mask = self.policy.served_mask(ranked, grades)
+        gains: list[float | None] = [None] * len(queries)
+        if self.retrieval is not None:
+            tops = [row[0].text if row else "" for row in ranked]
+            gains = self.policy.page_gains(self.teacher, self.retrieval, queries, tops)
+        mask = self.policy.served_mask(ranked, grades, gains)
         return [
-            ServedRewrites(q, list(row), g, ok)
-            for q, row, g, ok in zip(queries, ranked, grades, mask, strict=True)
+            ServedRewrites(q, list(row), g, ok, gain)
+            for q, row, g, ok, gain in zip(queries, ranked, grades, mask, gains, strict=True)
         ]
 
     def rewrite(
@@ -133,11 +146,13 @@ def load_policy(directory: str | Path) -> ServingSetup:
     path = src / POLICY_FILE
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        policy = ServingPolicy(vet=record["vet"], min_p_relevant=float(record["min_p_relevant"]))
+        if not {"vet", "min_p_relevant"} <= set(record):
+            raise KeyError("vet and min_p_relevant")
+        policy = ServingPolicy.of(record)  # a field saved before it existed keeps its default
         generation = generation_settings(record.get("generation") or {})
     except FileNotFoundError as e:
         raise DataError(f"{path}: not found; not a saved serving policy") from e
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise DataError(f"{path}: not a saved serving policy ({e})") from e
     policy.check(str(path))
     teacher = None
