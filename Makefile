@@ -89,12 +89,14 @@ bench-teacher: setup
 JUDGED_SCALE ?= numeric:1:4
 bench-judged: setup
 	$(BIN)/python benchmarks/bench_judged.py --input $(JUDGED) --grade-scale $(JUDGED_SCALE) --write docs/benchmarks.md
+	$(BIN)/python benchmarks/page_vetter.py --work .bench/judged --write docs/benchmarks.md
 
 # the judged path at the size of the public sets (9,400 queries, ~64,000 judged pairs), on a
 # set made from the simulator: its speed at that size, not its quality (about half an hour)
 bench-judged-scale: setup
 	$(BIN)/python benchmarks/make_judged_set.py --out .bench/judged-scale-set/judged.tsv
 	$(BIN)/python benchmarks/bench_judged.py --input .bench/judged-scale-set/judged.tsv --grade-scale numeric:1:3 --work .bench/judged-scale --market .bench/judged-scale-set/market --name judged-scale --write docs/benchmarks.md
+	$(BIN)/python benchmarks/page_vetter.py --work .bench/judged-scale --market .bench/judged-scale-set/market --write docs/benchmarks.md
 
 # batched vs one-at-a-time rewriting of the demo's model (run `make demo` first)
 bench-rewrite: setup

@@ -9,6 +9,7 @@ evaluation: a shop has no such truth.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,99 @@ from qrewrite.training.datasets import SFT_DIR, load_training_split
 WIDER_POOL_TOP = 3
 
 
+@dataclass
+class JudgedRun:
+    """A judged run's held-out queries as evaluation saw them: its config, the catalog's pages
+    of each query, the candidate's top rewrites and whether each was served."""
+
+    data: Path  # the imported judged set
+    config: dict
+    catalog: pd.DataFrame
+    queries: list[str]
+    top: list[str]  # each query's top rewrite ("" where none)
+    served: list[bool]
+    teacher_grade: list[int | None]  # the teacher's grade of the top rewrite
+    retrieval: ProductRetriever
+    original: list[list[int]]
+    misspelled: list[bool]
+
+    def compare(self, grades: list, seen: list | None, texts: list[str]) -> list[JudgedComparison]:
+        """Original vs original + each text's results on ``grades`` (evaluation's comparison)."""
+        rewritten = self.retrieval.ranked(texts)
+        return compare_on_judgments(
+            self.queries,
+            self.original,
+            [r if t else [] for r, t in zip(rewritten, texts, strict=True)],
+            grades,
+            self.misspelled,
+            judged=seen,
+            page_size=self.config["page_size"],
+            recall_depth=self.config["recall_depth"],
+            n_boot=self.config["bootstrap"],
+            seed=self.config["seed"],
+        )
+
+
+def load_run(latest: Path, data: Path, variant: str | None = None) -> JudgedRun:
+    """The held-out queries of the pipeline run ``latest`` over ``data`` and the top rewrites of
+    ``variant`` (the candidate evaluation put forward by default)."""
+    evaluation = latest / "evaluate-rewriter" / "evaluation"
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    config = metrics["config"]
+    datasets = latest / "build-training-datasets" / "datasets"
+    catalog = pd.read_parquet(data / "catalog.parquet")
+    sft = load_training_split(datasets / SFT_DIR, SFT_DIR)
+    held = load_held_out(datasets, sft, catalog, config["max_queries"], config["seed"])
+    rewrites = pd.read_parquet(evaluation / "rewrites.parquet")
+    first = rewrites[
+        (rewrites["variant"] == (variant or metrics["candidate"])) & (rewrites["rank"] == 1)
+    ]
+    by_query = first.set_index("query")
+    depth = max(config["recall_depth"], config["retrieve_k"], config["page_size"])
+    retrieval = ProductRetriever(catalog, depth)
+    spelling = SpellingCheck(catalog["title"].astype(str).tolist())
+
+    def grade(q: str) -> int | None:
+        g = by_query["teacher_grade"].get(q)
+        return None if g is None or pd.isna(g) else int(g)
+
+    return JudgedRun(
+        data=data,
+        config=config,
+        catalog=catalog,
+        queries=held.queries,
+        top=[str(by_query["rewrite"].get(q, "")) for q in held.queries],
+        served=[bool(by_query["served"].get(q, False)) for q in held.queries],
+        teacher_grade=[grade(q) for q in held.queries],
+        retrieval=retrieval,
+        original=retrieval.ranked(held.queries),
+        misspelled=[spelling.misspelled(q) for q in held.queries],
+    )
+
+
+def truth_rows(run: JudgedRun, market: Path) -> list[np.ndarray | None]:
+    """Every imported product graded under each held-out query's intent, as make_judged_set
+    graded its judged ones (None for a query the market does not know)."""
+    market_catalog = pd.read_parquet(market / "catalog.parquet")
+    intents = pd.read_parquet(market / "truth" / "intents.parquet")
+    intent_of = query_intents(market).set_index("query")["intent_id"]
+    rows_in_market = (
+        pd.Series(np.arange(len(market_catalog)), index=market_catalog["product_id"])
+        .reindex(run.catalog["product_id"])
+        .to_numpy()
+    )
+    out: list[np.ndarray | None] = []
+    for q in run.queries:
+        if q not in intent_of.index:
+            out.append(None)
+            continue
+        intent = np.full(len(rows_in_market), int(intent_of[q]))
+        out.append(
+            np.asarray(grade_pairs(intents, market_catalog, intent, rows_in_market), np.int8)
+        )
+    return out
+
+
 def truth_comparisons(
     latest: Path, data: Path, market: Path
 ) -> tuple[
@@ -39,86 +133,39 @@ def truth_comparisons(
     query's intent, graded by the truth. Public sets pool from engines that correct and
     understand queries; make_judged_set pools from the query as typed, so a correction's
     products go unjudged there."""
-    evaluation = latest / "evaluate-rewriter" / "evaluation"
-    metrics = json.loads((evaluation / "metrics.json").read_text())
-    config = metrics["config"]
-    datasets = latest / "build-training-datasets" / "datasets"
-    catalog = pd.read_parquet(data / "catalog.parquet")
-    sft = load_training_split(datasets / SFT_DIR, SFT_DIR)
-    held = load_held_out(datasets, sft, catalog, config["max_queries"], config["seed"])
-    rewrites = pd.read_parquet(evaluation / "rewrites.parquet")
-    first = rewrites[(rewrites["variant"] == metrics["candidate"]) & (rewrites["rank"] == 1)]
-    top = dict(zip(first["query"], first["rewrite"], strict=True))
-    served = dict(zip(first["query"], first["served"], strict=True))
+    run = load_run(latest, data)
     arms = {
-        "model_alone": [top.get(q, "") for q in held.queries],
-        "with_serving_policy": [top[q] if served.get(q) else "" for q in held.queries],
+        "model_alone": run.top,
+        "with_serving_policy": [t if ok else "" for t, ok in zip(run.top, run.served, strict=True)],
     }
-    depth = max(config["recall_depth"], config["retrieve_k"], config["page_size"])
-    retrieval = ProductRetriever(catalog, depth)
-    original = retrieval.ranked(held.queries)
-    spelling = SpellingCheck(catalog["title"].astype(str).tolist())
-    misspelled = [spelling.misspelled(q) for q in held.queries]
-
-    # every imported product graded under each query's intent, as make_judged_set graded
-    market_catalog = pd.read_parquet(market / "catalog.parquet")
-    intents = pd.read_parquet(market / "truth" / "intents.parquet")
-    intent_of = query_intents(market).set_index("query")["intent_id"]
-    rows_in_market = (
-        pd.Series(np.arange(len(market_catalog)), index=market_catalog["product_id"])
-        .reindex(catalog["product_id"])
-        .to_numpy()
-    )
-    truth_rows: list[np.ndarray | None] = []
-    for q in held.queries:
-        if q not in intent_of.index:
-            truth_rows.append(None)
-            continue
-        intent = np.full(len(rows_in_market), int(intent_of[q]))
-        truth_rows.append(
-            np.asarray(grade_pairs(intents, market_catalog, intent, rows_in_market), np.int8)
-        )
+    truth = truth_rows(run, market)
     judged = GradedTruth.load(data)
-    judged_rows = judged.grade_rows(held.queries)
-    judged_seen = judged.judged_rows(held.queries)
+    judged_rows = judged.grade_rows(run.queries)
+    judged_seen = judged.judged_rows(run.queries)
 
+    intent_of = query_intents(market).set_index("query")["intent_id"]
     phrasings = pd.read_parquet(market / "truth" / "queries.parquet")
     canonical = phrasings[phrasings["canonical"]].drop_duplicates("intent_id")
     canonical_of = canonical.set_index("intent_id")["query"]
     clean = [
         str(canonical_of.get(int(intent_of[q]), q)) if q in intent_of.index else q
-        for q in held.queries
+        for q in run.queries
     ]
     wider_rows: list[np.ndarray | None] = []
     wider_seen: list[np.ndarray | None] = []
-    for truth, seen, found in zip(truth_rows, judged_seen, retrieval.ranked(clean), strict=True):
-        if truth is None or seen is None:
+    for row, seen, found in zip(truth, judged_seen, run.retrieval.ranked(clean), strict=True):
+        if row is None or seen is None:
             wider_rows.append(None)
             wider_seen.append(seen)
             continue
         pooled = seen.copy()
         pooled[list(found[:WIDER_POOL_TOP])] = True
         wider_seen.append(pooled)
-        wider_rows.append(np.where(pooled, truth, 0).astype(np.int8))
+        wider_rows.append(np.where(pooled, row, 0).astype(np.int8))
 
-    def compare(grades: list, seen: list | None, texts: list[str]) -> list[JudgedComparison]:
-        rewritten = retrieval.ranked(texts)
-        return compare_on_judgments(
-            held.queries,
-            original,
-            [r if t else [] for r, t in zip(rewritten, texts, strict=True)],
-            grades,
-            misspelled,
-            judged=seen,
-            page_size=config["page_size"],
-            recall_depth=config["recall_depth"],
-            n_boot=config["bootstrap"],
-            seed=config["seed"],
-        )
-
-    on_truth = {arm: compare(truth_rows, None, texts) for arm, texts in arms.items()}
-    on_judged = {arm: compare(judged_rows, judged_seen, texts) for arm, texts in arms.items()}
-    on_wider = {arm: compare(wider_rows, wider_seen, texts) for arm, texts in arms.items()}
+    on_truth = {arm: run.compare(truth, None, texts) for arm, texts in arms.items()}
+    on_judged = {arm: run.compare(judged_rows, judged_seen, texts) for arm, texts in arms.items()}
+    on_wider = {arm: run.compare(wider_rows, wider_seen, texts) for arm, texts in arms.items()}
     return on_truth, on_judged, on_wider
 
 

@@ -1,0 +1,131 @@
+"""What each way of vetting serves on a judged run's held-out queries: every top rewrite (the
+model alone), the teacher's relevant grade (``vet: teacher``), the page vetter (``vet: page``)
+at its default margin 0 and above it, and both together. Each arm is scored with evaluation's
+own pages and comparison on people's grades and, for a set made from the simulator
+(``--market``), on its full truth. The page gains are :meth:`ServingPolicy.page_gains` with the
+teacher evaluation built (``Teacher.from_data`` over the run's data and labels), for the run's
+SFT and GRPO models.
+
+``make bench-judged-scale`` runs it after the pipeline; by hand, after ``make bench-judged``:
+``python benchmarks/page_vetter.py --work .bench/judged``. Prints a Markdown section and, with
+``--write``, replaces its section of ``docs/benchmarks.md``. A measurement, never a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from docs_section import current_commit, markers, write_section
+from judged_truth import JudgedRun, load_run, truth_rows
+
+from qrewrite.environment import current_environment
+from qrewrite.evaluation.judged import JudgedComparison
+from qrewrite.evaluation.truth import GradedTruth
+from qrewrite.labeling.teacher import Teacher
+from qrewrite.serving.policy import ServingPolicy
+
+VARIANTS = ("multi-task-sft", "multi-task-sft+grpo")
+MARGINS = (0.1, 0.3)  # min_page_gain above the default 0
+
+
+def arms(run: JudgedRun, gains: list[float | None]) -> dict[str, list[str]]:
+    """Each way of vetting: the rewrite served per held-out query ("" for none)."""
+
+    def page(margin: float, *, relevant: bool = False) -> list[str]:
+        return [
+            t if g is not None and g > margin and (not relevant or grade == 2) else ""
+            for t, g, grade in zip(run.top, gains, run.teacher_grade, strict=True)
+        ]
+
+    teacher = [t if g == 2 else "" for t, g in zip(run.top, run.teacher_grade, strict=True)]
+    return {
+        "every top rewrite (the model alone)": run.top,
+        "the teacher grades it relevant (`vet: teacher`)": teacher,
+        "the teacher grades the page better (`vet: page`)": page(0.0),
+        **{f"... by more than {m}": page(m) for m in MARGINS},
+        "both: relevant and the page better": page(0.0, relevant=True),
+    }
+
+
+def cell(c: JudgedComparison | None) -> str:
+    if c is None:
+        return "-"
+    return (
+        f"{100 * c.ndcg_at_10_uplift:+.1f}% [{100 * c.ndcg_at_10_uplift_ci_low:+.1f}, "
+        f"{100 * c.ndcg_at_10_uplift_ci_high:+.1f}]"
+    )
+
+
+def variant_table(run: JudgedRun, teacher: Teacher, market: Path | None) -> list[str]:
+    policy = ServingPolicy.of({**run.config, "vet": "page"})
+    gains = policy.page_gains(teacher, run.retrieval, run.queries, run.top)
+    judged = GradedTruth.load(run.data)
+    rows, seen = judged.grade_rows(run.queries), judged.judged_rows(run.queries)
+    truth = truth_rows(run, market) if market is not None else None
+    head = "| served when | served | judgments, all | judgments, misspelled |"
+    rule = "|---|---:|---:|---:|"
+    if truth is not None:
+        head += " truth, all | truth, misspelled |"
+        rule += "---:|---:|"
+    lines = [head, rule]
+    for name, texts in arms(run, gains).items():
+        on_judged = {c.subset: c for c in run.compare(rows, seen, texts)}
+        every = on_judged["all"]
+        line = (
+            f"| {name} | {every.rewritten:,} | {cell(every)} | "
+            f"{cell(on_judged.get('misspelled'))} |"
+        )
+        if truth is not None:
+            on_truth = {c.subset: c for c in run.compare(truth, None, texts)}
+            line += f" {cell(on_truth['all'])} | {cell(on_truth.get('misspelled'))} |"
+        lines.append(line)
+    return lines
+
+
+def render(work: Path, market: Path | None, commit: str) -> str:
+    latest = work / "run" / "latest"
+    data = work / "data"
+    labels = latest / "label-rewrite-pairs" / "labels" / "labeled_pairs.parquet"
+    teacher = Teacher.from_data(data, labels)
+    env = current_environment()
+    begin, end = markers(f"page-vetter-{work.name}")
+    first = load_run(latest, data, VARIANTS[0])
+    misspelled = sum(first.misspelled)
+    lines = [
+        begin,
+        f"`benchmarks/page_vetter.py --work {work}`"
+        + (f" `--market {market}`" if market else "")
+        + f": each way of vetting on the run's {len(first.queries):,} held-out queries "
+        f"({misspelled} misspelled), nDCG@10 uplift of original + served rewrite over the "
+        "original, 95% interval over queries; judgments count unjudged products irrelevant. "
+        f"{datetime.now(UTC):%b %d %Y}, commit {commit}, {env.cpu_model} ({env.cpus} CPUs). "
+        "Served: queries with a judged relevant product whose rewrite is served.",
+    ]
+    for variant in VARIANTS:
+        run = first if variant == VARIANTS[0] else load_run(latest, data, variant)
+        lines += ["", f"`{variant}`:", "", *variant_table(run, teacher, market)]
+    lines.append(end)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True, help="bench_judged.py's --work")
+    parser.add_argument("--market", type=Path, help="the simulator's market of the judged set")
+    parser.add_argument("--write", type=Path, help="docs/benchmarks.md to update")
+    args = parser.parse_args(argv)
+    if not (args.work / "run" / "latest" / "evaluate-rewriter").is_dir():
+        print(f"page_vetter: {args.work}: no evaluated pipeline run there", file=sys.stderr)
+        return 2
+    section = render(args.work, args.market, current_commit())
+    print(section)
+    if args.write:
+        write_section(args.write, f"page-vetter-{args.work.name}", section, "The page vetter")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
