@@ -65,23 +65,24 @@ def variant_table(run: JudgedRun, teacher: Teacher, market: Path | None) -> list
     judged = GradedTruth.load(run.data)
     rows, seen = judged.grade_rows(run.queries), judged.judged_rows(run.queries)
     truth = truth_rows(run, market) if market is not None else None
-    head = "| served when | served | judgments, all | judgments, misspelled |"
-    rule = "|---|---:|---:|---:|"
-    if truth is not None:
-        head += " truth, all | truth, misspelled |"
-        rule += "---:|---:|"
-    lines = [head, rule]
+    body = []
+    counts = (0, 0)  # queries compared: all, misspelled
     for name, texts in arms(run, gains).items():
         on_judged = {c.subset: c for c in run.compare(rows, seen, texts)}
-        every = on_judged["all"]
-        line = (
-            f"| {name} | {every.rewritten:,} | {cell(every)} | "
-            f"{cell(on_judged.get('misspelled'))} |"
-        )
+        every, typos = on_judged["all"], on_judged.get("misspelled")
+        counts = (every.queries, typos.queries if typos else 0)
+        line = f"| {name} | {every.rewritten:,} | {cell(every)} | {cell(typos)} |"
         if truth is not None:
             on_truth = {c.subset: c for c in run.compare(truth, None, texts)}
             line += f" {cell(on_truth['all'])} | {cell(on_truth.get('misspelled'))} |"
-        lines.append(line)
+        body.append(line)
+    all_q, typo_q = f"{counts[0]:,} queries", f"{counts[1]:,} misspelled"
+    head = f"| served when | served | judgments, {all_q} | judgments, {typo_q} |"
+    rule = "|---|---:|---:|---:|"
+    if truth is not None:
+        head += f" truth, {all_q} | truth, {typo_q} |"
+        rule += "---:|---:|"
+    lines = [head, rule, *body]
     return lines
 
 
@@ -93,14 +94,13 @@ def render(work: Path, market: Path | None, commit: str) -> str:
     env = current_environment()
     begin, end = markers(f"page-vetter-{work.name}")
     first = load_run(latest, data, VARIANTS[0])
-    misspelled = sum(first.misspelled)
     lines = [
         begin,
         f"`benchmarks/page_vetter.py --work {work}`"
         + (f" `--market {market}`" if market else "")
-        + f": each way of vetting on the run's {len(first.queries):,} held-out queries "
-        f"({misspelled} misspelled), nDCG@10 uplift of original + served rewrite over the "
-        "original, 95% interval over queries; judgments count unjudged products irrelevant. "
+        + ": each way of vetting on the run's held-out queries that have a judged relevant "
+        "product, nDCG@10 uplift of original + served rewrite over the original, 95% interval "
+        "over queries; the judgments count unjudged products irrelevant. "
         f"{datetime.now(UTC):%b %d %Y}, commit {commit}, {env.cpu_model} ({env.cpus} CPUs). "
         "Served: queries with a judged relevant product whose rewrite is served.",
     ]

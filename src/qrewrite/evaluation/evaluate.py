@@ -194,8 +194,11 @@ class EvaluateConfig:
     rrf_k: int = 60
     # the serving policy (qrewrite.serving.policy): who vets a top rewrite before it is served:
     # "model" (its own tagging gives it P(relevant) >= min_p_relevant; 0 serves every rewrite),
-    # "teacher" (the labeler grades it 2, an offline relevance filter over the export), "both"
+    # "teacher" (the labeler grades it 2, an offline relevance filter over the export), "both",
+    # "page" (the teacher grades the page served with it, fused as `merge` fuses, above the
+    # original's own by more than min_page_gain)
     min_p_relevant: float = 0.5
+    min_page_gain: float = 0.0
     vet: str = "model"
     recall_depth: int = 100
     ab_replicas: int = 10

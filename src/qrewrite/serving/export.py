@@ -73,9 +73,10 @@ class RewriteConfig:
     # ``searches`` column (mine's query_stats does), else the first ones
     max_queries: int = 0
     # the serving policy (qrewrite.serving.policy). "registered": the one the model was
-    # registered with, which its evaluation measured; model | teacher | both override it
+    # registered with, which its evaluation measured; model | teacher | both | page override it
     vet: str = REGISTERED
     min_p_relevant: float = 0.5
+    min_page_gain: float = 0.0  # vet "page" given here (a registered policy carries its own)
     seed: int = 7
     # what generates the candidates (serving/engines.py): auto: vLLM's offline engine where the
     # vllm package and a CUDA device are there, else HF generate; hf; vllm (an error without them).
