@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
-from qrewrite.evaluation.evaluate import EvaluateConfig, evaluate
+from qrewrite.evaluation.evaluate import EvaluateConfig, EvaluationReport, evaluate
 from qrewrite.importing.judged import JudgedImportConfig, import_judged
 from qrewrite.labeling.label import LabelConfig, label
 from qrewrite.mining.config import MiningConfig
@@ -87,6 +88,21 @@ def test_judged_data_is_measured_on_peoples_grades(judged_run) -> None:
     assert md.index("model alone, all") < md.index("served, all")
 
 
+def evaluate_again(run: Path, model: Path, tmp_path: Path, **options: Any) -> EvaluationReport:
+    """The judged run's model evaluated again on its data, with other evaluate options."""
+    cfg = EvaluateConfig(tracking_uri=f"sqlite:///{tmp_path}/m.db", **options, **SMALL)
+    return evaluate(
+        cfg,
+        data_dir=run / "data",
+        datasets_dir=run / "datasets",
+        variants={"m": str(model)},
+        out_dir=tmp_path / "evaluation",
+        labels=run / "labels.parquet",
+        candidate="m",
+        progress=False,
+    )
+
+
 def test_what_the_corrections_add_on_peoples_grades(
     judged_run, tiny_model: Path, tmp_path: Path, monkeypatch
 ) -> None:
@@ -94,20 +110,7 @@ def test_what_the_corrections_add_on_peoples_grades(
     minus the model's own uplift without them, and the uncorrected arm is not reported."""
     out, before = judged_run
     monkeypatch.setattr(Rewriter, "corrections", corrections_that_find_nothing)
-    tmp = out.parent
-    cfg = EvaluateConfig(
-        tracking_uri=f"sqlite:///{tmp_path}/m.db", teacher=False, vet="model", **SMALL
-    )
-    report = evaluate(
-        cfg,
-        data_dir=tmp / "data",
-        datasets_dir=tmp / "datasets",
-        variants={"m": str(tiny_model)},
-        out_dir=tmp_path / "evaluation",
-        labels=tmp / "labels.parquet",
-        candidate="m",
-        progress=False,
-    )
+    report = evaluate_again(out.parent, tiny_model, tmp_path, teacher=False, vet="model")
     m, was = report.metrics, before.metrics
     assert m["spelling_fix_rate"] == 1.0 and m["ndcg_at_10_uplift_unfiltered"] == 0.0
     assert was["ndcg_at_10_uplift_from_spelling"] == 0.0  # the tiny model corrects nothing
@@ -126,18 +129,7 @@ def test_the_page_vetter_serves_where_the_teacher_finds_the_page_better(
     """Under vet "page" evaluation serves a top rewrite exactly where the teacher grades the
     page it gives above the original's, records the gain beside the rewrite, and says so."""
     out, _ = judged_run
-    tmp = out.parent
-    cfg = EvaluateConfig(tracking_uri=f"sqlite:///{tmp_path}/m.db", vet="page", **SMALL)
-    report = evaluate(
-        cfg,
-        data_dir=tmp / "data",
-        datasets_dir=tmp / "datasets",
-        variants={"m": str(tiny_model)},
-        out_dir=tmp_path / "evaluation",
-        labels=tmp / "labels.parquet",
-        candidate="m",
-        progress=False,
-    )
+    report = evaluate_again(out.parent, tiny_model, tmp_path, vet="page")
     rewrites = pd.read_parquet(tmp_path / "evaluation" / "rewrites.parquet")
     top = rewrites[rewrites["rank"] == 1]
     assert top["page_gain"].notna().all()  # every top rewrite's page was graded

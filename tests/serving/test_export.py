@@ -449,32 +449,26 @@ def test_export_marks_what_the_serving_policy_serves(
     assert by_model.loc[first, "served"].all() and not by_model.loc[~first, "served"].any()
     assert by_model["teacher_grade"].isna().all()  # the teacher was not asked
 
-    summary = export_rewrites(
-        RewriteConfig(**settings, vet="teacher"),
-        model_dir=tiny_model,
-        queries_file=queries,
-        out_file=tmp_path / "t.parquet",
-        progress=False,
-        data_dir=tiny_market,
-        labels=tiny_labels,
-    )
-    by_teacher = pd.read_parquet(tmp_path / "t.parquet")
+    def vetted_by(vet: str):  # the export with the teacher built from the data
+        summary = export_rewrites(
+            RewriteConfig(**settings, vet=vet),
+            model_dir=tiny_model,
+            queries_file=queries,
+            out_file=tmp_path / f"{vet}.parquet",
+            progress=False,
+            data_dir=tiny_market,
+            labels=tiny_labels,
+        )
+        return summary, pd.read_parquet(tmp_path / f"{vet}.parquet")
+
+    summary, by_teacher = vetted_by("teacher")
     top = by_teacher[by_teacher["rank"] == 1]
     assert top["teacher_grade"].notna().all()
     assert top["served"].tolist() == (top["teacher_grade"] == 2).tolist()
     assert summary.queries_served == int(top["served"].sum())
     assert by_teacher["page_gain"].isna().all()  # the page is graded for vet "page" only
 
-    export_rewrites(
-        RewriteConfig(**settings, vet="page"),
-        model_dir=tiny_model,
-        queries_file=queries,
-        out_file=tmp_path / "p.parquet",
-        progress=False,
-        data_dir=tiny_market,
-        labels=tiny_labels,
-    )
-    by_page = pd.read_parquet(tmp_path / "p.parquet")
+    _, by_page = vetted_by("page")
     top = by_page[by_page["rank"] == 1]
     assert top["page_gain"].notna().all()
     assert by_page.loc[by_page["rank"] > 1, "page_gain"].isna().all()
