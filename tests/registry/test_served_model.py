@@ -209,3 +209,37 @@ def test_mlflow_models_serve_answers_over_http_and_survives_bad_requests(env, tm
             assert "Traceback" not in answer.text
             assert expected in answer.json().get("message", "")
         assert requests.get(f"{base}/ping", timeout=10).status_code == 200
+
+
+def test_a_model_registered_under_the_page_vetter_serves_the_pages_evaluation_grades(
+    tiny_model: Path, tiny_market: Path, tiny_labels: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Registered with vet "page", the pyfunc model serves a top rewrite exactly where the
+    policy, over the data's catalog as evaluation builds it, finds its page better."""
+    import mlflow.pyfunc
+
+    from qrewrite.search_engine import ProductRetriever
+    from qrewrite.serving.policy import ServingPolicy
+
+    monkeypatch.setattr(Teacher, "encoder", property(lambda self: TrigramEncoder()))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("QREWRITE_MODEL_CACHE", str(tmp_path / "cache"))
+    metrics = write_metrics(tmp_path / "metrics.json", 0.03, 0.5, vet="page", samples=3)
+    r = register(
+        RegistryConfig(tracking_uri=uri),
+        tiny_model,
+        metrics,
+        data_dir=tiny_market,
+        labels=tiny_labels,
+    )
+    loaded = mlflow.pyfunc.load_model(f"models:/query-rewriter/{r.version}")
+    assert "above the original's own" in loaded.metadata.metadata["serving_policy"]
+    out = loaded.predict(pd.DataFrame({"query": QUERIES}), params={"k": 2})
+    policy = ServingPolicy(vet="page")
+    catalog = pd.read_parquet(tiny_market / "catalog.parquet")
+    tops = [row.rewrites[0] if row.rewrites else "" for row in out.itertuples()]
+    teacher = Teacher.from_data(tiny_market, tiny_labels)
+    gains = policy.page_gains(teacher, ProductRetriever(catalog, 100), QUERIES, tops)
+    for row, top, gain in zip(out.itertuples(), tops, gains, strict=True):
+        assert row.served == (top if gain is not None and gain > 0 else None)
