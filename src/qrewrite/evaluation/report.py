@@ -149,8 +149,9 @@ DEFINITIONS = """\
 - **relevance (teacher / truth)**: share of the model's rewrites (the top-ranked candidate of
   each query) graded relevant by the teacher labeler / by the simulator's ground truth.
 - **served**: share of queries whose top rewrite passes the serving policy (above: the model's
-  own P(relevant) >= min_p_relevant, the teacher's grade 2, or both). **served relevance**: the
-  teacher's relevance rate of the served rewrites.
+  own P(relevant) >= min_p_relevant, the teacher's grade 2, both, or the teacher grading the
+  page served with it above the original's). **served relevance**: the teacher's relevance
+  rate of the served rewrites.
 - **increment**: mean number of relevant products per query that the rewrite retrieves (top 20)
   and the original query does not.
 - **hit rate**: share of the products bought under the held-out queries that original + rewrite
