@@ -9,7 +9,7 @@ evaluation: a shop has no such truth.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +36,17 @@ class JudgedRun:
     config: dict
     catalog: pd.DataFrame
     queries: list[str]
+    first_rewrites: pd.DataFrame  # every variant's top rewrites (rewrites.parquet, rank 1)
     top: list[str]  # each query's top rewrite ("" where none)
     served: list[bool]
     teacher_grade: list[int | None]  # the teacher's grade of the top rewrite
     retrieval: ProductRetriever
     original: list[list[int]]
     misspelled: list[bool]
+
+    def of_variant(self, variant: str) -> JudgedRun:
+        """The same queries and pages with ``variant``'s top rewrites."""
+        return replace(self, **top_rewrites(self.first_rewrites, variant, self.queries))
 
     def compare(self, grades: list, seen: list | None, texts: list[str]) -> list[JudgedComparison]:
         """Original vs original + each text's results on ``grades`` (evaluation's comparison)."""
@@ -60,6 +65,21 @@ class JudgedRun:
         )
 
 
+def top_rewrites(first: pd.DataFrame, variant: str, queries: list[str]) -> dict[str, list]:
+    """``variant``'s top rewrite of each query, whether it was served and its teacher grade."""
+    by_query = first[first["variant"] == variant].set_index("query")
+
+    def grade(q: str) -> int | None:
+        g = by_query["teacher_grade"].get(q)
+        return None if g is None or pd.isna(g) else int(g)
+
+    return {
+        "top": [str(by_query["rewrite"].get(q, "")) for q in queries],
+        "served": [bool(by_query["served"].get(q, False)) for q in queries],
+        "teacher_grade": [grade(q) for q in queries],
+    }
+
+
 def load_run(latest: Path, data: Path, variant: str | None = None) -> JudgedRun:
     """The held-out queries of the pipeline run ``latest`` over ``data`` and the top rewrites of
     ``variant`` (the candidate evaluation put forward by default)."""
@@ -71,26 +91,18 @@ def load_run(latest: Path, data: Path, variant: str | None = None) -> JudgedRun:
     sft = load_training_split(datasets / SFT_DIR, SFT_DIR)
     held = load_held_out(datasets, sft, catalog, config["max_queries"], config["seed"])
     rewrites = pd.read_parquet(evaluation / "rewrites.parquet")
-    first = rewrites[
-        (rewrites["variant"] == (variant or metrics["candidate"])) & (rewrites["rank"] == 1)
-    ]
-    by_query = first.set_index("query")
     depth = max(config["recall_depth"], config["retrieve_k"], config["page_size"])
     retrieval = ProductRetriever(catalog, depth)
     spelling = SpellingCheck(catalog["title"].astype(str).tolist())
-
-    def grade(q: str) -> int | None:
-        g = by_query["teacher_grade"].get(q)
-        return None if g is None or pd.isna(g) else int(g)
-
     return JudgedRun(
         data=data,
         config=config,
         catalog=catalog,
         queries=held.queries,
-        top=[str(by_query["rewrite"].get(q, "")) for q in held.queries],
-        served=[bool(by_query["served"].get(q, False)) for q in held.queries],
-        teacher_grade=[grade(q) for q in held.queries],
+        first_rewrites=rewrites[rewrites["rank"] == 1],
+        **top_rewrites(
+            rewrites[rewrites["rank"] == 1], variant or metrics["candidate"], held.queries
+        ),
         retrieval=retrieval,
         original=retrieval.ranked(held.queries),
         misspelled=[spelling.misspelled(q) for q in held.queries],

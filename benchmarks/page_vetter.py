@@ -59,12 +59,14 @@ def cell(c: JudgedComparison | None) -> str:
     )
 
 
-def variant_table(run: JudgedRun, teacher: Teacher, market: Path | None) -> list[str]:
+def variant_table(
+    run: JudgedRun, teacher: Teacher, judgments: tuple[list, list], truth: list | None
+) -> list[str]:
+    """The table of one variant: its arms on ``judgments`` (grades, judged products per query)
+    and on ``truth`` (every product's grade per query; None without a market)."""
     policy = ServingPolicy.of({**run.config, "vet": "page"})
     gains = policy.page_gains(teacher, run.retrieval, run.queries, run.top)
-    judged = GradedTruth.load(run.data)
-    rows, seen = judged.grade_rows(run.queries), judged.judged_rows(run.queries)
-    truth = truth_rows(run, market) if market is not None else None
+    rows, seen = judgments
     body = []
     counts = (0, 0)  # queries compared: all, misspelled
     for name, texts in arms(run, gains).items():
@@ -94,6 +96,10 @@ def render(work: Path, market: Path | None, commit: str) -> str:
     env = current_environment()
     begin, end = markers(f"page-vetter-{work.name}")
     first = load_run(latest, data, VARIANTS[0])
+    # the queries, pages and grades are the same for every variant: read them once
+    judged = GradedTruth.load(data)
+    judgments = (judged.grade_rows(first.queries), judged.judged_rows(first.queries))
+    truth = truth_rows(first, market) if market is not None else None
     lines = [
         begin,
         f"`benchmarks/page_vetter.py --work {work}`"
@@ -105,8 +111,8 @@ def render(work: Path, market: Path | None, commit: str) -> str:
         "Served: queries with a judged relevant product whose rewrite is served.",
     ]
     for variant in VARIANTS:
-        run = first if variant == VARIANTS[0] else load_run(latest, data, variant)
-        lines += ["", f"`{variant}`:", "", *variant_table(run, teacher, market)]
+        run = first.of_variant(variant)
+        lines += ["", f"`{variant}`:", "", *variant_table(run, teacher, judgments, truth)]
     lines.append(end)
     return "\n".join(lines)
 
