@@ -21,6 +21,7 @@ from qrewrite.evaluation.judged import JudgedComparison, SpellingCheck, compare_
 from qrewrite.evaluation.truth import GradedTruth
 from qrewrite.market.truth import grade_pairs
 from qrewrite.search_engine import ProductRetriever
+from qrewrite.serving.policy import ServingPolicy
 from qrewrite.training.datasets import SFT_DIR, load_training_split
 
 # how many of the engine's results for a query's canonical phrasing a wider pool adds
@@ -58,6 +59,7 @@ class JudgedRun:
             grades,
             self.misspelled,
             judged=seen,
+            fuse=ServingPolicy.of(self.config).fuse,
             page_size=self.config["page_size"],
             recall_depth=self.config["recall_depth"],
             n_boot=self.config["bootstrap"],

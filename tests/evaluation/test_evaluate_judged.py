@@ -140,3 +140,19 @@ def test_the_page_vetter_serves_where_the_teacher_finds_the_page_better(
     md = (tmp_path / "evaluation" / "report.md").read_text()
     assert "above the original's own" in md and "`vet: page`" in md
     assert "*page*: the teacher's expected DCG of the first page" in md and " (page " in md
+
+
+def test_people_grade_the_pages_the_serving_policy_fuses(
+    judged_run, tiny_model: Path, tmp_path: Path
+) -> None:
+    """The comparison on people's grades fuses the original's and the rewrite's results as
+    the serving policy does (``merge``), the pages the A/B test and the page vetter see."""
+    out, rrf = judged_run
+    report = evaluate_again(
+        out.parent, tiny_model, tmp_path, teacher=False, vet="model", merge="interleave"
+    )
+    (was,) = [r for r in rrf.judged["m"]["model_alone"] if r["subset"] == "all"]
+    (now,) = [r for r in report.judged["m"]["model_alone"] if r["subset"] == "all"]
+    assert now["queries"] == was["queries"] and now["rewritten"] == was["rewritten"] > 0
+    assert now["ndcg_at_10_original"] == pytest.approx(was["ndcg_at_10_original"])
+    assert now["ndcg_at_10"] != pytest.approx(was["ndcg_at_10"])

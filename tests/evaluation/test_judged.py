@@ -56,6 +56,33 @@ def test_ranx_agrees_with_the_hand_written_metrics(case) -> None:
     assert by["misspelled"].queries == 10 and by["misspelled"].rewritten == 10
 
 
+@pytest.mark.parametrize(("merge", "rrf_k"), [("interleave", 60), ("rrf", 1)])
+def test_pages_are_fused_as_the_serving_policy_fuses(case, merge: str, rrf_k: int) -> None:
+    from qrewrite.serving.policy import ServingPolicy
+
+    grades, original, rewrite = case["grades"], case["original"], case["rewrite"]
+    policy = ServingPolicy(merge=merge, rrf_k=rrf_k, recall_depth=100)
+    (row,) = [
+        r
+        for r in compare_on_judgments(
+            [f"q{i}" for i in range(len(grades))],
+            original,
+            rewrite,
+            grades,
+            [False] * len(grades),
+            fuse=policy.fuse,
+        )
+        if r.subset == "all"
+    ]
+    pages = [policy.fuse(o, r) for o, r in zip(original, rewrite, strict=True)]
+    hand = [m.ndcg_at_k(g[p[:10]], g[g > 0], 10) for g, p in zip(grades, pages, strict=True)]
+    assert row.ndcg_at_10 == pytest.approx(np.mean(hand), abs=1e-6)
+    # and not the default's pages: the test can tell the fusions apart
+    rrf60 = [fuse_rrf(o, r, 100) for o, r in zip(original, rewrite, strict=True)]
+    default = [m.ndcg_at_k(g[p[:10]], g[g > 0], 10) for g, p in zip(grades, rrf60, strict=True)]
+    assert np.mean(hand) != pytest.approx(np.mean(default), abs=1e-3)
+
+
 def test_no_rewrite_changes_nothing_and_unjudged_queries_are_left_out(case) -> None:
     grades = [*case["grades"], None, np.zeros(60, dtype=np.int8)]
     original = [*case["original"], [1, 2], [1, 2]]

@@ -611,6 +611,7 @@ def judged_comparisons(
     judged = truth.judged_rows(held.queries)
     original = retrieval.ranked(held.queries)
     misspelled = [spelling.misspelled(q) if spelling else False for q in held.queries]
+    fuse = config.policy().fuse  # the pages the A/B test and the page vetter see
     out = {}
     for arm, texts in arms.items():
         rewritten = retrieval.ranked(texts)
@@ -623,6 +624,7 @@ def judged_comparisons(
                 rows,
                 misspelled,
                 judged=judged,
+                fuse=fuse,
                 page_size=config.page_size,
                 recall_depth=config.recall_depth,
                 n_boot=config.bootstrap,

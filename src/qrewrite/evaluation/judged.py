@@ -1,5 +1,6 @@
 """Do the rewrites improve search on human judgments? For held-out judged queries: the original
-query's BM25 results against the original fused with the served rewrite's by reciprocal rank,
+query's BM25 results against the original fused with the served rewrite's as the serving policy
+fuses them (reciprocal rank on every shipped preset),
 scored by nDCG@10 and recall@100 against people's grades (ranx: the metrics and the paired
 test), overall and on the queries rewriting exists for: misspelled ones, and those whose
 original finds nothing relevant on its first page. Bootstrap intervals resample queries.
@@ -7,7 +8,7 @@ original finds nothing relevant on its first page. Bootstrap intervals resample 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -82,6 +83,7 @@ def compare_on_judgments(
     misspelled: Sequence[bool],
     *,
     judged: Sequence[np.ndarray | None] | None = None,
+    fuse: Callable[[Sequence[int], Sequence[int]], list[int]] | None = None,
     page_size: int = 10,
     recall_depth: int = 100,
     n_boot: int = 1000,
@@ -90,7 +92,10 @@ def compare_on_judgments(
     """Compare ranked catalog rows of the original and (served) rewrite per query; queries with
     no judged relevant product are left out (nDCG is undefined there); an empty rewrite list
     means the query is not rewritten (its fused page is the original's). ``judged`` marks, per
-    query, the catalog products people judged for it (None: every product has a grade)."""
+    query, the catalog products people judged for it (None: every product has a grade).
+    ``fuse`` makes the page a shopper sees from the two lists (:meth:`ServingPolicy.fuse`, so
+    that people grade the pages the A/B test and the page vetter see); by default reciprocal
+    rank fusion (k=60) cut at ``recall_depth``."""
     from ranx import Qrels, Run, compare
 
     keep = [
@@ -116,7 +121,12 @@ def compare_on_judgments(
     orig = run({i: original[i] for i in keep}, "original")
     # The same fusion as the pages shoppers see in the A/B test: ranx's RRF gives the same
     # scores (tested) but leaves ties to dict order, where fuse_rrf keeps the original's first.
-    fused_lists = {i: fuse_rrf(original[i], rewrite[i], recall_depth) for i in keep}
+    if fuse is None:
+
+        def fuse(o: Sequence[int], r: Sequence[int]) -> list[int]:
+            return fuse_rrf(o, r, recall_depth)
+
+    fused_lists = {i: fuse(original[i], rewrite[i]) for i in keep}
     fused = run(fused_lists, "fused")
     metrics = [f"ndcg_burges@{page_size}", f"recall@{recall_depth}"]
     ndcg0, rec0 = _per_query(qrels, orig, metrics, keep)
