@@ -40,6 +40,25 @@ def test_signals_tolerate_misspellings() -> None:
     assert x[0, col["bm25_share"]] == 1.0  # the best title in the catalog for the query
 
 
+def test_feedback_reads_what_the_query_finds() -> None:
+    titles = [
+        "red running shoes",
+        "red trail running shoes",
+        "womens running shoes",
+        "running water filter",
+        "blue denim jacket",
+    ]
+    features = PairFeatures(titles)
+    col = LEXICAL_FEATURES.index("feedback_char_cosine")
+    x = features(["running shoes"] * 5, np.arange(5))[:, col]
+    # the query's results are mostly shoes: the shoe titles sit nearer their centroid than the
+    # water filter that also matches "running", and the jacket it never finds
+    assert min(x[:3]) > x[3] > x[4] >= 0.0
+    assert max(x) <= 1.0 + 1e-9
+    # a query that matches no title has no results to learn from
+    assert not features(["xyzzy"] * 5, np.arange(5))[:, col].any()
+
+
 def test_a_judged_query_is_graded_by_a_model_that_never_saw_it(grader) -> None:
     g, rows = grader
     query = "red lamp"
