@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,9 @@ import pandas as pd
 from qrewrite.errors import DataError
 from qrewrite.search_engine import LexicalSearchEngine
 from qrewrite.text import closeness, normalize_query, tokenize, trigrams
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
 
 LEXICAL_FEATURES = (
     "query_coverage",  # share of the query's words the title holds
@@ -143,7 +146,7 @@ class PairFeatures:
             out[:, -1] = self.encoder.similarity(list(queries), [self.titles[p] for p in products])
         return out
 
-    def _feedback_centroids(self, scores: Sequence[np.ndarray]) -> Any:
+    def _feedback_centroids(self, scores: Sequence[np.ndarray]) -> csr_matrix:
         """Per query (its BM25 ``scores`` of every title), the unit-length mean char TF-IDF
         vector of its top PRF_DEPTH titles, ties to the lower row as the engine's pages break
         them (a zero row where the query matches nothing)."""
