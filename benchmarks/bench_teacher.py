@@ -5,7 +5,7 @@ Graders: the rule teacher (no calibration), the plain cosine of the bundled Mini
 the share of query words in the title, and the teacher calibrated on the judgments (cross-fitted:
 every pair is graded by a model fitted without its query), with and without the encoder's cosine
 among its signals, cold and as the steps after ``qrewrite label`` build it (from the embeddings
-label stored). Speed counts everything after loading: for the calibrated teacher, fitting
+label stored), and without its pseudo-relevance-feedback signal. Speed counts everything after loading: for the calibrated teacher, fitting
 included; grading alone is measured on pairs nobody judged. Run with ``make bench-teacher``
 (``../shared/data/crowdflower/`` by default); with ``--write``, replaces this benchmark's section
 of ``docs/benchmarks.md``. A measurement, never a test.
@@ -95,6 +95,11 @@ def grade_all(
         TeacherConfig(calibration_encoder=True),
         stored=stored,
         enc=SentenceEncoder(),
+    )
+    # what the pseudo-relevance-feedback signal adds (labeling/calibration.py)
+    teacher(
+        "the same without the feedback signal (encoder cache warm)",
+        TeacherConfig(calibration_encoder=True, calibration_feedback_depth=0),
     )
     t0 = time.perf_counter()
     cosine = encoder.similarity(pairs["query"].tolist(), pairs["rewrite"].tolist())

@@ -12,7 +12,12 @@ import pytest
 from qrewrite.errors import DataError
 from qrewrite.evaluation.labels import grade_metrics
 from qrewrite.importing.judged import JudgedImportConfig, import_judged
-from qrewrite.labeling.calibration import LEXICAL_FEATURES, CalibratedGrader, PairFeatures
+from qrewrite.labeling.calibration import (
+    FEEDBACK_FEATURE,
+    LEXICAL_FEATURES,
+    CalibratedGrader,
+    PairFeatures,
+)
 from qrewrite.labeling.label import LabelConfig, label
 from qrewrite.labeling.teacher import Teacher, TeacherConfig
 from qrewrite.mining.config import MiningConfig
@@ -49,7 +54,7 @@ def test_feedback_reads_what_the_query_finds() -> None:
         "blue denim jacket",
     ]
     features = PairFeatures(titles)
-    col = LEXICAL_FEATURES.index("feedback_char_cosine")
+    col = features.names.index(FEEDBACK_FEATURE)
     x = features(["running shoes"] * 5, np.arange(5))[:, col]
     # the query's results are mostly shoes: the shoe titles sit nearer their centroid than the
     # water filter that also matches "running", and the jacket it never finds
@@ -57,6 +62,25 @@ def test_feedback_reads_what_the_query_finds() -> None:
     assert max(x) <= 1.0 + 1e-9
     # a query that matches no title has no results to learn from
     assert not features(["xyzzy"] * 5, np.arange(5))[:, col].any()
+    # depth 0: no such signal; the others the same
+    without = PairFeatures(titles, feedback_depth=0)
+    assert FEEDBACK_FEATURE not in without.names
+    np.testing.assert_array_equal(
+        without(["running shoes"] * 5, np.arange(5)),
+        np.delete(features(["running shoes"] * 5, np.arange(5)), col, axis=1),
+    )
+
+
+def test_a_negative_feedback_depth_is_refused(tmp_path: Path) -> None:
+    from qrewrite.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="calibration_feedback_depth=-1"):
+        label(
+            LabelConfig(calibration_feedback_depth=-1),
+            data_dir=tmp_path,
+            candidates_path=tmp_path / "c.parquet",
+            out_path=tmp_path / "labels.parquet",
+        )
 
 
 def test_a_judged_query_is_graded_by_a_model_that_never_saw_it(grader) -> None:

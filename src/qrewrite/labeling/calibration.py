@@ -49,16 +49,16 @@ LEXICAL_FEATURES = (
     "bm25_rank_log",  # log(1 + titles in the catalog scoring above it)
     "query_words",
     "title_words",
-    # char TF-IDF cosine of the title to the centroid of the query's top PRF_DEPTH BM25 titles
-    # (pseudo-relevance feedback: what the query's results are mostly about)
-    "feedback_char_cosine",
 )
+# char TF-IDF cosine of the title to the centroid of the query's top ``feedback_depth`` BM25
+# titles (pseudo-relevance feedback: what the query's results are mostly about)
+FEEDBACK_FEATURE = "feedback_char_cosine"
 ENCODER_FEATURE = "encoder_cosine"
-# how many of the query's BM25 results make its feedback centroid: on Crowdflower the
-# cross-fitted Spearman rose 0.445 -> 0.456 with 50 (0.453 with 20, 0.449 with 10); on the
+# how many of the query's BM25 results make its feedback centroid by default: on Crowdflower
+# the cross-fitted Spearman rose 0.445 -> 0.456 with 50 (0.453 with 20, 0.449 with 10); on the
 # simulator's public-size set it stayed 0.727 (docs/benchmarks.md, "The teacher against
 # human judgments")
-PRF_DEPTH = 50
+FEEDBACK_DEPTH = 50
 
 
 def query_fold(query: str, folds: int) -> int:
@@ -70,13 +70,24 @@ def query_fold(query: str, folds: int) -> int:
 class PairFeatures:
     """Signals of (query, catalog product) pairs, computed against one catalog's titles."""
 
-    def __init__(self, titles: Sequence[str], *, encoder: object | None = None) -> None:
+    def __init__(
+        self,
+        titles: Sequence[str],
+        *,
+        encoder: object | None = None,
+        feedback_depth: int = FEEDBACK_DEPTH,
+    ) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         self.titles = [str(t) for t in titles]
         self.engine = LexicalSearchEngine(self.titles)
         self.encoder = encoder
-        self.names = LEXICAL_FEATURES + ((ENCODER_FEATURE,) if encoder is not None else ())
+        self.feedback_depth = feedback_depth
+        self.names = (
+            LEXICAL_FEATURES
+            + ((FEEDBACK_FEATURE,) if feedback_depth > 0 else ())
+            + ((ENCODER_FEATURE,) if encoder is not None else ())
+        )
         self._title_words = [tokenize(t) for t in self.titles]
         doc_freq = Counter(w for words in self._title_words for w in set(words))
         n = len(self.titles)
@@ -136,26 +147,27 @@ class PairFeatures:
         out[:, 5] = np.asarray(q_chars.multiply(self._title_chars[products]).sum(axis=1)).ravel()
         q_words = self._words.transform(list(queries))
         out[:, 6] = np.asarray(q_words.multiply(self._title_wordvec[products]).sum(axis=1)).ravel()
-        row_of = {q: i for i, q in enumerate(scores_of)}
-        centroids = self._feedback_centroids(list(scores_of.values()))
-        rows = np.array([row_of[q] for q in queries], dtype=np.int64)
-        out[:, 12] = np.asarray(
-            centroids[rows].multiply(self._title_chars[products]).sum(axis=1)
-        ).ravel()
+        if self.feedback_depth > 0:
+            row_of = {q: i for i, q in enumerate(scores_of)}
+            centroids = self._feedback_centroids(list(scores_of.values()))
+            rows = np.array([row_of[q] for q in queries], dtype=np.int64)
+            out[:, len(LEXICAL_FEATURES)] = np.asarray(
+                centroids[rows].multiply(self._title_chars[products]).sum(axis=1)
+            ).ravel()
         if self.encoder is not None:
             out[:, -1] = self.encoder.similarity(list(queries), [self.titles[p] for p in products])
         return out
 
     def _feedback_centroids(self, scores: Sequence[np.ndarray]) -> csr_matrix:
         """Per query (its BM25 ``scores`` of every title), the unit-length mean char TF-IDF
-        vector of its top PRF_DEPTH titles, ties to the lower row as the engine's pages break
-        them (a zero row where the query matches nothing)."""
+        vector of its top ``feedback_depth`` titles, ties to the lower row as the engine's pages
+        break them (a zero row where the query matches nothing)."""
         import scipy.sparse as sp
 
         row: list[int] = []
         col: list[int] = []
         for i, s in enumerate(scores):
-            k = min(PRF_DEPTH, len(s))
+            k = min(self.feedback_depth, len(s))
             edge = np.partition(s, len(s) - k)[len(s) - k]
             cand = np.flatnonzero((s >= edge) & (s > 0))
             top = cand[np.lexsort((cand, -s[cand]))[:k]]
@@ -288,11 +300,14 @@ class CalibratedGrader:
         encoder: object | None = None,
         rewrite_depth: int = 10,
         regularisation: float = 1.0,
+        feedback_depth: int = FEEDBACK_DEPTH,
     ) -> CalibratedGrader:
         """Fit on ``judgments`` (query, product_id, grade 0-2) over ``catalog``'s titles;
         judgments of products missing from the catalog are ignored."""
         t0 = time.perf_counter()
-        features = PairFeatures(catalog["title"].astype(str).tolist(), encoder=encoder)
+        features = PairFeatures(
+            catalog["title"].astype(str).tolist(), encoder=encoder, feedback_depth=feedback_depth
+        )
         row_of = pd.Series(np.arange(len(catalog)), index=catalog["product_id"].astype(str))
         judged = judgments.assign(
             row=row_of.reindex(judgments["product_id"].astype(str)).to_numpy()

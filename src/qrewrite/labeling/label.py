@@ -64,6 +64,7 @@ class LabelConfig:
     calibrate_on_judgments: bool = TeacherConfig.calibrate_on_judgments
     calibration_folds: int = TeacherConfig.calibration_folds
     calibration_encoder: bool = TeacherConfig.calibration_encoder
+    calibration_feedback_depth: int = TeacherConfig.calibration_feedback_depth
     # backend llm: an OpenAI-compatible chat endpoint (docs/labeling.md#the-llm-backend)
     llm_endpoint: str = ""
     llm_model: str = ""
@@ -184,6 +185,11 @@ def label(
     if config.backend not in BACKENDS:
         raise ConfigError(
             f"label: unknown backend {config.backend!r}; available: {', '.join(BACKENDS)}"
+        )
+    if config.calibration_feedback_depth < 0:
+        raise ConfigError(
+            f"label.calibration_feedback_depth={config.calibration_feedback_depth}: expected "
+            "0 (no feedback signal) or more results"
         )
     data, out = Path(data_dir), Path(out_path)
     # the outputs a run owns: written together at the end, a stale set-aside file removed

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from qrewrite.errors import DataError
-from qrewrite.labeling.calibration import CalibratedGrader, CalibrationSummary
+from qrewrite.labeling.calibration import FEEDBACK_DEPTH, CalibratedGrader, CalibrationSummary
 from qrewrite.labeling.lexicon import (
     GENDER_COMPATIBLE,
     SOFT_ATTRIBUTES,
@@ -90,6 +90,9 @@ class TeacherConfig:
     calibration_folds: int = 5
     # the encoder's cosine among the signals: +0.03 Spearman, ~10x slower (docs/labeling.md)
     calibration_encoder: bool = True
+    # how many of the query's BM25 results make its pseudo-relevance-feedback signal (0: none;
+    # qrewrite.labeling.calibration)
+    calibration_feedback_depth: int = FEEDBACK_DEPTH
 
 
 @dataclass
@@ -357,6 +360,7 @@ class Teacher:
             judgments,
             folds=self.config.calibration_folds,
             encoder=self.encoder if self.config.calibration_encoder else None,
+            feedback_depth=self.config.calibration_feedback_depth,
         )
         self.judgments = judgments[["query", "product_id", "grade"]].reset_index(drop=True)
         return self.calibration.summary
