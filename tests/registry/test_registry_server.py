@@ -124,10 +124,12 @@ def test_register_gate_promote_rollback_and_load_over_http(
         "p_relevant",
         "scores",
         "teacher_grade",
+        "page_gain",
         "served",
     ]
     # the policy it was registered with (the model vets, P(relevant) >= 0): every top rewrite
     assert out["served"].tolist() == [r[0] if r else None for r in out["rewrites"]]
+    assert out["page_gain"].isna().all()  # no page was graded: the policy does not vet pages
     assert len(out) == 2 and all(len(r) <= 2 for r in out["rewrites"])
     assert all(g in (0, 1, 2) for row in out["grades"] for g in row)
     schema = loaded.metadata.get_input_schema()

@@ -243,3 +243,7 @@ def test_a_model_registered_under_the_page_vetter_serves_the_pages_evaluation_gr
     gains = policy.page_gains(teacher, ProductRetriever(catalog, 100), QUERIES, tops)
     for row, top, gain in zip(out.itertuples(), tops, gains, strict=True):
         assert row.served == (top if gain is not None and gain > 0 else None)
+        # the client is told the gain it was served (or refused) on
+        assert (row.page_gain is None or row.page_gain != row.page_gain) == (gain is None)
+        if gain is not None:
+            assert row.page_gain == pytest.approx(gain)

@@ -19,7 +19,16 @@ MODEL_ARTIFACT = "model"  # the key of the weights folder in the pyfunc's artifa
 POLICY_ARTIFACT = "policy"  # ... and of the serving policy folder (qrewrite.serving.served)
 DEFAULT_K = 3
 # predict's output columns, in the signature's order
-OUTPUT_COLUMNS = ("query", "rewrites", "grades", "p_relevant", "scores", "teacher_grade", "served")
+OUTPUT_COLUMNS = (
+    "query",
+    "rewrites",
+    "grades",
+    "p_relevant",
+    "scores",
+    "teacher_grade",
+    "page_gain",
+    "served",
+)
 MAX_K = 10
 # bounds of one request (model_config "limits"; docs/operations.md#serving): a request with more
 # queries is answered 400; a longer query gets no rewrite, as an empty one
@@ -49,8 +58,9 @@ SERVING_PACKAGES = (
 def signature() -> Any:
     """Input: column ``query``; output: the top-k ``rewrites`` with the model's ``grades`` (0, 1,
     2), ``p_relevant`` and ``scores``, the teacher's grade of the top rewrite (null unless the
-    policy vets with the teacher) and the ``served`` rewrite (null when the policy serves none);
-    parameter ``k``."""
+    policy vets with the teacher), what the teacher finds the top rewrite's page gains (null
+    unless the policy vets pages) and the ``served`` rewrite (null when the policy serves none);
+    parameter ``k``. Clients read columns by name: a column added here breaks none."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -64,6 +74,7 @@ def signature() -> Any:
                 ColSpec(Array("double"), "p_relevant"),
                 ColSpec(Array("double"), "scores"),
                 ColSpec("long", "teacher_grade", required=False),
+                ColSpec("double", "page_gain", required=False),
                 ColSpec("string", "served", required=False),
             ]
         ),
@@ -80,9 +91,9 @@ def _bad_request(message: str) -> Exception:
 
 class QueryRewriterModel(mlflow.pyfunc.PythonModel):
     """``predict(DataFrame[query], params={"k": 3})`` returns one row per input query:
-    ``query``, ``rewrites``, ``grades``, ``p_relevant``, ``scores``, ``teacher_grade`` and
-    ``served``. Models registered before the policy travelled with them serve by the model's
-    own vetting."""
+    ``query``, ``rewrites``, ``grades``, ``p_relevant``, ``scores``, ``teacher_grade``,
+    ``page_gain`` and ``served``. Models registered before the policy travelled with them serve
+    by the model's own vetting."""
 
     # the signature above is explicit: no validation from type hints on predict (MLflow's
     # switch, which also silences its warning, at every import, that predict has none)
@@ -148,6 +159,7 @@ class QueryRewriterModel(mlflow.pyfunc.PythonModel):
                     "p_relevant": [round(r.p_relevant, 4) for r in rewrites],
                     "scores": [round(r.score, 4) for r in rewrites],
                     "teacher_grade": s.teacher_grade if s else None,
+                    "page_gain": s.page_gain if s else None,
                     "served": s.served_rewrite if s else None,
                 }
             )
