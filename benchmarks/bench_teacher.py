@@ -5,10 +5,11 @@ Graders: the rule teacher (no calibration), the plain cosine of the bundled Mini
 the share of query words in the title, and the teacher calibrated on the judgments (cross-fitted:
 every pair is graded by a model fitted without its query), with and without the encoder's cosine
 among its signals, cold and as the steps after ``qrewrite label`` build it (from the embeddings
-label stored), and without its pseudo-relevance-feedback signal. Speed counts everything after loading: for the calibrated teacher, fitting
-included; grading alone is measured on pairs nobody judged. Run with ``make bench-teacher``
-(``../shared/data/crowdflower/`` by default); with ``--write``, replaces this benchmark's section
-of ``docs/benchmarks.md``. A measurement, never a test.
+label stored), and without its pseudo-relevance-feedback signal (or at other depths:
+``--feedback-depths 0,10,20``). Speed counts everything after loading: for the calibrated
+teacher, fitting included; grading alone is measured on pairs nobody judged. Run with
+``make bench-teacher`` (``../shared/data/crowdflower/`` by default); with ``--write``, replaces
+this benchmark's section of ``docs/benchmarks.md``. A measurement, never a test.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from scipy.stats import spearmanr
 from qrewrite.environment import current_environment
 from qrewrite.evaluation.labels import grade_metrics
 from qrewrite.importing.judged import JudgedImportConfig, import_judged
+from qrewrite.labeling.calibration import FEEDBACK_DEPTH
 from qrewrite.labeling.encoder import SentenceEncoder
 from qrewrite.labeling.teacher import Teacher, TeacherConfig
 from qrewrite.tables import read_judgments
@@ -47,7 +49,7 @@ class Graded:
 
 
 def grade_all(
-    data: Path, encoder: SentenceEncoder
+    data: Path, encoder: SentenceEncoder, *, feedback_depths: list[int]
 ) -> tuple[pd.DataFrame, list[Graded], GradingSpeed]:
     catalog = pd.read_parquet(data / "catalog.parquet")
     judged = read_judgments(data)
@@ -96,11 +98,14 @@ def grade_all(
         stored=stored,
         enc=SentenceEncoder(),
     )
-    # what the pseudo-relevance-feedback signal adds (labeling/calibration.py)
-    teacher(
-        "the same without the feedback signal (encoder cache warm)",
-        TeacherConfig(calibration_encoder=True, calibration_feedback_depth=0),
-    )
+    # what the pseudo-relevance-feedback signal adds (labeling/calibration.py), and other depths
+    for depth in feedback_depths:
+        teacher(
+            f"the same, feedback depth {depth} (encoder cache warm)"
+            if depth
+            else "the same without the feedback signal (encoder cache warm)",
+            TeacherConfig(calibration_encoder=True, calibration_feedback_depth=depth),
+        )
     t0 = time.perf_counter()
     cosine = encoder.similarity(pairs["query"].tolist(), pairs["rewrite"].tolist())
     out.append(Graded("MiniLM cosine (encoder cache warm)", None, cosine, time.perf_counter() - t0))
@@ -185,8 +190,18 @@ def main(argv: list[str] | None = None) -> int:
         help="a judged file import-judged reads",
     )
     parser.add_argument("--grade-scale", default="numeric:1:4")
+    parser.add_argument(
+        "--feedback-depths",
+        default="0",
+        help="comma-separated depths of the feedback signal to grade with besides the default "
+        f"({FEEDBACK_DEPTH}); 0 is without it",
+    )
     parser.add_argument("--write", type=Path, help="docs/benchmarks.md to update")
     args = parser.parse_args(argv)
+    try:
+        depths = [int(d) for d in args.feedback_depths.split(",") if d.strip()]
+    except ValueError:
+        parser.error(f"--feedback-depths {args.feedback_depths!r}: expected integers, e.g. 0,20")
     if not args.input.exists():
         print(f"bench-teacher: {args.input}: not found", file=sys.stderr)
         return 2
@@ -197,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             JudgedImportConfig(grade_scale=args.grade_scale), input_path=args.input, out_dir=data
         )
         encoder = SentenceEncoder()
-        judged, graded, speed = grade_all(data, encoder)
+        judged, graded, speed = grade_all(data, encoder, feedback_depths=depths)
     section = render(args.input, judged, graded, speed, commit)
     print(section)
     if args.write:
