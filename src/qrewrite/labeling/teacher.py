@@ -88,7 +88,7 @@ class TeacherConfig:
     # them, cross-fitted by query (qrewrite.labeling.calibration), instead of the rules
     calibrate_on_judgments: bool = True
     calibration_folds: int = 5
-    # the encoder's cosine among the signals: +0.03 Spearman, ~10x slower (docs/labeling.md)
+    # the encoder's cosine among the signals: +0.01-0.03 Spearman, ~10x slower (docs/labeling.md)
     calibration_encoder: bool = True
     # how many of the query's BM25 results make its pseudo-relevance-feedback signal (0: none;
     # qrewrite.labeling.calibration)
