@@ -228,3 +228,16 @@ def test_later_steps_judge_with_the_settings_label_graded_with(tmp_path: Path) -
     out.with_suffix(".report.json").write_text("{}")
     with pytest.raises(DataError, match=r"labels\.report\.json: not a label report"):
         Teacher.from_data(data, out)
+
+
+def test_labels_reported_before_the_feedback_signal_are_judged_without_it(tmp_path: Path) -> None:
+    """Later steps judge with the settings label graded with; a report written before the
+    feedback signal existed graded without it."""
+    from qrewrite.labeling.teacher import label_teacher_config
+
+    labels = tmp_path / "labeled_pairs.parquet"
+    report = labels.with_suffix(".report.json")
+    report.write_text(json.dumps({"config": {"calibration_folds": 4}}))
+    assert label_teacher_config(labels).calibration_feedback_depth == 0
+    report.write_text(json.dumps({"config": {"calibration_feedback_depth": 20}}))
+    assert label_teacher_config(labels).calibration_feedback_depth == 20

@@ -57,6 +57,28 @@ def test_a_saved_calibrated_teacher_fits_the_same_model_again(fake_encoder, tmp_
     )
 
 
+def test_a_teacher_saved_before_the_feedback_signal_grades_without_it(
+    fake_encoder, tmp_path: Path
+) -> None:
+    """A registered model's teacher is rebuilt as it graded when it was saved: one saved
+    before the feedback signal existed does not gain it from today's default."""
+    from qrewrite.labeling.calibration import FEEDBACK_FEATURE
+    from qrewrite.labeling.teacher import TEACHER_STATE
+
+    judged = judged_rows()
+    catalog = judged.drop_duplicates("product_id")[["product_id", "title"]]
+    teacher = Teacher(catalog.reset_index(drop=True))
+    teacher.calibrate(judged[["query", "product_id", "grade"]])
+    saved = teacher.save(tmp_path / "teacher")
+    assert FEEDBACK_FEATURE in Teacher.load(saved).calibration.features.names
+    state = json.loads((saved / TEACHER_STATE).read_text())
+    del state["config"]["calibration_feedback_depth"]  # as an older qrewrite wrote it
+    (saved / TEACHER_STATE).write_text(json.dumps(state))
+    old = Teacher.load(saved)
+    assert old.config.calibration_feedback_depth == 0
+    assert FEEDBACK_FEATURE not in old.calibration.features.names
+
+
 def test_a_policy_round_trips_and_bad_ones_are_clear_errors(
     fake_encoder, tiny_market: Path, tiny_labels: Path, tmp_path: Path
 ) -> None:

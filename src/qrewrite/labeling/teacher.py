@@ -49,6 +49,11 @@ TEACHER_STATE = "teacher.json"
 TEACHER_EMBEDDINGS = "embeddings.parquet"
 
 
+# settings a label report or saved teacher written before they existed graded without: a
+# recorded teacher is rebuilt as it graded, not with what the defaults have become since
+RECORDED_BEFORE: dict[str, object] = {"calibration_feedback_depth": 0}
+
+
 def label_teacher_config(labels: str | Path) -> TeacherConfig:
     """The teacher settings ``qrewrite label`` graded ``labels`` with (its report beside them),
     so that every later step judges with the labeler's thresholds; the defaults when there is
@@ -59,7 +64,9 @@ def label_teacher_config(labels: str | Path) -> TeacherConfig:
     try:
         settings = json.loads(report.read_text(encoding="utf-8"))["config"]
         names = {f.name for f in fields(TeacherConfig)}
-        return TeacherConfig(**{k: v for k, v in settings.items() if k in names})
+        return TeacherConfig(
+            **{**RECORDED_BEFORE, **{k: v for k, v in settings.items() if k in names}}
+        )
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise DataError(f"{report}: not a label report with a 'config' ({e})") from e
 
@@ -415,7 +422,7 @@ class Teacher:
             raise DataError(f"{state_file}: not found; not a saved teacher")
         try:
             state = json.loads(state_file.read_text(encoding="utf-8"))
-            config = TeacherConfig(**state["config"])
+            config = TeacherConfig(**{**RECORDED_BEFORE, **state["config"]})
             learned = state["learned"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise DataError(f"{state_file}: not a saved teacher's state ({e})") from e
