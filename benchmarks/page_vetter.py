@@ -1,8 +1,8 @@
 """What each way of vetting serves on a judged run's held-out queries: every top rewrite (the
 model alone), the teacher's relevant grade (``vet: teacher``), the page vetter (``vet: page``)
-at its default margin 0 and above it, and both together. Each arm is scored with evaluation's
-own pages and comparison on people's grades and, for a set made from the simulator
-(``--market``), on its full truth. The page gains are :meth:`ServingPolicy.page_gains` with the
+at its default margin 0 and above it, and with a floor on the rewrite's own grade (partial,
+relevant). Each arm is scored with evaluation's own pages and comparison on people's grades
+and, for a set made from the simulator (``--market``), on its full truth. The page gains are :meth:`ServingPolicy.page_gains` with the
 teacher evaluation built (``Teacher.from_data`` over the run's data and labels), for the run's
 SFT and GRPO models.
 
@@ -34,9 +34,9 @@ MARGINS = (0.1, 0.3)  # min_page_gain above the default 0
 def arms(run: JudgedRun, gains: list[float | None]) -> dict[str, list[str]]:
     """Each way of vetting: the rewrite served per held-out query ("" for none)."""
 
-    def page(margin: float, *, relevant: bool = False) -> list[str]:
+    def page(margin: float, *, min_grade: int = 0) -> list[str]:
         return [
-            t if g is not None and g > margin and (not relevant or grade == 2) else ""
+            t if g is not None and g > margin and (grade or 0) >= min_grade else ""
             for t, g, grade in zip(run.top, gains, run.teacher_grade, strict=True)
         ]
 
@@ -46,7 +46,8 @@ def arms(run: JudgedRun, gains: list[float | None]) -> dict[str, list[str]]:
         "the teacher grades it relevant (`vet: teacher`)": teacher,
         "the teacher grades the page better (`vet: page`)": page(0.0),
         **{f"... by more than {m}": page(m) for m in MARGINS},
-        "both: relevant and the page better": page(0.0, relevant=True),
+        "the page better and the rewrite at least partial": page(0.0, min_grade=1),
+        "both: relevant and the page better": page(0.0, min_grade=2),
     }
 
 
