@@ -2,9 +2,9 @@
 model alone), the teacher's relevant grade (``vet: teacher``), the page vetter (``vet: page``)
 at its default margin 0 and above it, and with a floor on the rewrite's own grade (partial,
 relevant). Each arm is scored with evaluation's own pages and comparison on people's grades
-and, for a set made from the simulator (``--market``), on its full truth. The page gains are :meth:`ServingPolicy.page_gains` with the
-teacher evaluation built (``Teacher.from_data`` over the run's data and labels), for the run's
-SFT and GRPO models.
+and, for a set made from the simulator (``--market``), on its full truth. The page gains are
+:meth:`ServingPolicy.page_gains` with the teacher evaluation built (``Teacher.from_data`` over
+the run's data and labels), for the run's SFT and GRPO models.
 
 ``make bench-judged-scale`` runs it after the pipeline; by hand, after ``make bench-judged``:
 ``python benchmarks/page_vetter.py --work .bench/judged``. Prints a Markdown section and, with
