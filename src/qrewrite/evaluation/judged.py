@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -121,11 +122,7 @@ def compare_on_judgments(
     orig = run({i: original[i] for i in keep}, "original")
     # The same fusion as the pages shoppers see in the A/B test: ranx's RRF gives the same
     # scores (tested) but leaves ties to dict order, where fuse_rrf keeps the original's first.
-    if fuse is None:
-
-        def fuse(o: Sequence[int], r: Sequence[int]) -> list[int]:
-            return fuse_rrf(o, r, recall_depth)
-
+    fuse = fuse or partial(fuse_rrf, depth=recall_depth)
     fused_lists = {i: fuse(original[i], rewrite[i]) for i in keep}
     fused = run(fused_lists, "fused")
     metrics = [f"ndcg_burges@{page_size}", f"recall@{recall_depth}"]
