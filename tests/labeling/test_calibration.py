@@ -71,6 +71,33 @@ def test_feedback_reads_what_the_query_finds() -> None:
     )
 
 
+def test_one_query_scores_at_a_time_and_the_same_features() -> None:
+    """A call's catalog-long BM25 score vectors live one query at a time (a judged set's
+    thousands of queries times a shop's catalog would not fit), and reading the pairs query by
+    query changes no feature nor the order of the rows."""
+    import weakref
+
+    titles = ["red running shoes", "red trail running shoes", "running water filter", "blue mug"]
+    queries = ["running shoes", "blue mug", "running shoes", "red shoes", "blue mug", "xyzzy"]
+    products = np.array([0, 3, 2, 1, 0, 2])
+    features = PairFeatures(titles)
+    alive: list[weakref.ref] = []
+    scores = features.engine.scores
+
+    def tracked(query: str) -> np.ndarray:
+        assert all(ref() is None for ref in alive), "an earlier query's scores still held"
+        vector = scores(query)
+        alive.append(weakref.ref(vector))
+        return vector
+
+    features.engine.scores = tracked
+    together = features(queries, products)
+    assert len(alive) == 4  # once per distinct query
+    fresh = PairFeatures(titles)
+    one_by_one = np.vstack([fresh([q], products[[i]]) for i, q in enumerate(queries)])
+    np.testing.assert_array_equal(together, one_by_one)
+
+
 def test_a_negative_feedback_depth_is_refused(tmp_path: Path) -> None:
     from qrewrite.errors import ConfigError
 

@@ -114,42 +114,51 @@ class PairFeatures:
 
     def _compute(self, queries: Sequence[str], products: np.ndarray) -> np.ndarray:
         out = np.zeros((len(queries), len(self.names)), dtype=np.float64)
-        # a catalog-long score vector per query, for this call only: the pairs' features are
-        # what is kept, and a vector per query ever seen would grow with the log
-        scores_of: dict[str, np.ndarray] = {}
-        for i, (q, p) in enumerate(zip(queries, products, strict=True)):
+        # pairs read query by query: a query's catalog-long BM25 scores live only while its own
+        # pairs are read (and its feedback members taken), so a call's memory does not grow with
+        # its queries times the catalog
+        pairs_of: dict[str, list[int]] = {}
+        for i, q in enumerate(queries):
+            pairs_of.setdefault(q, []).append(i)
+        members: list[np.ndarray] = []
+        for q, pairs in pairs_of.items():
             qw = list(dict.fromkeys(tokenize(q)))
-            tw = self._title_words[p]
-            tset = set(tw)
-            t_grams = [trigrams(w) for w in tset]
-            close = [closeness(w, t_grams) for w in qw]
             idf = [self._idf.get(w, self._idf_unseen) for w in qw]
             q_grams = [trigrams(w) for w in qw]
-            out[i, 0] = sum(w in tset for w in qw) / len(qw) if qw else 0.0
-            out[i, 1] = float(np.mean(close)) if qw else 0.0
-            out[i, 2] = float(np.dot(close, idf) / sum(idf)) if qw else 0.0
-            t_unique = list(dict.fromkeys(tw))
-            out[i, 3] = (
-                float(np.mean([closeness(w, q_grams) for w in t_unique])) if t_unique else 0.0
-            )
-            out[i, 4] = float(bool(qw) and qw[-1] in tset)
-            if q not in scores_of:
-                scores_of[q] = self.engine.scores(q)
-            scores = scores_of[q]
-            s = float(scores[p])
+            scores = self.engine.scores(q)
             best = float(scores.max())
-            out[i, 7] = math.log1p(s)
-            out[i, 8] = s / best if best > 0 else 0.0
-            out[i, 9] = math.log1p(int((scores > s).sum())) if s > 0 else math.log1p(len(scores))
-            out[i, 10] = len(qw)
-            out[i, 11] = len(tw)
+            for i in pairs:
+                p = products[i]
+                tw = self._title_words[p]
+                tset = set(tw)
+                t_grams = [trigrams(w) for w in tset]
+                close = [closeness(w, t_grams) for w in qw]
+                out[i, 0] = sum(w in tset for w in qw) / len(qw) if qw else 0.0
+                out[i, 1] = float(np.mean(close)) if qw else 0.0
+                out[i, 2] = float(np.dot(close, idf) / sum(idf)) if qw else 0.0
+                t_unique = list(dict.fromkeys(tw))
+                out[i, 3] = (
+                    float(np.mean([closeness(w, q_grams) for w in t_unique])) if t_unique else 0.0
+                )
+                out[i, 4] = float(bool(qw) and qw[-1] in tset)
+                s = float(scores[p])
+                out[i, 7] = math.log1p(s)
+                out[i, 8] = s / best if best > 0 else 0.0
+                out[i, 9] = (
+                    math.log1p(int((scores > s).sum())) if s > 0 else math.log1p(len(scores))
+                )
+                out[i, 10] = len(qw)
+                out[i, 11] = len(tw)
+            if self.feedback_depth > 0:
+                members.append(self._feedback_members(scores))
+            del scores
         q_chars = self._chars.transform(list(queries))
         out[:, 5] = np.asarray(q_chars.multiply(self._title_chars[products]).sum(axis=1)).ravel()
         q_words = self._words.transform(list(queries))
         out[:, 6] = np.asarray(q_words.multiply(self._title_wordvec[products]).sum(axis=1)).ravel()
         if self.feedback_depth > 0:
-            row_of = {q: i for i, q in enumerate(scores_of)}
-            centroids = self._feedback_centroids(list(scores_of.values()))
+            row_of = {q: i for i, q in enumerate(pairs_of)}
+            centroids = self._feedback_centroids(members)
             rows = np.array([row_of[q] for q in queries], dtype=np.int64)
             out[:, len(LEXICAL_FEATURES)] = np.asarray(
                 centroids[rows].multiply(self._title_chars[products]).sum(axis=1)
@@ -158,25 +167,25 @@ class PairFeatures:
             out[:, -1] = self.encoder.similarity(list(queries), [self.titles[p] for p in products])
         return out
 
-    def _feedback_centroids(self, scores: Sequence[np.ndarray]) -> csr_matrix:
-        """Per query (its BM25 ``scores`` of every title), the unit-length mean char TF-IDF
-        vector of its top ``feedback_depth`` titles, ties to the lower row as the engine's pages
-        break them (a zero row where the query matches nothing)."""
+    def _feedback_members(self, scores: np.ndarray) -> np.ndarray:
+        """The catalog rows of a query's top ``feedback_depth`` titles by its BM25 ``scores``,
+        ties to the lower row as the engine's pages break them (none where it matches nothing)."""
+        k = min(self.feedback_depth, len(scores))
+        edge = np.partition(scores, len(scores) - k)[len(scores) - k]
+        cand = np.flatnonzero((scores >= edge) & (scores > 0))
+        return cand[np.lexsort((cand, -scores[cand]))[:k]]
+
+    def _feedback_centroids(self, members: Sequence[np.ndarray]) -> csr_matrix:
+        """Per query (its feedback ``members``' catalog rows), the unit-length mean char TF-IDF
+        vector of those titles (a zero row where the query matches nothing)."""
         import scipy.sparse as sp
 
-        row: list[int] = []
-        col: list[int] = []
-        for i, s in enumerate(scores):
-            k = min(self.feedback_depth, len(s))
-            edge = np.partition(s, len(s) - k)[len(s) - k]
-            cand = np.flatnonzero((s >= edge) & (s > 0))
-            top = cand[np.lexsort((cand, -s[cand]))[:k]]
-            row += [i] * len(top)
-            col += top.tolist()
-        members = sp.csr_matrix(
-            (np.ones(len(row)), (row, col)), shape=(len(scores), len(self.titles))
+        row = np.repeat(np.arange(len(members)), [len(m) for m in members])
+        col = np.concatenate(members) if members else np.zeros(0, dtype=np.int64)
+        membership = sp.csr_matrix(
+            (np.ones(len(row)), (row, col)), shape=(len(members), len(self.titles))
         )
-        sums = (members @ self._title_chars).tocsr()  # the mean's direction is the sum's
+        sums = (membership @ self._title_chars).tocsr()  # the mean's direction is the sum's
         norms = np.sqrt(np.asarray(sums.multiply(sums).sum(axis=1)).ravel())
         scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
         return (sp.diags(scale) @ sums).tocsr()
