@@ -151,7 +151,7 @@ class PairFeatures:
                 out[i, 11] = len(tw)
             if self.feedback_depth > 0:
                 members.append(self._feedback_members(scores))
-            del scores
+            del scores  # before the next query's are made: one vector at a time
         q_chars = self._chars.transform(list(queries))
         out[:, 5] = np.asarray(q_chars.multiply(self._title_chars[products]).sum(axis=1)).ravel()
         q_words = self._words.transform(list(queries))
