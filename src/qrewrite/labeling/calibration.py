@@ -59,6 +59,8 @@ ENCODER_FEATURE = "encoder_cosine"
 # simulator's public-size set it stayed 0.727 (docs/benchmarks.md, "The teacher against
 # human judgments")
 FEEDBACK_DEPTH = 50
+# pairs per block when reading the feedback signal (bounds its memory, not its result)
+FEEDBACK_BLOCK = 2048
 
 
 def query_fold(query: str, folds: int) -> int:
@@ -160,9 +162,13 @@ class PairFeatures:
             row_of = {q: i for i, q in enumerate(pairs_of)}
             centroids = self._feedback_centroids(members)
             rows = np.array([row_of[q] for q in queries], dtype=np.int64)
-            out[:, len(LEXICAL_FEATURES)] = np.asarray(
-                centroids[rows].multiply(self._title_chars[products]).sum(axis=1)
-            ).ravel()
+            # in blocks of pairs: a centroid holds the n-grams of up to ``feedback_depth``
+            # titles, and one copied per pair of a judged set would take gigabytes
+            for start in range(0, len(rows), FEEDBACK_BLOCK):
+                block = slice(start, start + FEEDBACK_BLOCK)
+                out[block, len(LEXICAL_FEATURES)] = np.asarray(
+                    centroids[rows[block]].multiply(self._title_chars[products[block]]).sum(axis=1)
+                ).ravel()
         if self.encoder is not None:
             out[:, -1] = self.encoder.similarity(list(queries), [self.titles[p] for p in products])
         return out
