@@ -71,19 +71,16 @@ def test_feedback_reads_what_the_query_finds() -> None:
     )
 
 
-def test_one_query_scores_at_a_time_and_the_same_features(monkeypatch) -> None:
+def test_one_query_scores_at_a_time_and_the_same_features() -> None:
     """A call's catalog-long BM25 score vectors live one query at a time (a judged set's
     thousands of queries times a shop's catalog would not fit), and reading the pairs query by
     query, the feedback signal in blocks of pairs, changes no feature nor the order of the rows."""
     import weakref
 
-    from qrewrite.labeling import calibration
-
-    monkeypatch.setattr(calibration, "FEEDBACK_BLOCK", 4)  # two blocks, the second short
     titles = ["red running shoes", "red trail running shoes", "running water filter", "blue mug"]
     queries = ["running shoes", "blue mug", "running shoes", "red shoes", "blue mug", "xyzzy"]
     products = np.array([0, 3, 2, 1, 0, 2])
-    features = PairFeatures(titles)
+    features = PairFeatures(titles, feedback_block=4)  # two blocks, the second short
     alive: list[weakref.ref] = []
     scores = features.engine.scores
 

@@ -78,6 +78,7 @@ class PairFeatures:
         *,
         encoder: object | None = None,
         feedback_depth: int = FEEDBACK_DEPTH,
+        feedback_block: int = FEEDBACK_BLOCK,
     ) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -85,6 +86,7 @@ class PairFeatures:
         self.engine = LexicalSearchEngine(self.titles)
         self.encoder = encoder
         self.feedback_depth = feedback_depth
+        self.feedback_block = feedback_block
         self.names = (
             LEXICAL_FEATURES
             + ((FEEDBACK_FEATURE,) if feedback_depth > 0 else ())
@@ -164,8 +166,8 @@ class PairFeatures:
             rows = np.array([row_of[q] for q in queries], dtype=np.int64)
             # in blocks of pairs: a centroid holds the n-grams of up to ``feedback_depth``
             # titles, and one copied per pair of a judged set would take gigabytes
-            for start in range(0, len(rows), FEEDBACK_BLOCK):
-                block = slice(start, start + FEEDBACK_BLOCK)
+            for start in range(0, len(rows), self.feedback_block):
+                block = slice(start, start + self.feedback_block)
                 out[block, len(LEXICAL_FEATURES)] = np.asarray(
                     centroids[rows[block]].multiply(self._title_chars[products[block]]).sum(axis=1)
                 ).ravel()
