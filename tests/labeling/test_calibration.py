@@ -268,3 +268,38 @@ def test_labels_reported_before_the_feedback_signal_are_judged_without_it(tmp_pa
     assert label_teacher_config(labels).calibration_feedback_depth == 0
     report.write_text(json.dumps({"config": {"calibration_feedback_depth": 20}}))
     assert label_teacher_config(labels).calibration_feedback_depth == 20
+
+
+# kernels another CPU would pick: torch's AVX2 (not AVX-512) and numpy's and OpenBLAS's AVX2
+OTHER_CPU = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "NPY_ENABLE_CPU_FEATURES": "SSE SSE2 SSE3 SSSE3 SSE41 POPCNT SSE42 AVX F16C FMA3 AVX2",
+    "OPENBLAS_CORETYPE": "Haswell",
+}
+
+
+def test_the_same_calibrated_labels_under_another_cpus_kernels(tmp_path: Path) -> None:
+    """The encoder's float32 cosine and an early-stopped fit moved every P(grade) by up to 2e-3
+    between CPUs; rounded signals and a fit to the optimum give the same labels to the bit."""
+    import os
+    import subprocess
+    import sys
+
+    data = _import(tmp_path)
+    mine(MiningConfig(), data_dir=data, out_dir=tmp_path / "mined")
+    code = "from qrewrite.cli import main; raise SystemExit(main())"
+    fingerprints = []
+    for name, env in (("here", {}), ("other", OTHER_CPU)):
+        out = tmp_path / name / "labeled_pairs.parquet"
+        args = ["label", "--data", str(data), "--out", str(out)]
+        args += ["--candidates", str(tmp_path / "mined" / "rewrite_candidates.parquet")]
+        subprocess.run(
+            [sys.executable, "-c", code, *args],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+        )
+        report = json.loads(out.with_suffix(".report.json").read_text())
+        assert "encoder_cosine" in report["calibration"]["features"]
+        fingerprints.append(report["fingerprints"])
+    assert fingerprints[0] == fingerprints[1]

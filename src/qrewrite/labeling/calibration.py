@@ -61,6 +61,17 @@ ENCODER_FEATURE = "encoder_cosine"
 FEEDBACK_DEPTH = 50
 # pairs per block when reading the feedback signal (bounds its memory, not its result)
 FEEDBACK_BLOCK = 2048
+# The same grades on every machine: the encoder's float32 cosine differs by up to ~5e-7 between
+# CPUs' kernels (torch AVX2 against AVX-512), and any signal by a last bit; read to these
+# decimals, a difference moves a signal only where it straddles a rounding edge (for the
+# encoder's, about once per 200,000 pairs on Crowdflower under torch's AVX2 kernels).
+# Cross-fitted Spearman on Crowdflower 0.456 either way (docs/benchmarks.md, "The same data on
+# every machine")
+ENCODER_DECIMALS = 2
+SIGNAL_DECIMALS = 6
+# P(grade) is kept to these decimals: what a model fitted to its optimum on the same signals
+# gives on any machine (its last bits do not reach the sixth decimal)
+PROBABILITY_DECIMALS = 6
 
 
 def query_fold(query: str, folds: int) -> int:
@@ -172,8 +183,9 @@ class PairFeatures:
                     centroids[rows[block]].multiply(self._title_chars[products[block]]).sum(axis=1)
                 ).ravel()
         if self.encoder is not None:
-            out[:, -1] = self.encoder.similarity(list(queries), [self.titles[p] for p in products])
-        return out
+            cosine = self.encoder.similarity(list(queries), [self.titles[p] for p in products])
+            out[:, -1] = np.round(np.asarray(cosine, dtype=np.float64), ENCODER_DECIMALS)
+        return np.round(out, SIGNAL_DECIMALS)
 
     def _feedback_members(self, scores: np.ndarray) -> np.ndarray:
         """The catalog rows of a query's top ``feedback_depth`` titles by its BM25 ``scores``,
@@ -248,7 +260,11 @@ class GradeModel:
     and grades cut from the expected grade where the cuts agree best with the training grades
     (quadratic-weighted kappa). Cutting, rather than taking the most probable grade, keeps the
     minority grades: the most probable grade is "relevant" for almost every pair of a mostly
-    relevant set."""
+    relevant set.
+
+    Fitted to its optimum by Newton steps (tolerance 1e-8), not stopped early by L-BFGS: where
+    L-BFGS stops depends on the path its floats take, and moved P(grade) by up to 2e-3 between
+    CPUs' kernels on the same signals; the optimum is one point, whatever the path."""
 
     def __init__(self, regularisation: float = 1.0) -> None:
         from sklearn.linear_model import LogisticRegression
@@ -256,7 +272,8 @@ class GradeModel:
         from sklearn.preprocessing import StandardScaler
 
         self.pipeline = make_pipeline(
-            StandardScaler(), LogisticRegression(C=regularisation, max_iter=2000)
+            StandardScaler(),
+            LogisticRegression(C=regularisation, solver="newton-cholesky", tol=1e-8, max_iter=100),
         )
         self.cuts = np.array([0.5, 1.5])
 
@@ -270,7 +287,7 @@ class GradeModel:
         out = np.zeros((len(x), 3))
         if len(x):
             out[:, self.pipeline.classes_.astype(np.int64)] = self.pipeline.predict_proba(x)
-        return out
+        return np.round(out, PROBABILITY_DECIMALS)
 
     def grades(self, probabilities: np.ndarray) -> np.ndarray:
         expected = np.asarray(probabilities) @ np.arange(3)
@@ -432,4 +449,4 @@ class CalibratedGrader:
             owners = np.array(owner)
             for i in np.unique(owners):
                 out[i] = probs[owners == i].sum(axis=0) / probs[owners == i].sum()
-        return out
+        return np.round(out, PROBABILITY_DECIMALS)
