@@ -278,28 +278,38 @@ OTHER_CPU = {
 }
 
 
-def test_the_same_calibrated_labels_under_another_cpus_kernels(tmp_path: Path) -> None:
+def test_the_same_import_and_calibrated_labels_under_another_cpus_kernels(
+    tmp_path: Path,
+) -> None:
     """The encoder's float32 cosine and an early-stopped fit moved every P(grade) by up to 2e-3
     between CPUs; rounded signals and a fit to the optimum give the same labels to the bit."""
     import os
     import subprocess
     import sys
 
-    data = _import(tmp_path)
-    mine(MiningConfig(), data_dir=data, out_dir=tmp_path / "mined")
+    judged = write_judged_tsv(tmp_path / "j.tsv")
     code = "from qrewrite.cli import main; raise SystemExit(main())"
     fingerprints = []
     for name, env in (("here", {}), ("other", OTHER_CPU)):
+        data, mined = tmp_path / name / "data", tmp_path / name / "mined"
         out = tmp_path / name / "labeled_pairs.parquet"
-        args = ["label", "--data", str(data), "--out", str(out)]
-        args += ["--candidates", str(tmp_path / "mined" / "rewrite_candidates.parquet")]
-        subprocess.run(
-            [sys.executable, "-c", code, *args],
-            env={**os.environ, **env},
-            check=True,
-            capture_output=True,
-        )
+        steps = [
+            ["import-judged", "--input", str(judged), "--out", str(data)],
+            ["mine", "--data", str(data), "--out", str(mined)],
+            ["label", "--data", str(data), "--out", str(out)],
+        ]
+        steps[-1] += ["--candidates", str(mined / "rewrite_candidates.parquet")]
+        steps[0] += ["--grade-scale", "numeric:1:3"]
+        for args in steps:
+            subprocess.run(
+                [sys.executable, "-c", code, *args],
+                env={**os.environ, **env},
+                check=True,
+                capture_output=True,
+            )
         report = json.loads(out.with_suffix(".report.json").read_text())
         assert "encoder_cosine" in report["calibration"]["features"]
-        fingerprints.append(report["fingerprints"])
+        imported = json.loads((data / "manifest.json").read_text())["fingerprints"]
+        assert set(imported) == {"catalog", "search_log", "judgments"}
+        fingerprints.append((imported, report["fingerprints"]))
     assert fingerprints[0] == fingerprints[1]

@@ -13,7 +13,7 @@ import csv
 import html
 import io
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from qrewrite.market import behaviour
 from qrewrite.market.behaviour import simulate_engagement
 from qrewrite.outputs import staged_output
 from qrewrite.schemas import epoch_ms
-from qrewrite.tables import not_found, read_parquet_table
+from qrewrite.tables import not_found, read_parquet_table, table_fingerprint
 from qrewrite.text import INVISIBLE, normalize_query
 
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -224,6 +224,8 @@ class ImportManifest:
     window: dict[str, str]  # start, end (ISO)
     counts: dict[str, Any]  # rows read, set aside by reason, judgments, queries, products, ...
     tables: dict[str, Any]  # table name -> its path(s) in the output folder
+    # what this machine made of the file (the replayed log is seeded): compare across machines
+    fingerprints: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as a mapping, keys in field order."""
@@ -415,6 +417,10 @@ def import_judged(
                 "search_log": "search_log.parquet",
                 "judgments": "judgments.parquet",
                 "truth": ["truth/judgments.parquet"],
+            },
+            fingerprints={
+                name: table_fingerprint(pq.read_table(stage / f"{name}.parquet"))
+                for name in ("catalog", "search_log", "judgments")
             },
         )
         (stage / "manifest.json").write_text(
