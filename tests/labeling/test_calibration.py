@@ -3,6 +3,9 @@ on an imported judged set."""
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -283,10 +286,6 @@ def test_the_same_import_and_calibrated_labels_under_another_cpus_kernels(
 ) -> None:
     """The encoder's float32 cosine and an early-stopped fit moved every P(grade) by up to 2e-3
     between CPUs; rounded signals and a fit to the optimum give the same labels to the bit."""
-    import os
-    import subprocess
-    import sys
-
     judged = write_judged_tsv(tmp_path / "j.tsv")
     code = "from qrewrite.cli import main; raise SystemExit(main())"
     fingerprints = []
