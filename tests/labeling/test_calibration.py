@@ -26,6 +26,7 @@ from qrewrite.labeling.teacher import Teacher, TeacherConfig
 from qrewrite.mining.config import MiningConfig
 from qrewrite.mining.mine import mine
 from tests.labeling.fakes import judged_rows, write_judged_tsv
+from tests.market.test_simulate import KERNELS
 
 CROWDFLOWER = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "crowdflower"
 
@@ -276,7 +277,7 @@ def test_labels_reported_before_the_feedback_signal_are_judged_without_it(tmp_pa
 # kernels another CPU would pick: torch's AVX2 (not AVX-512) and numpy's and OpenBLAS's AVX2
 OTHER_CPU = {
     "ATEN_CPU_CAPABILITY": "avx2",
-    "NPY_ENABLE_CPU_FEATURES": "SSE SSE2 SSE3 SSSE3 SSE41 POPCNT SSE42 AVX F16C FMA3 AVX2",
+    "NPY_ENABLE_CPU_FEATURES": KERNELS["AVX2"],
     "OPENBLAS_CORETYPE": "Haswell",
 }
 
@@ -292,13 +293,13 @@ def test_the_same_import_and_calibrated_labels_under_another_cpus_kernels(
     for name, env in (("here", {}), ("other", OTHER_CPU)):
         data, mined = tmp_path / name / "data", tmp_path / name / "mined"
         out = tmp_path / name / "labeled_pairs.parquet"
+        candidates = str(mined / "rewrite_candidates.parquet")
+        import_args = ["import-judged", "--input", str(judged), "--out", str(data)]
         steps = [
-            ["import-judged", "--input", str(judged), "--out", str(data)],
+            [*import_args, "--grade-scale", "numeric:1:3"],
             ["mine", "--data", str(data), "--out", str(mined)],
-            ["label", "--data", str(data), "--out", str(out)],
+            ["label", "--data", str(data), "--candidates", candidates, "--out", str(out)],
         ]
-        steps[-1] += ["--candidates", str(mined / "rewrite_candidates.parquet")]
-        steps[0] += ["--grade-scale", "numeric:1:3"]
         for args in steps:
             subprocess.run(
                 [sys.executable, "-c", code, *args],
