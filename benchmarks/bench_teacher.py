@@ -6,8 +6,9 @@ the share of query words in the title, and the teacher calibrated on the judgmen
 every pair is graded by a model fitted without its query), with and without the encoder's cosine
 among its signals, cold and as the steps after ``qrewrite label`` build it (from the embeddings
 label stored), and without its pseudo-relevance-feedback signal (or at other depths:
-``--feedback-depths 0,10,20``). Speed counts everything after loading: for the calibrated
-teacher, fitting included; grading alone is measured on pairs nobody judged. Run with
+``--feedback-depths 0,10,20``), its title-name signals or its topic signal. Speed counts
+everything after loading: for the calibrated teacher, fitting included; grading alone is
+measured on pairs nobody judged. Run with
 ``make bench-teacher`` (``../shared/data/crowdflower/`` by default); with ``--write``, replaces
 this benchmark's section of ``docs/benchmarks.md``. A measurement, never a test.
 """
@@ -88,6 +89,12 @@ def grade_all(
     )
     out.append(Graded("query-word overlap", None, overlap, time.perf_counter() - t0))
     teacher("calibrated teacher (lexical signals)", TeacherConfig(calibration_encoder=False))
+    teacher(
+        "the same without the title-name and topic signals",
+        TeacherConfig(
+            calibration_encoder=False, calibration_title_names=False, calibration_topics=0
+        ),
+    )
     # the encoder's cost is counted here, where its cache is cold: what `qrewrite label` pays
     cold = teacher("calibrated teacher + encoder cosine", TeacherConfig(calibration_encoder=True))
     # ...and what every later step pays: they preload the embeddings label stored
@@ -106,6 +113,15 @@ def grade_all(
             else "the same without the feedback signal (encoder cache warm)",
             TeacherConfig(calibration_encoder=True, calibration_feedback_depth=depth),
         )
+    # what the title-name signals and the topic signal add (labeling/calibration.py)
+    teacher(
+        "the same without the title-name signals (encoder cache warm)",
+        TeacherConfig(calibration_encoder=True, calibration_title_names=False),
+    )
+    teacher(
+        "the same without the topic signal (encoder cache warm)",
+        TeacherConfig(calibration_encoder=True, calibration_topics=0),
+    )
     t0 = time.perf_counter()
     cosine = encoder.similarity(pairs["query"].tolist(), pairs["rewrite"].tolist())
     out.append(Graded("MiniLM cosine (encoder cache warm)", None, cosine, time.perf_counter() - t0))

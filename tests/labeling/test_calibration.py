@@ -18,6 +18,8 @@ from qrewrite.importing.judged import JudgedImportConfig, import_judged
 from qrewrite.labeling.calibration import (
     FEEDBACK_FEATURE,
     LEXICAL_FEATURES,
+    NAME_FEATURES,
+    TOPIC_FEATURE,
     CalibratedGrader,
     PairFeatures,
 )
@@ -75,6 +77,60 @@ def test_feedback_reads_what_the_query_finds() -> None:
     )
 
 
+def test_the_title_names_the_product_before_its_first_separator() -> None:
+    titles = [
+        "Gold Dress Watch - Men's",
+        "Women's Gold Dress, Size 8",
+        "Case for iPhone 6 - Black",
+        "Apple iPhone 6 (Refurbished)",
+        "Provence Wine Rack with 12 Slots",
+    ]
+    features = PairFeatures(titles)
+    cover, ends = (features.names.index(n) for n in NAME_FEATURES)
+    x = features(["gold dress"] * 2 + ["iphone 6"] * 2 + ["wine rack"], np.arange(5))
+    # the watch names both words but is a watch; the dress is a dress
+    assert x[0, cover] == x[1, cover] == 1.0
+    assert (x[0, ends], x[1, ends]) == (0.0, 1.0)
+    # the case fits an iPhone (its name is "case"); the phone is one
+    assert (x[2, cover], x[2, ends]) == (0.0, 0.0)
+    assert (x[3, cover], x[3, ends]) == (1.0, 1.0)
+    assert (x[4, cover], x[4, ends]) == (1.0, 1.0)  # what follows "with" is not its name
+    # off: no such signals; the others the same
+    without = PairFeatures(titles, title_names=False)
+    assert not set(NAME_FEATURES) & set(without.names)
+    np.testing.assert_array_equal(
+        without(["gold dress"] * 5, np.arange(5)),
+        np.delete(features(["gold dress"] * 5, np.arange(5)), [cover, ends], axis=1),
+    )
+
+
+def test_topics_relate_words_that_share_titles() -> None:
+    """ "tv" is in no word of "Sony LED HDTV", but the catalog's televisions share its other
+    words; in two latent topics (televisions, shoes) the query sits with them."""
+    titles = [
+        "Samsung LED TV 40 inch",
+        "LG LED TV 32 inch",
+        "Sony LED HDTV 40 inch",
+        "Samsung HDTV 55 inch",
+        "Red Running Shoes",
+        "Blue Running Shoes",
+        "Trail Running Shoes Red",
+        "Womens Walking Shoes Blue",
+    ]
+    features = PairFeatures(titles, topics=2)
+    col = {n: i for i, n in enumerate(features.names)}
+    x = features(["tv"] * 8, np.arange(8))
+    assert x[2, col["word_tfidf"]] == 0.0 and x[2, col[TOPIC_FEATURE]] > 0.9
+    assert max(abs(x[4:, col[TOPIC_FEATURE]])) < 0.1
+    without = PairFeatures(titles, topics=0)
+    assert TOPIC_FEATURE not in without.names
+    np.testing.assert_array_equal(
+        without(["tv"] * 8, np.arange(8)), np.delete(x, col[TOPIC_FEATURE], axis=1)
+    )
+    # a catalog too small for any topic reads the signal as 0
+    assert not PairFeatures(["red shoes"])(["shoes"], np.array([0]))[:, col[TOPIC_FEATURE]].any()
+
+
 def test_one_query_scores_at_a_time_and_the_same_features() -> None:
     """A call's catalog-long BM25 score vectors live one query at a time (a judged set's
     thousands of queries times a shop's catalog would not fit), and reading the pairs query by
@@ -102,12 +158,13 @@ def test_one_query_scores_at_a_time_and_the_same_features() -> None:
     np.testing.assert_array_equal(together, one_by_one)
 
 
-def test_a_negative_feedback_depth_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("setting", ["calibration_feedback_depth", "calibration_topics"])
+def test_a_negative_feedback_depth_or_topic_count_is_refused(tmp_path: Path, setting: str) -> None:
     from qrewrite.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="calibration_feedback_depth=-1"):
+    with pytest.raises(ConfigError, match=f"{setting}=-1"):
         label(
-            LabelConfig(calibration_feedback_depth=-1),
+            LabelConfig(**{setting: -1}),
             data_dir=tmp_path,
             candidates_path=tmp_path / "c.parquet",
             out_path=tmp_path / "labels.parquet",
@@ -261,17 +318,25 @@ def test_later_steps_judge_with_the_settings_label_graded_with(tmp_path: Path) -
         Teacher.from_data(data, out)
 
 
-def test_labels_reported_before_the_feedback_signal_are_judged_without_it(tmp_path: Path) -> None:
+def test_labels_reported_before_a_signal_existed_are_judged_without_it(tmp_path: Path) -> None:
     """Later steps judge with the settings label graded with; a report written before the
-    feedback signal existed graded without it."""
+    feedback signal, or the title-name and topic signals, existed graded without them."""
     from qrewrite.labeling.teacher import label_teacher_config
 
     labels = tmp_path / "labeled_pairs.parquet"
     report = labels.with_suffix(".report.json")
     report.write_text(json.dumps({"config": {"calibration_folds": 4}}))
-    assert label_teacher_config(labels).calibration_feedback_depth == 0
+    config = label_teacher_config(labels)
+    assert config.calibration_feedback_depth == 0
+    assert not config.calibration_title_names and config.calibration_topics == 0
     report.write_text(json.dumps({"config": {"calibration_feedback_depth": 20}}))
-    assert label_teacher_config(labels).calibration_feedback_depth == 20
+    config = label_teacher_config(labels)
+    assert config.calibration_feedback_depth == 20
+    assert not config.calibration_title_names and config.calibration_topics == 0
+    settings = {"calibration_title_names": True, "calibration_topics": 50}
+    report.write_text(json.dumps({"config": settings}))
+    config = label_teacher_config(labels)
+    assert config.calibration_title_names and config.calibration_topics == 50
 
 
 # kernels another CPU would pick: torch's AVX2 (not AVX-512) and numpy's and OpenBLAS's AVX2

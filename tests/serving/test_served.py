@@ -57,12 +57,13 @@ def test_a_saved_calibrated_teacher_fits_the_same_model_again(fake_encoder, tmp_
     )
 
 
-def test_a_teacher_saved_before_the_feedback_signal_grades_without_it(
+def test_a_teacher_saved_before_its_signals_existed_grades_without_them(
     fake_encoder, tmp_path: Path
 ) -> None:
     """A registered model's teacher is rebuilt as it graded when it was saved: one saved
-    before the feedback signal existed does not gain it from today's default."""
-    from qrewrite.labeling.calibration import FEEDBACK_FEATURE
+    before the feedback, title-name or topic signals existed does not gain them from today's
+    defaults."""
+    from qrewrite.labeling.calibration import FEEDBACK_FEATURE, NAME_FEATURES, TOPIC_FEATURE
     from qrewrite.labeling.teacher import TEACHER_STATE
 
     judged = judged_rows()
@@ -70,13 +71,15 @@ def test_a_teacher_saved_before_the_feedback_signal_grades_without_it(
     teacher = Teacher(catalog.reset_index(drop=True))
     teacher.calibrate(judged[["query", "product_id", "grade"]])
     saved = teacher.save(tmp_path / "teacher")
-    assert FEEDBACK_FEATURE in Teacher.load(saved).calibration.features.names
+    signals = {FEEDBACK_FEATURE, TOPIC_FEATURE, *NAME_FEATURES}
+    assert signals <= set(Teacher.load(saved).calibration.features.names)
     state = json.loads((saved / TEACHER_STATE).read_text())
-    del state["config"]["calibration_feedback_depth"]  # as an older qrewrite wrote it
+    for setting in ("feedback_depth", "title_names", "topics"):
+        del state["config"][f"calibration_{setting}"]  # as an older qrewrite wrote it
     (saved / TEACHER_STATE).write_text(json.dumps(state))
     old = Teacher.load(saved)
     assert old.config.calibration_feedback_depth == 0
-    assert FEEDBACK_FEATURE not in old.calibration.features.names
+    assert not signals & set(old.calibration.features.names)
 
 
 def test_a_policy_round_trips_and_bad_ones_are_clear_errors(

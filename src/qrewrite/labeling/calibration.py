@@ -6,7 +6,9 @@ rule cascade falls to the sentence encoder for nearly every pair, which is slow 
 titles/s on 2 cores) and agrees with people less than a plain token overlap does
 (docs/benchmarks.md#the-teacher-against-human-judgments). The signals here are lexical (typo
 tolerant), BM25 against the whole catalog, how close the title is to what the query's results
-are mostly about (pseudo-relevance feedback), and optionally the encoder's cosine; a multinomial
+are mostly about (pseudo-relevance feedback), how the query meets the title's name (the words
+before its first separator, which name the product), the two texts' closeness in the catalog's
+latent topics, and optionally the encoder's cosine; a multinomial
 logistic regression maps them to calibrated P(grade 0, 1, 2) (:class:`GradeModel`).
 
 **Cross-fitting.** Every judged query falls in one of ``folds`` folds by a hash of the query;
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -50,6 +53,20 @@ LEXICAL_FEATURES = (
     "query_words",
     "title_words",
 )
+# How the query meets the title's name: the title's words before its first separator, which name
+# the product ("Provence Wine Rack"), where what follows gives its attributes, parts or what it
+# fits (" - Black", " with Remote", " for iPhone 6", "(Refurbished)"). In English product names
+# the product type is the name's last word: "Gold Dress Watch" is a watch, not a gold dress.
+NAME_FEATURES = (
+    "name_coverage",  # share of the query's words in the title's name
+    "head_word_ends_name",  # the query's last word is the name's last word
+)
+NAME_END = re.compile(r"\s[-\u2013|]\s|[(\[,:;]|\s(?:with|w/|for|by)\s", re.IGNORECASE)
+# cosine of query and title in the catalog's latent topics (LSA: a truncated SVD of the titles'
+# word TF-IDF), which relates words that share titles ("hdtv" and "tv", "coffeemaker" and
+# "coffee maker")
+TOPIC_FEATURE = "topic_cosine"
+TOPICS = 50
 # char TF-IDF cosine of the title to the centroid of the query's top ``feedback_depth`` BM25
 # titles (pseudo-relevance feedback: what the query's results are mostly about)
 FEEDBACK_FEATURE = "feedback_char_cosine"
@@ -90,6 +107,8 @@ class PairFeatures:
         encoder: object | None = None,
         feedback_depth: int = FEEDBACK_DEPTH,
         feedback_block: int = FEEDBACK_BLOCK,
+        title_names: bool = True,
+        topics: int = TOPICS,
     ) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -100,9 +119,12 @@ class PairFeatures:
         self.feedback_block = feedback_block
         self.names = (
             LEXICAL_FEATURES
+            + (NAME_FEATURES if title_names else ())
+            + ((TOPIC_FEATURE,) if topics > 0 else ())
             + ((FEEDBACK_FEATURE,) if feedback_depth > 0 else ())
             + ((ENCODER_FEATURE,) if encoder is not None else ())
         )
+        self._column = {name: i for i, name in enumerate(self.names)}
         self._title_words = [tokenize(t) for t in self.titles]
         doc_freq = Counter(w for words in self._title_words for w in set(words))
         n = len(self.titles)
@@ -112,6 +134,15 @@ class PairFeatures:
         self._title_chars = self._chars.fit_transform(self.titles)
         self._words = TfidfVectorizer(analyzer=tokenize, sublinear_tf=True)
         self._title_wordvec = self._words.fit_transform(self.titles)
+        self._title_names = (
+            [
+                tokenize(NAME_END.split(t, maxsplit=1)[0]) or w
+                for t, w in zip(self.titles, self._title_words, strict=True)
+            ]
+            if title_names
+            else None
+        )
+        self._topics, self._title_topics = self._fit_topics(topics)
         self._cache: dict[tuple[str, int], np.ndarray] = {}  # fitting and grading share pairs
 
     def __call__(self, queries: Sequence[str], products: np.ndarray) -> np.ndarray:
@@ -164,6 +195,10 @@ class PairFeatures:
                 )
                 out[i, 10] = len(qw)
                 out[i, 11] = len(tw)
+                if self._title_names is not None:
+                    name = self._title_names[p]
+                    out[i, 12] = sum(w in name for w in qw) / len(qw) if qw else 0.0
+                    out[i, 13] = float(bool(qw) and bool(name) and qw[-1] == name[-1])
             if self.feedback_depth > 0:
                 members.append(self._feedback_members(scores))
             del scores  # before the next query's are made: one vector at a time
@@ -171,6 +206,13 @@ class PairFeatures:
         out[:, 5] = np.asarray(q_chars.multiply(self._title_chars[products]).sum(axis=1)).ravel()
         q_words = self._words.transform(list(queries))
         out[:, 6] = np.asarray(q_words.multiply(self._title_wordvec[products]).sum(axis=1)).ravel()
+        if self._topics is not None:
+            from sklearn.preprocessing import normalize
+
+            q_topics = normalize(self._topics.transform(q_words))
+            out[:, self._column[TOPIC_FEATURE]] = np.einsum(
+                "ij,ij->i", q_topics, self._title_topics[products]
+            )
         if self.feedback_depth > 0:
             row_of = {q: i for i, q in enumerate(pairs_of)}
             centroids = self._feedback_centroids(members)
@@ -179,13 +221,27 @@ class PairFeatures:
             # titles, and one copied per pair of a judged set would take gigabytes
             for start in range(0, len(rows), self.feedback_block):
                 block = slice(start, start + self.feedback_block)
-                out[block, len(LEXICAL_FEATURES)] = np.asarray(
+                out[block, self._column[FEEDBACK_FEATURE]] = np.asarray(
                     centroids[rows[block]].multiply(self._title_chars[products[block]]).sum(axis=1)
                 ).ravel()
         if self.encoder is not None:
             cosine = self.encoder.similarity(list(queries), [self.titles[p] for p in products])
             out[:, -1] = np.round(np.asarray(cosine, dtype=np.float64), ENCODER_DECIMALS)
         return np.round(out, SIGNAL_DECIMALS)
+
+    def _fit_topics(self, topics: int) -> tuple[object | None, np.ndarray]:
+        """The catalog's latent topics (a truncated SVD of the titles' word TF-IDF, at most
+        ``topics`` of them) and each title's unit-length topic vector; none when ``topics`` is
+        0. ARPACK from a fixed start: the vectors differ between CPUs' kernels by ~1e-14,
+        far below the signals' rounding."""
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.preprocessing import normalize
+
+        k = min(topics, min(self._title_wordvec.shape) - 1)
+        if topics <= 0 or k < 1:
+            return None, np.zeros((len(self.titles), 0))
+        svd = TruncatedSVD(k, algorithm="arpack", random_state=0)
+        return svd, normalize(svd.fit_transform(self._title_wordvec))
 
     def _feedback_members(self, scores: np.ndarray) -> np.ndarray:
         """The catalog rows of a query's top ``feedback_depth`` titles by its BM25 ``scores``,
@@ -335,12 +391,18 @@ class CalibratedGrader:
         rewrite_depth: int = 10,
         regularisation: float = 1.0,
         feedback_depth: int = FEEDBACK_DEPTH,
+        title_names: bool = True,
+        topics: int = TOPICS,
     ) -> CalibratedGrader:
         """Fit on ``judgments`` (query, product_id, grade 0-2) over ``catalog``'s titles;
         judgments of products missing from the catalog are ignored."""
         t0 = time.perf_counter()
         features = PairFeatures(
-            catalog["title"].astype(str).tolist(), encoder=encoder, feedback_depth=feedback_depth
+            catalog["title"].astype(str).tolist(),
+            encoder=encoder,
+            feedback_depth=feedback_depth,
+            title_names=title_names,
+            topics=topics,
         )
         row_of = pd.Series(np.arange(len(catalog)), index=catalog["product_id"].astype(str))
         judged = judgments.assign(

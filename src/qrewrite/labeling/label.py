@@ -65,6 +65,8 @@ class LabelConfig:
     calibration_folds: int = TeacherConfig.calibration_folds
     calibration_encoder: bool = TeacherConfig.calibration_encoder
     calibration_feedback_depth: int = TeacherConfig.calibration_feedback_depth
+    calibration_title_names: bool = TeacherConfig.calibration_title_names
+    calibration_topics: int = TeacherConfig.calibration_topics
     # backend llm: an OpenAI-compatible chat endpoint (docs/labeling.md#the-llm-backend)
     llm_endpoint: str = ""
     llm_model: str = ""
@@ -190,6 +192,11 @@ def label(
         raise ConfigError(
             f"label.calibration_feedback_depth={config.calibration_feedback_depth}: expected "
             "0 (no feedback signal) or more results"
+        )
+    if config.calibration_topics < 0:
+        raise ConfigError(
+            f"label.calibration_topics={config.calibration_topics}: expected 0 (no topic "
+            "signal) or more dimensions"
         )
     data, out = Path(data_dir), Path(out_path)
     # the outputs a run owns: written together at the end, a stale set-aside file removed

@@ -28,7 +28,12 @@ import numpy as np
 import pandas as pd
 
 from qrewrite.errors import DataError
-from qrewrite.labeling.calibration import FEEDBACK_DEPTH, CalibratedGrader, CalibrationSummary
+from qrewrite.labeling.calibration import (
+    FEEDBACK_DEPTH,
+    TOPICS,
+    CalibratedGrader,
+    CalibrationSummary,
+)
 from qrewrite.labeling.lexicon import (
     GENDER_COMPATIBLE,
     SOFT_ATTRIBUTES,
@@ -51,7 +56,11 @@ TEACHER_EMBEDDINGS = "embeddings.parquet"
 
 # settings a label report or saved teacher written before they existed graded without: a
 # recorded teacher is rebuilt as it graded, not with what the defaults have become since
-RECORDED_BEFORE: dict[str, object] = {"calibration_feedback_depth": 0}
+RECORDED_BEFORE: dict[str, object] = {
+    "calibration_feedback_depth": 0,
+    "calibration_title_names": False,
+    "calibration_topics": 0,
+}
 
 
 def label_teacher_config(labels: str | Path) -> TeacherConfig:
@@ -100,6 +109,10 @@ class TeacherConfig:
     # how many of the query's BM25 results make its pseudo-relevance-feedback signal (0: none;
     # qrewrite.labeling.calibration)
     calibration_feedback_depth: int = FEEDBACK_DEPTH
+    # how the query meets the title's name (its words before the first separator), and the
+    # dimensions of the catalog's latent topics (0: none; qrewrite.labeling.calibration)
+    calibration_title_names: bool = True
+    calibration_topics: int = TOPICS
 
 
 @dataclass
@@ -368,6 +381,8 @@ class Teacher:
             folds=self.config.calibration_folds,
             encoder=self.encoder if self.config.calibration_encoder else None,
             feedback_depth=self.config.calibration_feedback_depth,
+            title_names=self.config.calibration_title_names,
+            topics=self.config.calibration_topics,
         )
         self.judgments = judgments[["query", "product_id", "grade"]].reset_index(drop=True)
         return self.calibration.summary
