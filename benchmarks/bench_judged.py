@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -55,7 +56,12 @@ def run(qrewrite: str, source: Path, scale: str, work: Path, preset: Path) -> Ti
     started = time.time()
     where = ["--data-source", str(data), "--out", str(work / "run")]
     subprocess.run([qrewrite, "run", "--local", "--config", str(preset), *where], check=True)
-    return Timing(import_s=started - t0, run_s=time.time() - started, started=started)
+    # every step runs in a process of its own, waited for down the tree: the children's
+    # largest resident set is the largest step's (or the import's), in KiB on Linux
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 2**30
+    return Timing(
+        import_s=started - t0, run_s=time.time() - started, started=started, peak_rss_gib=peak
+    )
 
 
 @dataclass
@@ -63,6 +69,7 @@ class Timing:
     import_s: float
     run_s: float
     started: float  # wall-clock time the run began
+    peak_rss_gib: float  # the largest process of the import and the run, resident
 
 
 def step_seconds(latest: Path, started: float) -> list[tuple[str, float]]:
@@ -104,7 +111,8 @@ def render(
         ("`bench_judged.py`" if overrides else f"`make bench-{name}`")
         + f" on `{source.name}`: import, then `qrewrite run --local --config {preset}` "
         + (f"with {', '.join(f'`{o}`' for o in overrides)} " if overrides else "")
-        + f"({timing.run_s / 60:.1f} min; the import before it {timing.import_s:.0f} s). "
+        + f"({timing.run_s / 60:.1f} min; the import before it {timing.import_s:.0f} s; "
+        f"its largest process peaked at {timing.peak_rss_gib:.2f} GiB resident). "
         f"{datetime.now(UTC):%b %d %Y}, commit {commit}, {env.cpu_model} ({env.cpus} CPUs).",
         "",
         "Steps, in seconds: "
