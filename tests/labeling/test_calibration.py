@@ -105,8 +105,8 @@ def test_the_title_names_the_product_before_its_first_separator() -> None:
 
 
 def test_topics_relate_words_that_share_titles() -> None:
-    """ "tv" is in no word of "Sony LED HDTV", but the catalog's televisions share its other
-    words; in two latent topics (televisions, shoes) the query sits with them."""
+    """The query "tv" is no word of "Sony LED HDTV", but the catalog's televisions share the
+    title's other words: in two latent topics (televisions, shoes) the two sit together."""
     titles = [
         "Samsung LED TV 40 inch",
         "LG LED TV 32 inch",
@@ -128,7 +128,8 @@ def test_topics_relate_words_that_share_titles() -> None:
         without(["tv"] * 8, np.arange(8)), np.delete(x, col[TOPIC_FEATURE], axis=1)
     )
     # a catalog too small for any topic reads the signal as 0
-    assert not PairFeatures(["red shoes"])(["shoes"], np.array([0]))[:, col[TOPIC_FEATURE]].any()
+    tiny = PairFeatures(["red shoes"])
+    assert not tiny(["shoes"], np.array([0]))[:, tiny.names.index(TOPIC_FEATURE)].any()
 
 
 def test_one_query_scores_at_a_time_and_the_same_features() -> None:

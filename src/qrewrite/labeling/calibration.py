@@ -38,6 +38,7 @@ from qrewrite.text import closeness, normalize_query, tokenize, trigrams
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
+    from sklearn.decomposition import TruncatedSVD
 
 LEXICAL_FEATURES = (
     "query_coverage",  # share of the query's words the title holds
@@ -229,7 +230,7 @@ class PairFeatures:
             out[:, -1] = np.round(np.asarray(cosine, dtype=np.float64), ENCODER_DECIMALS)
         return np.round(out, SIGNAL_DECIMALS)
 
-    def _fit_topics(self, topics: int) -> tuple[object | None, np.ndarray]:
+    def _fit_topics(self, topics: int) -> tuple[TruncatedSVD | None, np.ndarray]:
         """The catalog's latent topics (a truncated SVD of the titles' word TF-IDF, at most
         ``topics`` of them) and each title's unit-length topic vector; none when ``topics`` is
         0. ARPACK from a fixed start: the vectors differ between CPUs' kernels by ~1e-14,
