@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 
 from qrewrite.errors import DataError
 from qrewrite.evaluation.labels import grade_metrics
@@ -272,9 +273,13 @@ def test_calibrated_teacher_agrees_with_people_on_a_real_set() -> None:
     g = CalibratedGrader.fit(catalog, judgments)
     p = g.grade_products(judgments["query"].tolist(), np.arange(len(df)))
     m = grade_metrics(grade, g.grades(judgments["query"].tolist(), p))
-    # cross-fitted, lexical signals only: 0.423 and 0.46 when written (the rules: 0.379, 0.352)
-    assert m["spearman"] >= 0.40
-    assert m["quadratic_kappa"] >= 0.42
+    # issue 16's bar, cross-fitted on lexical signals only (the labels are the same on every
+    # machine): Spearman 0.458 of the expected grade and 0.459 of the grade, kappa 0.497 at
+    # a367f68; without the title-name and topic signals 0.429 and 0.447, kappa 0.487 (the
+    # rules: 0.379, 0.352)
+    assert spearmanr(p @ np.arange(3), grade).statistic >= 0.45
+    assert m["spearman"] >= 0.45
+    assert m["quadratic_kappa"] >= 0.47
     # calibrated: the mean P(relevant) is the share of relevant pairs
     assert p[:, 2].mean() == pytest.approx((grade == 2).mean(), abs=0.03)
 
