@@ -207,7 +207,7 @@ class PairFeatures:
         out[:, 5] = np.asarray(q_chars.multiply(self._title_chars[products]).sum(axis=1)).ravel()
         q_words = self._words.transform(list(queries))
         out[:, 6] = np.asarray(q_words.multiply(self._title_wordvec[products]).sum(axis=1)).ravel()
-        if self._topics is not None:
+        if self._topics is not None and self._title_topics is not None:
             from sklearn.preprocessing import normalize
 
             q_topics = normalize(self._topics.transform(q_words))
@@ -230,17 +230,17 @@ class PairFeatures:
             out[:, -1] = np.round(np.asarray(cosine, dtype=np.float64), ENCODER_DECIMALS)
         return np.round(out, SIGNAL_DECIMALS)
 
-    def _fit_topics(self, topics: int) -> tuple[TruncatedSVD | None, np.ndarray]:
+    def _fit_topics(self, topics: int) -> tuple[TruncatedSVD | None, np.ndarray | None]:
         """The catalog's latent topics (a truncated SVD of the titles' word TF-IDF, at most
         ``topics`` of them) and each title's unit-length topic vector; none when ``topics`` is
-        0. ARPACK from a fixed start: the vectors differ between CPUs' kernels by ~1e-14,
-        far below the signals' rounding."""
+        0 or the catalog too small. ARPACK from a fixed start: the vectors differ between
+        CPUs' kernels by ~1e-14, far below the signals' rounding."""
         from sklearn.decomposition import TruncatedSVD
         from sklearn.preprocessing import normalize
 
         k = min(topics, min(self._title_wordvec.shape) - 1)
-        if topics <= 0 or k < 1:
-            return None, np.zeros((len(self.titles), 0))
+        if k < 1:
+            return None, None
         svd = TruncatedSVD(k, algorithm="arpack", random_state=0)
         return svd, normalize(svd.fit_transform(self._title_wordvec))
 
