@@ -24,6 +24,8 @@ from qrewrite.training.prompts import (
     NORMALIZE_INSTRUCTION,
     TAGGING_INSTRUCTION,
     answer,
+    is_grade_answer,
+    learnt_tagging_form,
     parse_tagging_prompt,
     rewrite_prompt,
 )
@@ -95,9 +97,13 @@ def test_rewrite_examples_are_relevant_rewrites_with_conversion_evidence(
         )
 
 
+def _grading(frame: pd.DataFrame) -> pd.DataFrame:
+    """Task B's examples that grade a rewrite (not those that write one to a grade)."""
+    return frame[(frame["task"] == "tag") & frame["target"].map(is_grade_answer)]
+
+
 def test_tagging_task_is_balanced_and_answers_grade_words(tiny_datasets: Path) -> None:
-    train = _frames(tiny_datasets / "sft")["train"]
-    tags = train[train["task"] == "tag"]
+    tags = _grading(_frames(tiny_datasets / "sft")["train"])
     counts = tags["target"].value_counts()
     assert set(counts.index) == set(GRADE_WORDS)
     assert counts.max() / len(tags) < 0.5  # the majority class is not the answer
@@ -110,7 +116,7 @@ def test_tagging_asks_the_grade_of_the_rewrite_in_the_conversation_that_wrote_it
 ) -> None:
     # the rewrite is the assistant's answer to task A's own prompt: grading it trains the
     # states the model writes rewrites from
-    tags = _frames(tiny_datasets / "sft")["train"].query("task == 'tag'")
+    tags = _grading(_frames(tiny_datasets / "sft")["train"])
     for query, prompt in zip(tags["query"], tags["prompt"], strict=True):
         prompt = list(prompt)
         query_again, rewrite = parse_tagging_prompt(prompt)
@@ -120,6 +126,40 @@ def test_tagging_asks_the_grade_of_the_rewrite_in_the_conversation_that_wrote_it
             *answer(rewrite),
             {"role": "user", "content": TAGGING_INSTRUCTION},
         ]
+
+
+def test_rewrites_written_to_a_grade_are_mined_pairs_of_that_grade_in_train_only(
+    tiny_datasets: Path, tiny_labels: Path
+) -> None:
+    frames = _frames(tiny_datasets / "sft")
+    train, held = frames["train"], frames["eval"]
+    written = train[(train["task"] == "tag") & ~train["target"].map(is_grade_answer)]
+    n_rewrite = (train["task"] == "rewrite").sum()
+    report = json.loads((tiny_datasets / "dataset_report.json").read_text())
+    requested = report["task_b"]["graded_rewrites_requested"]
+    assert requested == round(1.5 * n_rewrite)
+    # a grade with fewer train pairs than its third gives all it has
+    assert requested / 2 < len(written) <= requested
+    assert held["target"].map(is_grade_answer)[held["task"] == "tag"].all()
+    shares = written["grade"].value_counts()
+    assert set(shares.index) == {0, 1, 2} and shares.max() == -(-requested // 3)  # a third
+    labels = pd.read_parquet(tiny_labels)
+    graded: dict[tuple[str, str], set[int]] = {}  # two miners can find one pair
+    for q, r, g, kind in zip(
+        labels["query"], labels["rewrite"], labels["grade"], labels["pair_kind"], strict=True
+    ):
+        if kind == "query_rewrite":
+            graded.setdefault((q, r), set()).add(int(g))
+    for query, rewrite, grade, prompt in zip(
+        written["query"], written["target"], written["grade"], written["prompt"], strict=True
+    ):
+        assert grade in graded[(query, rewrite)]
+        assert list(prompt) == rewrite_prompt(query, grade=int(grade))
+    # one message, as task B's old grading form was: the form is read from grading examples
+    assert learnt_tagging_form(pd.concat([written, _grading(train)])) == "conversation"
+    assert sum(report["task_b"]["graded_rewrites"].values()) == len(written)
+    assert report["task_b"]["grades"]["train"] == _grading(train)["target"].value_counts().to_dict()
+    assert "written to a grade" in (tiny_datasets / "dataset_report.md").read_text()
 
 
 def test_grpo_prompts_carry_what_the_rewards_need(tiny_datasets: Path) -> None:

@@ -34,6 +34,7 @@ from qrewrite.training.models import CATALOG_WORDS_FILE, write_catalog_words
 from qrewrite.training.prompts import (
     GRADE_WORDS,
     answer,
+    is_grade_answer,
     normalize_prompt,
     rewrite_prompt,
     tagging_prompt,
@@ -70,6 +71,11 @@ class DatasetConfig:
     tagging_include_titles: bool = False  # also (query, title) pairs
     min_tag_confidence: float = 0.5  # the labeler's probability of the grade it gave
     max_class_ratio: float = 1.5  # largest class at most this times the smallest
+    # Task B's other direction: (query, grade) -> a mined rewrite the labeler gave that grade,
+    # the grades in equal shares, train split only; examples per train rewrite example (0:
+    # none). Writing to each grade teaches what separates the grades where the model writes;
+    # served, the prompt names no grade (docs/training.md)
+    graded_rewrite_ratio: float = 0.0
     # Task C: query normalisation, a noisy query -> its clean form, made from the shop's own
     # text as pretraining's pairs are (training/denoise.py); examples per train rewrite
     # example (0: none). It keeps the reading pretraining taught: on the seed-7 demo, 0.7 lifted
@@ -118,6 +124,21 @@ def _balanced(df: pd.DataFrame, max_ratio: float, seed: int) -> pd.DataFrame:
     cap = max(1, math.ceil(counts.min() * max_ratio)) if len(counts) == 3 else int(counts.min())
     parts = [g.sample(n=min(len(g), cap), random_state=seed) for _, g in df.groupby("grade")]
     return pd.concat(parts).sample(frac=1.0, random_state=seed)
+
+
+def _graded_rewrites(pairs: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """``n`` (query, rewrite, grade) pairs for task B's other direction, the grades in equal
+    shares (a grade with fewer pairs gives all it has), seeded; rewrites that read as a grade
+    word are left out (their answer would read as a grade)."""
+    pairs = pairs[~pairs["rewrite"].isin(GRADE_WORDS)]
+    if n <= 0 or pairs.empty:
+        return pairs.iloc[:0]
+    share = math.ceil(n / 3)
+    parts = [
+        g.sample(n=min(len(g), share), random_state=seed)
+        for _, g in pairs.groupby("grade", sort=True)
+    ]
+    return pd.concat(parts).sample(frac=1.0, random_state=seed).head(n)
 
 
 # what build-datasets writes into its output folder, and replaces as a whole on every run (its
@@ -289,6 +310,12 @@ def build_datasets(
             pool = pd.concat([pool, extra])
         tag_parts.append(pool.head(n_tag))
     tag_kept = pd.concat(tag_parts)
+    n_graded = round(config.graded_rewrite_ratio * sum(r["split"] == "train" for r in rewrite_rows))
+    graded = _graded_rewrites(
+        tag[(tag["split"] == "train") & (tag["pair_kind"] == "query_rewrite")],
+        n_graded,
+        config.seed,
+    )
     tagging_rows = [
         {
             "prompt": tagging_prompt(q, r),
@@ -300,6 +327,17 @@ def build_datasets(
             "split": s,
         }
         for q, r, g, s in tag_kept[["query", "rewrite", "grade", "split"]].itertuples(index=False)
+    ] + [
+        {
+            "prompt": rewrite_prompt(q, grade=int(g)),
+            "completion": answer(r),
+            "task": "tag",
+            "query": q,
+            "target": r,
+            "grade": int(g),
+            "split": "train",
+        }
+        for q, r, g in graded[["query", "rewrite", "grade"]].itertuples(index=False)
     ]
 
     # ---- Task C: query normalisation from the shop's own text (train split only) ---------------
@@ -390,6 +428,8 @@ def build_datasets(
         if not result.success:
             raise ContractViolation(result.summary_line())
 
+    grading = sft_df["target"].map(is_grade_answer)
+
     def counts(df: pd.DataFrame, by: str) -> dict:
         return {
             s: {str(k): int(v) for k, v in df[df["split"] == s][by].value_counts().items()}
@@ -426,7 +466,13 @@ def build_datasets(
             "pairs": int(labels["pair_kind"].isin(kinds).sum()),
             "below_confidence": int((confidence < config.min_tag_confidence).sum()),
             "kept": len(tag_kept),
-            "grades": counts(sft_df[sft_df["task"] == "tag"], "target"),
+            "grades": counts(sft_df[(sft_df["task"] == "tag") & grading], "target"),
+            # the other direction: rewrites written to each grade (train only)
+            "graded_rewrites_requested": n_graded,
+            "graded_rewrites": {
+                GRADE_WORDS[int(g)]: int(n)
+                for g, n in sorted(graded["grade"].value_counts().items())
+            },
         },
         task_c={
             "requested": n_normalize,
@@ -594,6 +640,15 @@ def report_markdown(report: dict[str, Any]) -> str:
     for s in SPLITS:
         g = b["grades"][s]
         lines.append(f"| {s} | " + " | ".join(str(g.get(w, 0)) for w in GRADE_WORDS) + " |")
+    written = b.get("graded_rewrites") or {}
+    lines += [
+        "",
+        "- the other direction, a rewrite written to a grade (train only): asked for "
+        f"{b.get('graded_rewrites_requested', 0):,} "
+        f"({report['config'].get('graded_rewrite_ratio', 0)} per train rewrite example, a "
+        "third per grade); written: "
+        + (", ".join(f"{w} {written.get(w, 0):,}" for w in GRADE_WORDS) if written else "none"),
+    ]
     c = report.get("task_c") or {}
     lines += [
         "",

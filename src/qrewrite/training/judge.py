@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from qrewrite.training.prompts import GRADE_WORDS, answer, parse_tagging_prompt, tagging_prompt
+from qrewrite.training.prompts import (
+    GRADE_WORDS,
+    answer,
+    is_grade_answer,
+    parse_tagging_prompt,
+    tagging_prompt,
+)
 
 
 def answer_logprobs(
@@ -125,12 +131,16 @@ def evaluate_tagging(
 ) -> dict[str, float]:
     """Tagging accuracy and macro-F1 on held-out pairs, asked in the prompt ``form`` the model
     learnt, and the majority-class baseline."""
-    rows = held_out.filter(lambda r: r["task"] == "tag")
+    rows = held_out.filter(lambda r: r["task"] == "tag" and is_grade_answer(r["target"]))
     if len(rows) == 0:
         return {}
     if max_pairs and len(rows) > max_pairs:
         rows = rows.shuffle(seed=seed).select(range(max_pairs))
-    train_grades = [g for g, t in zip(train["grade"], train["task"], strict=True) if t == "tag"]
+    train_grades = [
+        g
+        for g, t, target in zip(train["grade"], train["task"], train["target"], strict=True)
+        if t == "tag" and is_grade_answer(target)
+    ]
     majority = int(np.bincount(train_grades, minlength=3).argmax()) if train_grades else 2
     pairs = [parse_tagging_prompt(prompt) for prompt in rows["prompt"]]
     queries, rewrites = [q for q, _ in pairs], [r for _, r in pairs]

@@ -7,8 +7,10 @@ is byte-for-byte the one the model was trained on.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-# Task B answers one of three words; order is the grade (0, 1, 2) of docs/labeling.md.
+# Task B grades in one of three words (and writes rewrites to one); order is the grade (0, 1, 2)
+# of docs/labeling.md.
 GRADE_WORDS: tuple[str, str, str] = ("irrelevant", "partial", "relevant")
 
 REWRITE_INSTRUCTION = "Rewrite the shopper's search query so that the shop's search finds it."
@@ -47,12 +49,24 @@ CHATML_TEMPLATE = (
 )
 
 
-def rewrite_prompt(query: str, title: str | None = None) -> list[dict[str, str]]:
+def rewrite_prompt(
+    query: str, title: str | None = None, *, grade: int | None = None
+) -> list[dict[str, str]]:
     """Task A prompt: the query, optionally with the title of the product most engaged under it
-    (as BEQUE conditions on it)."""
+    (as BEQUE conditions on it).
+
+    ``grade`` asks for a rewrite of that grade (:data:`GRADE_WORDS`): task B's other direction,
+    which training only asks. Served and evaluated, the prompt names no grade and the model
+    writes as task A taught it: relevant rewrites that convert.
+
+    >>> rewrite_prompt("red shoes", grade=1)[0]["content"].splitlines()[1:]
+    ['query: red shoes', 'grade: partial']
+    """
     content = f"{REWRITE_INSTRUCTION}\nquery: {query}"
     if title:
         content += f"\nproduct: {title}"
+    if grade is not None:
+        content += f"\ngrade: {GRADE_WORDS[grade]}"
     return [{"role": "user", "content": content}]
 
 
@@ -93,8 +107,33 @@ def tagging_form(prompt: list[dict[str, str]]) -> str:
     return "message" if len(prompt) == 1 else "conversation"
 
 
+def learnt_tagging_form(rows: Any) -> str:
+    """The form (:data:`TAGGING_FORMS`) task B grades in among SFT ``rows`` (columns ``task``,
+    ``target``, ``prompt``): that of the first example answering a grade, the current form
+    where none does. A rewrite written to a grade is one message too, and says nothing of it.
+
+    >>> learnt_tagging_form({"task": ["tag"], "target": ["partial"],
+    ...                      "prompt": [tagging_prompt("red shoes", "red sneakers")]})
+    'conversation'
+    """
+    for task, target, prompt in zip(rows["task"], rows["target"], rows["prompt"], strict=True):
+        if task == "tag" and is_grade_answer(target):
+            return tagging_form(list(prompt))
+    return TAGGING_FORMS[0]
+
+
 def answer(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
+
+
+def is_grade_answer(target: str) -> bool:
+    """Whether a task B example's answer is a grade (it grades a rewrite) rather than a rewrite
+    (it writes one to a grade): a grade word is never a well-formed rewrite.
+
+    >>> is_grade_answer("partial"), is_grade_answer("red sneakers")
+    (True, False)
+    """
+    return target in GRADE_WORDS
 
 
 def parse_rewrite(completion: str | list[dict[str, str]]) -> str:

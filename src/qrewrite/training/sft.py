@@ -61,7 +61,11 @@ from qrewrite.training.options import (
     TrackingOptions,
     TrainerOptions,
 )
-from qrewrite.training.prompts import GRADE_WORDS, TAGGING_FORMS, TASKS, tagging_form
+from qrewrite.training.prompts import (
+    GRADE_WORDS,
+    TASKS,
+    learnt_tagging_form,
+)
 
 log = logging.getLogger(__name__)
 
@@ -242,8 +246,7 @@ def sft(
 
     train = data["train"].filter(lambda r: r["task"] in tasks)
     # the form of task B's prompt the datasets ask in, which the model learns and its card keeps
-    first_tag = next((i for i, task in enumerate(train["task"]) if task == "tag"), None)
-    form = TAGGING_FORMS[0] if first_tag is None else tagging_form(train[first_tag]["prompt"])
+    form = learnt_tagging_form(train)
     held_out = data["eval"]
     args = SFTConfig(**arguments)
     identity = run_identity(config, config.base_model, train)
