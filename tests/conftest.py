@@ -67,7 +67,7 @@ def tiny_labels(tiny_market: Path, tiny_mined: Path, tmp_path_factory) -> Path:
 def tiny_datasets(tiny_market: Path, tiny_mined: Path, tiny_labels: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_datasets")
     build_datasets(
-        DatasetConfig(eval_fraction=0.3, normalize_ratio=0.7, graded_rewrite_ratio=1.5),
+        DatasetConfig(eval_fraction=0.3, normalize_ratio=0.7),
         data_dir=tiny_market,
         mined_dir=tiny_mined,
         labels_path=tiny_labels,

@@ -219,8 +219,6 @@ MEANT = {
     # Task C, query normalisation (docs/benchmarks.md)
     **{(p, "sft", "tasks"): "rewrite,tag,normalize" for p in ("local", "tiny", "cluster")},
     **{(p, "build_datasets", "normalize_ratio"): 0.7 for p in ("local", "tiny")},
-    # task B's other direction, rewrites written to a grade (docs/benchmarks.md)
-    **{(p, "build_datasets", "graded_rewrite_ratio"): 1.5 for p in ("local", "tiny")},
     # one GPU used well (issue 18): packed, padding-free SFT batches and the attention kernel
     ("cluster", "sft", "packing"): True,
     ("cluster", "sft", "attn_implementation"): "sdpa",

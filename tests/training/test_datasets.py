@@ -129,13 +129,23 @@ def test_tagging_asks_the_grade_of_the_rewrite_in_the_conversation_that_wrote_it
 
 
 def test_rewrites_written_to_a_grade_are_mined_pairs_of_that_grade_in_train_only(
-    tiny_datasets: Path, tiny_labels: Path
+    tiny_datasets: Path, tiny_market: Path, tiny_mined: Path, tiny_labels: Path, tmp_path: Path
 ) -> None:
-    frames = _frames(tiny_datasets / "sft")
+    # none unless asked (the presets do not ask: docs/benchmarks.md)
+    plain = _frames(tiny_datasets / "sft")["train"]
+    assert plain["target"].map(is_grade_answer)[plain["task"] == "tag"].all()
+    build_datasets(
+        DatasetConfig(eval_fraction=0.3, normalize_ratio=0.7, graded_rewrite_ratio=1.5),
+        data_dir=tiny_market,
+        mined_dir=tiny_mined,
+        labels_path=tiny_labels,
+        out_dir=tmp_path,
+    )
+    frames = _frames(tmp_path / "sft")
     train, held = frames["train"], frames["eval"]
     written = train[(train["task"] == "tag") & ~train["target"].map(is_grade_answer)]
     n_rewrite = (train["task"] == "rewrite").sum()
-    report = json.loads((tiny_datasets / "dataset_report.json").read_text())
+    report = json.loads((tmp_path / "dataset_report.json").read_text())
     requested = report["task_b"]["graded_rewrites_requested"]
     assert requested == round(1.5 * n_rewrite)
     # a grade with fewer train pairs than its third gives all it has
@@ -159,7 +169,10 @@ def test_rewrites_written_to_a_grade_are_mined_pairs_of_that_grade_in_train_only
     assert learnt_tagging_form(pd.concat([written, _grading(train)])) == "conversation"
     assert sum(report["task_b"]["graded_rewrites"].values()) == len(written)
     assert report["task_b"]["grades"]["train"] == _grading(train)["target"].value_counts().to_dict()
-    assert "written to a grade" in (tiny_datasets / "dataset_report.md").read_text()
+    assert "written to a grade" in (tmp_path / "dataset_report.md").read_text()
+    # they come on top: the grading examples are those of the same build without them
+    columns = ["query", "target", "grade"]
+    assert _grading(train)[columns].values.tolist() == _grading(plain)[columns].values.tolist()
 
 
 def test_grpo_prompts_carry_what_the_rewards_need(tiny_datasets: Path) -> None:
