@@ -176,6 +176,9 @@ def test_out_of_range_values_are_refused_by_name(tmp_path: Path) -> None:
         load_config(JudgedImportConfig, None, None, ["sessions_per_query=0"])
     with pytest.raises(ConfigError, match=r"eval_fraction=1.5 must be within 0..1"):
         load_config(DatasetConfig, None, None, ["eval_fraction=1.5"])
+    with pytest.raises(ConfigError, match=r"graded_rewrite_ratio=-0.5 must be at least 0"):
+        load_config(DatasetConfig, None, None, ["graded_rewrite_ratio=-0.5"])
+    assert load_config(DatasetConfig, None, None, ["tagging_ratio=0"]).tagging_ratio == 0
     with pytest.raises(ConfigError, match=r"co_click_weight=nan is not a finite number"):
         load_config(MiningConfig, None, None, ["co_click_weight=.nan"])
     preset = tmp_path / "p.yaml"

@@ -62,6 +62,8 @@ UNIT_INTERVAL = re.compile(
     r"(^|_)(fraction|share|tolerance|similarity|confidence)($|_)|_rate$|^min_p_"
     r"|^min_rewrite_relevance$|^min_changed$"
 )
+# floats that are how many of one thing per another: not negative
+NOT_NEGATIVE = re.compile(r"_ratio$")
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -128,7 +130,8 @@ def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
 
 
 def _check_range(cls: type, name: str, value: Any, where: str) -> None:
-    """Counts are not negative, sizes at least 1, shares within [0, 1], numbers finite."""
+    """Counts and ratios are not negative, sizes at least 1, shares within [0, 1], numbers
+    finite."""
     if isinstance(value, bool) or value is None:
         return
     field = next(f for f in dataclasses.fields(cls) if f.name == name)  # type: ignore[arg-type]
@@ -142,6 +145,8 @@ def _check_range(cls: type, name: str, value: Any, where: str) -> None:
             raise ConfigError(f"{where}: {name}={value} is not a finite number")
         if UNIT_INTERVAL.search(name) and not 0.0 <= value <= 1.0:
             raise ConfigError(f"{where}: {name}={value} must be within 0..1")
+        if NOT_NEGATIVE.search(name) and value < 0:
+            raise ConfigError(f"{where}: {name}={value} must be at least 0")
 
 
 def _expanded_nodes(node: yaml.Node, counted: dict[int, int], open_: set[int]) -> int:
