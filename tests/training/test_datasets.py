@@ -97,6 +97,15 @@ def test_rewrite_examples_are_relevant_rewrites_with_conversion_evidence(
         )
 
 
+def _built(
+    config: DatasetConfig, market: Path, mined: Path, labels: Path, out: Path
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The train and eval SFT frames ``build-datasets`` writes to ``out`` under ``config``."""
+    build_datasets(config, data_dir=market, mined_dir=mined, labels_path=labels, out_dir=out)
+    frames = _frames(out / "sft")
+    return frames["train"], frames["eval"]
+
+
 def _grading(frame: pd.DataFrame) -> pd.DataFrame:
     """Task B's examples that grade a rewrite (not those that write one to a grade)."""
     return frame[(frame["task"] == "tag") & frame["target"].map(is_grade_answer)]
@@ -134,15 +143,8 @@ def test_rewrites_written_to_a_grade_are_mined_pairs_of_that_grade_in_train_only
     # none unless asked (the presets do not ask: docs/benchmarks.md)
     plain = _frames(tiny_datasets / "sft")["train"]
     assert plain["target"].map(is_grade_answer)[plain["task"] == "tag"].all()
-    build_datasets(
-        DatasetConfig(eval_fraction=0.3, normalize_ratio=0.7, graded_rewrite_ratio=1.5),
-        data_dir=tiny_market,
-        mined_dir=tiny_mined,
-        labels_path=tiny_labels,
-        out_dir=tmp_path,
-    )
-    frames = _frames(tmp_path / "sft")
-    train, held = frames["train"], frames["eval"]
+    config = DatasetConfig(eval_fraction=0.3, normalize_ratio=0.7, graded_rewrite_ratio=1.5)
+    train, held = _built(config, tiny_market, tiny_mined, tiny_labels, tmp_path)
     written = train[(train["task"] == "tag") & ~train["target"].map(is_grade_answer)]
     n_rewrite = (train["task"] == "rewrite").sum()
     report = json.loads((tmp_path / "dataset_report.json").read_text())
@@ -247,15 +249,8 @@ def test_empty_labels_fail_in_one_line(tiny_market, tiny_mined, tmp_path, capsys
 def test_tagging_ratio_weights_the_task_by_repeating_train_pairs_only(
     tiny_market: Path, tiny_mined: Path, tiny_labels: Path, tmp_path: Path
 ) -> None:
-    build_datasets(
-        DatasetConfig(eval_fraction=0.3, tagging_ratio=3.0),
-        data_dir=tiny_market,
-        mined_dir=tiny_mined,
-        labels_path=tiny_labels,
-        out_dir=tmp_path,
-    )
-    frames = _frames(tmp_path / "sft")
-    train, held = frames["train"], frames["eval"]
+    config = DatasetConfig(eval_fraction=0.3, tagging_ratio=3.0)
+    train, held = _built(config, tiny_market, tiny_mined, tiny_labels, tmp_path)
     n_rewrite = (train["task"] == "rewrite").sum()
     assert (train["task"] == "tag").sum() == 3 * n_rewrite
     held_tags = held[held["task"] == "tag"]
