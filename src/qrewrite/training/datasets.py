@@ -130,7 +130,7 @@ def _graded_rewrites(pairs: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     """``n`` (query, rewrite, grade) pairs for task B's other direction, the grades in equal
     shares (a grade with fewer pairs gives all it has), seeded; rewrites that read as a grade
     word are left out (their answer would read as a grade)."""
-    pairs = pairs[~pairs["rewrite"].isin(GRADE_WORDS)]
+    pairs = pairs[~pairs["rewrite"].map(is_grade_answer)]
     if n <= 0 or pairs.empty:
         return pairs.iloc[:0]
     share = math.ceil(n / 3)
