@@ -135,19 +135,29 @@ def merge_recall(original: Sequence[int], rewrite: Sequence[int], depth: int) ->
     return merged[:depth]
 
 
-def fuse_rrf(original: Sequence[int], rewrite: Sequence[int], depth: int, k: int = 60) -> list[int]:
+def fuse_rrf(
+    original: Sequence[int],
+    rewrite: Sequence[int],
+    depth: int,
+    k: int = 60,
+    *,
+    rewrite_weight: float = 1.0,
+) -> list[int]:
     """Reciprocal rank fusion of the original's and the rewrite's result lists: each product
-    scores ``sum 1 / (k + rank)`` over the lists that hold it, so products both paths retrieve
-    rise to the top; ties keep the original's order first. Cut at ``depth``.
+    scores ``sum weight / (k + rank)`` over the lists that hold it (the original's weight 1, the
+    rewrite's ``rewrite_weight``), so products both paths retrieve rise to the top; ties keep the
+    original's order first. Cut at ``depth``. At ``rewrite_weight`` 0.5 and k 60 a product only
+    the rewrite retrieves, at rank r, scores as the original's product at rank 60 + 2r: the
+    rewrite lifts what both find and adds its own below the original's first page.
 
     A relevant rewrite agrees with the original on relevant products and lifts them; an
     irrelevant one only pushes the original's results down, which is how it costs conversions.
     """
     score: dict[int, float] = {}
     first_seen: dict[int, int] = {}
-    for lst in (original, rewrite):
+    for lst, weight in ((original, 1.0), (rewrite, rewrite_weight)):
         for rank, doc in enumerate(lst, start=1):
-            score[doc] = score.get(doc, 0.0) + 1.0 / (k + rank)
+            score[doc] = score.get(doc, 0.0) + weight / (k + rank)
             first_seen.setdefault(doc, len(first_seen))
     return sorted(score, key=lambda d: (-score[d], first_seen[d]))[:depth]
 

@@ -56,12 +56,19 @@ def test_ranx_agrees_with_the_hand_written_metrics(case) -> None:
     assert by["misspelled"].queries == 10 and by["misspelled"].rewritten == 10
 
 
-@pytest.mark.parametrize(("merge", "rrf_k"), [("interleave", 60), ("rrf", 1)])
-def test_pages_are_fused_as_the_serving_policy_fuses(case, merge: str, rrf_k: int) -> None:
+@pytest.mark.parametrize(
+    ("merge", "rrf_k", "rewrite_weight"),
+    [("interleave", 60, 1.0), ("rrf", 1, 1.0), ("rrf", 60, 0.3)],
+)
+def test_pages_are_fused_as_the_serving_policy_fuses(
+    case, merge: str, rrf_k: int, rewrite_weight: float
+) -> None:
     from qrewrite.serving.policy import ServingPolicy
 
     grades, original, rewrite = case["grades"], case["original"], case["rewrite"]
-    policy = ServingPolicy(merge=merge, rrf_k=rrf_k, recall_depth=100)
+    policy = ServingPolicy(
+        merge=merge, rrf_k=rrf_k, rewrite_weight=rewrite_weight, recall_depth=100
+    )
     (row,) = [
         r
         for r in compare_on_judgments(
@@ -113,6 +120,27 @@ def test_fuse_rrf_scores_as_ranx_does(case) -> None:
     assert {f"d{d}" for d in ours} == set(theirs)
     scores = [theirs[f"d{d}"] for d in ours]
     assert scores == sorted(scores, reverse=True)  # the same order up to ties
+
+
+def test_weighted_fuse_rrf_scores_as_ranxs_weighted_sum_of_reciprocal_ranks(case) -> None:
+    from ranx import Run, fuse
+
+    original, rewrite = case["original"][0], case["rewrite"][0]
+
+    def reciprocal_ranks(lst):
+        return Run({"q": {f"d{d}": 1.0 / (60 + r) for r, d in enumerate(lst, 1)}})
+
+    theirs = fuse(
+        [reciprocal_ranks(original), reciprocal_ranks(rewrite)],
+        norm=None,
+        method="wsum",
+        params={"weights": [1.0, 0.4]},
+    )["q"]
+    ours = fuse_rrf(original, rewrite, 1000, rewrite_weight=0.4)
+    assert {f"d{d}" for d in ours} == set(theirs)
+    scores = [theirs[f"d{d}"] for d in ours]
+    assert scores == sorted(scores, reverse=True)
+    assert ours != fuse_rrf(original, rewrite, 1000)  # the weight moves the page
 
 
 def test_condensed_ndcg_leaves_unjudged_products_out(case) -> None:

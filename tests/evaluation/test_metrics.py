@@ -26,6 +26,13 @@ def test_rrf_lifts_products_both_paths_retrieve():
     assert fuse_rrf([1, 2], [7, 8], 10) == [1, 7, 2, 8]
 
 
+def test_a_lighter_rewrite_list_adds_below_the_originals_own():
+    # at weight 0.5 the rewrite's first (0.5/61) scores as the original's 62nd (1/122)
+    assert fuse_rrf([1, 2], [7, 8], 10, rewrite_weight=0.5) == [1, 2, 7, 8]
+    # a product both retrieve still rises: 1/63 + 0.5/61 beats 1/61
+    assert fuse_rrf([1, 2, 3], [3, 9], 10, rewrite_weight=0.5) == [3, 1, 2, 9]
+
+
 def test_relevance_rate_counts_grade_two_only():
     assert m.relevance_rate([2, 1, 0, 2]) == 0.5
     assert math.isnan(m.relevance_rate([]))

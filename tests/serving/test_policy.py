@@ -31,6 +31,13 @@ def test_a_policy_that_cannot_be_applied_is_a_clear_error() -> None:
         ServingPolicy(vet="judge").check("rewrite")
     with pytest.raises(ConfigError, match=r"rewrite.min_p_relevant=1.5: expected 0..1"):
         ServingPolicy(min_p_relevant=1.5).check("rewrite")
+    lighter = ServingPolicy(vet="page", rewrite_weight=0.5)
+    assert "(the original's and the rewrite's results, rrf, the rewrite's list weighing 0.5)" in (
+        lighter.describe()
+    )
+    for weight in (0.0, 1.5):
+        with pytest.raises(ConfigError, match=rf"evaluate.rewrite_weight={weight}: expected above"):
+            ServingPolicy(rewrite_weight=weight).check("evaluate")
 
 
 def test_the_page_vetter_serves_where_the_page_gains() -> None:

@@ -192,6 +192,7 @@ class EvaluateConfig:
     page_size: int = 10  # what a shopper sees; nDCG@10 and the A/B pages
     merge: str = "rrf"  # how original and rewrite results share the page: rrf | interleave
     rrf_k: int = 60
+    rewrite_weight: float = 1.0  # rrf: the rewrite's list against the original's 1
     # the serving policy (qrewrite.serving.policy): who vets a top rewrite before it is served:
     # "model" (its own tagging gives it P(relevant) >= min_p_relevant; 0 serves every rewrite),
     # "teacher" (the labeler grades it 2, an offline relevance filter over the export), "both",

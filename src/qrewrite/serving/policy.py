@@ -47,6 +47,9 @@ class ServingPolicy:
     page_size: int = 10
     merge: str = "rrf"
     rrf_k: int = 60
+    # rrf: the rewrite's list weighs this much against the original's 1 (below 1: the rewrite
+    # adds below the original's best results rather than among them)
+    rewrite_weight: float = 1.0
     recall_depth: int = 100
 
     @classmethod
@@ -61,6 +64,7 @@ class ServingPolicy:
             page_size=int(values.get("page_size", cls.page_size)),
             merge=str(values.get("merge", cls.merge)),
             rrf_k=int(values.get("rrf_k", cls.rrf_k)),
+            rewrite_weight=float(values.get("rewrite_weight", cls.rewrite_weight)),
             recall_depth=int(values.get("recall_depth", cls.recall_depth)),
         )
 
@@ -75,6 +79,11 @@ class ServingPolicy:
         if self.merge not in MERGES:
             raise ConfigError(
                 f"{section}.merge={self.merge!r}: expected one of {', '.join(MERGES)}"
+            )
+        if not 0 < self.rewrite_weight <= 1:
+            raise ConfigError(
+                f"{section}.rewrite_weight={self.rewrite_weight}: expected above 0 and at most 1 "
+                "(the original's list weighs 1)"
             )
         if self.page_size < 1 or self.recall_depth < self.page_size:
             raise ConfigError(
@@ -124,7 +133,9 @@ class ServingPolicy:
 
         original, rewrite = original[: self.recall_depth], rewrite[: self.recall_depth]
         if self.merge == "rrf":
-            return fuse_rrf(original, rewrite, self.recall_depth, self.rrf_k)
+            return fuse_rrf(
+                original, rewrite, self.recall_depth, self.rrf_k, rewrite_weight=self.rewrite_weight
+            )
         return merge_recall(original, rewrite, self.recall_depth)
 
     def page_gains(
@@ -187,13 +198,21 @@ class ServingPolicy:
             out[i] = dcg(queries[i], served_page) - dcg(queries[i], original_page)
         return out
 
+    @property
+    def fusion(self) -> str:
+        """How the two lists share the page, in a few words: ``rrf``, ``rrf, the rewrite's list
+        weighing 0.5``, ``interleave``."""
+        if self.merge == "rrf" and self.rewrite_weight != 1:
+            return f"rrf, the rewrite's list weighing {self.rewrite_weight:g}"
+        return self.merge
+
     def describe(self) -> str:
         """The policy in words, for reports and the model card."""
         by_model = f"the model's own P(relevant) >= {self.min_p_relevant}"
         by_teacher = "the teacher grades the rewrite relevant (2)"
         by_page = (
             f"the teacher grades the first {self.page_size} products served with the rewrite "
-            f"(the original's and the rewrite's results, {self.merge}) above the original's own "
+            f"(the original's and the rewrite's results, {self.fusion}) above the original's own "
             f"by more than {self.min_page_gain} (expected DCG@{self.page_size})"
         )
         when = {
