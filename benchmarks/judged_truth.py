@@ -8,6 +8,7 @@ evaluation: a shop has no such truth.
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -218,3 +219,30 @@ def truth_table(
                 f"{100 * j.judged_at_10_original:.0f}% / {100 * j.judged_at_10:.0f}% |"
             )
     return lines
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="A judged run's rewrites scored against the simulator's full truth (the table "
+        "`make bench-judged-scale` writes), e.g. after `qrewrite evaluate --set ...` on its models"
+    )
+    parser.add_argument(
+        "run",
+        type=Path,
+        help="the run's steps: build-training-datasets/ and evaluate-rewriter/evaluation/",
+    )
+    parser.add_argument("--data", type=Path, required=True, help="the imported judged set")
+    parser.add_argument(
+        "--market", type=Path, required=True, help="make_judged_set.py's marketplace (its truth)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    print("\n".join(truth_table(*truth_comparisons(args.run, args.data, args.market))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
