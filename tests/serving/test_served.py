@@ -102,6 +102,8 @@ def test_a_policy_round_trips_and_bad_ones_are_clear_errors(
     page = ServingPolicy("page", min_page_gain=0.1, page_size=5, merge="interleave")
     setup = load_policy(save_policy(tmp_path / "p", page, teacher=teacher))
     assert setup.policy == page and isinstance(setup.teacher, Teacher)
+    lighter = ServingPolicy("page", rewrite_weight=0.5)  # the fusion travels with the model
+    assert load_policy(save_policy(tmp_path / "w", lighter, teacher=teacher)).policy == lighter
     # a policy saved before the page's fields existed serves with their defaults
     (by_model / POLICY_FILE).write_text(json.dumps({"vet": "model", "min_p_relevant": 0.7}))
     assert load_policy(by_model).policy == ServingPolicy("model", 0.7)
