@@ -38,6 +38,8 @@ def test_a_policy_that_cannot_be_applied_is_a_clear_error() -> None:
     for weight in (0.0, 1.5):
         with pytest.raises(ConfigError, match=rf"evaluate.rewrite_weight={weight}: expected above"):
             ServingPolicy(rewrite_weight=weight).check("evaluate")
+    with pytest.raises(ConfigError, match=r"rewrite_weight=0.5: weighs the lists of merge: rrf"):
+        ServingPolicy(merge="interleave", rewrite_weight=0.5).check("evaluate")
 
 
 def test_the_page_vetter_serves_where_the_page_gains() -> None:

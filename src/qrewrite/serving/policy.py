@@ -85,6 +85,11 @@ class ServingPolicy:
                 f"{section}.rewrite_weight={self.rewrite_weight}: expected above 0 and at most 1 "
                 "(the original's list weighs 1)"
             )
+        if self.rewrite_weight != 1 and self.merge != "rrf":
+            raise ConfigError(
+                f"{section}.rewrite_weight={self.rewrite_weight}: weighs the lists of merge: rrf "
+                f"only, not {self.merge}"
+            )
         if self.page_size < 1 or self.recall_depth < self.page_size:
             raise ConfigError(
                 f"{section}: page_size={self.page_size}, recall_depth={self.recall_depth}: "
