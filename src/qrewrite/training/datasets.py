@@ -133,7 +133,7 @@ def _graded_rewrites(pairs: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     pairs = pairs[~pairs["rewrite"].map(is_grade_answer)]
     if n <= 0 or pairs.empty:
         return pairs.iloc[:0]
-    share = math.ceil(n / 3)
+    share = math.ceil(n / len(GRADE_WORDS))
     parts = [
         g.sample(n=min(len(g), share), random_state=seed)
         for _, g in pairs.groupby("grade", sort=True)

@@ -61,11 +61,7 @@ from qrewrite.training.options import (
     TrackingOptions,
     TrainerOptions,
 )
-from qrewrite.training.prompts import (
-    GRADE_WORDS,
-    TASKS,
-    learnt_tagging_form,
-)
+from qrewrite.training.prompts import GRADE_WORDS, TASKS, learnt_tagging_form
 
 log = logging.getLogger(__name__)
 
