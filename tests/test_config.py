@@ -391,6 +391,8 @@ NEW_STEP_FIELDS: dict[str, dict[str, Any]] = {
         "denoise_instruction": "rewrite",
         "denoise_pairs_per_word": 0.0,
         "denoise_pairs_max": 0,
+        # the token embeddings' start (docs/benchmarks.md, "Token embeddings from MiniLM")
+        "embedding_init": "random",
     },
     "sft": {
         "padding_free": False,

@@ -27,6 +27,7 @@ from qrewrite.training.sft import SFTStepConfig, sft
         ({"denoise_instruction": "tag"}, "expected one of rewrite, normalize"),
         ({"denoise_pairs_per_word": -1.0}, "must be >= 0"),
         ({"denoise_pairs": 500, "denoise_pairs_max": 100}, "denoise_pairs_max=100 is below"),
+        ({"embedding_init": "glove"}, "embedding_init='glove': expected one of random, minilm"),
     ],
 )
 def test_pretrain_refuses_before_reading_anything(tmp_path, overrides, message) -> None:

@@ -39,7 +39,14 @@ def tracking(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def pretrained(tiny_market, tiny_mined, tiny_datasets, tracking, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pretrained")
-    cfg = PretrainConfig(vocab_size=600, max_steps=25, batch_size=16, tracking_uri=tracking, **TINY)
+    cfg = PretrainConfig(
+        vocab_size=600,
+        max_steps=25,
+        batch_size=16,
+        embedding_init="minilm",  # the presets' start
+        tracking_uri=tracking,
+        **TINY,
+    )
     result = pretrain(
         cfg,
         data_dir=tiny_market,

@@ -67,8 +67,48 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
     return fast
 
 
-def build_small_model(tokenizer: Any, shape: ModelShape, seed: int) -> Any:
-    """A randomly initialised Qwen2ForCausalLM sized by ``shape``."""
+# Qwen2Config's initializer_range: the spread of a random start, which a prior is scaled to
+INITIALIZER_RANGE = 0.02
+
+
+def token_embedding_prior(tokenizer: Any, hidden_size: int, encode: Any) -> Any:
+    """Token embeddings that start where a pretrained sentence encoder puts each token's text.
+
+    Every token of the shop's tokenizer is embedded by ``encode`` (texts -> vectors; the bundled
+    MiniLM, uncased), centred, projected on its first ``hidden_size`` principal directions and
+    scaled to the random start's spread. A model trained from scratch on one shop's text then
+    starts knowing that "shoes" and "sneakers" are near and "shoes" and "saucepan" are not
+    (docs/training.md). Special and blank tokens, and the columns past the encoder's width, are
+    NaN: they keep the random start.
+
+    >>> import numpy as np
+    >>> from qrewrite.training.models import train_tokenizer
+    >>> tok = train_tokenizer(["black yoga mat", "blue yoga mat"], 300)
+    >>> prior = token_embedding_prior(tok, 8, lambda texts: np.eye(len(texts), 16))
+    >>> prior.shape == (len(tok), 8), bool(np.isnan(prior[tok.eos_token_id]).all())
+    (True, True)
+    """
+    import numpy as np
+
+    pieces = [tokenizer.decode([i]).strip().lower() for i in range(len(tokenizer))]
+    special = set(tokenizer.all_special_ids)
+    rows = [i for i, piece in enumerate(pieces) if piece and i not in special]
+    vectors = np.asarray(encode([pieces[i] for i in rows]), dtype=np.float64)
+    centred = vectors - vectors.mean(axis=0)
+    _, _, directions = np.linalg.svd(centred, full_matrices=False)
+    projected = centred @ directions[:hidden_size].T
+    prior = np.full((len(tokenizer), hidden_size), np.nan)
+    prior[np.ix_(rows, range(projected.shape[1]))] = projected * (
+        INITIALIZER_RANGE / projected.std()
+    )
+    return prior
+
+
+def build_small_model(
+    tokenizer: Any, shape: ModelShape, seed: int, *, embeddings: Any = None
+) -> Any:
+    """A Qwen2ForCausalLM sized by ``shape``, initialised at random but for the token
+    embeddings that ``embeddings`` (:func:`token_embedding_prior`; NaN: random) gives."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -85,8 +125,15 @@ def build_small_model(tokenizer: Any, shape: ModelShape, seed: int) -> Any:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,
+        initializer_range=INITIALIZER_RANGE,
     )
-    return Qwen2ForCausalLM(config)
+    model = Qwen2ForCausalLM(config)
+    if embeddings is not None:
+        prior = torch.as_tensor(embeddings, dtype=torch.float32)
+        known = ~torch.isnan(prior)
+        with torch.no_grad():
+            model.get_input_embeddings().weight[known] = prior[known]
+    return model
 
 
 def check_model_dir(path: str | Path, what: str = "base model") -> Path:

@@ -37,6 +37,7 @@ from qrewrite.training.models import (
     ModelShape,
     build_small_model,
     save_model,
+    token_embedding_prior,
     train_tokenizer,
 )
 from qrewrite.training.options import TrackingOptions, TrainerOptions
@@ -50,6 +51,8 @@ PRETRAIN_OUTPUTS = (*MODEL_FILES, "pretrain_loss.png", "pretrain_report.json")
 
 # the prompt pretraining's denoising pairs are asked under (pretrain.denoise_instruction)
 DENOISE_PROMPTS = {"rewrite": rewrite_prompt, "normalize": normalize_prompt}
+# how the token embeddings start (PretrainConfig.embedding_init), as the summary says it
+EMBEDDING_STARTS = {"random": "a random start", "minilm": "MiniLM"}
 MIN_VOCAB = 512  # bytes, special and prompt tokens, and a few hundred merges
 # More tokens per word than this and the tokenizer spells the shop's words out letter by letter:
 # the model then spends its few layers assembling words instead of reading the query
@@ -83,6 +86,11 @@ class PretrainConfig(TrainerOptions, TrackingOptions):
     # the instruction the denoising pairs are asked under: "rewrite" (the rewrite prompt) or
     # "normalize" (SFT task C's own instruction)
     denoise_instruction: str = "rewrite"
+    # where the token embeddings start: "random", or "minilm": where the bundled sentence
+    # encoder puts each token's text (models.token_embedding_prior), so that the small model
+    # starts knowing which of the shop's words mean alike; measured, not kept in the presets
+    # (docs/benchmarks.md, "Token embeddings from MiniLM")
+    embedding_init: str = "random"
     # this step's schedule (TrainerOptions defaults otherwise)
     epochs: float = 1.0
     batch_size: int = 32
@@ -95,6 +103,11 @@ class PretrainConfig(TrainerOptions, TrackingOptions):
             raise ConfigError(
                 f"pretrain.denoise_instruction={self.denoise_instruction!r}: expected one of "
                 f"{', '.join(DENOISE_PROMPTS)}"
+            )
+        if self.embedding_init not in EMBEDDING_STARTS:
+            raise ConfigError(
+                f"pretrain.embedding_init={self.embedding_init!r}: expected one of "
+                f"{', '.join(EMBEDDING_STARTS)}"
             )
         check_schedule("pretrain", self)
         if self.vocab_size < MIN_VOCAB:
@@ -245,6 +258,7 @@ class PretrainResult:
     denoising_examples: list[list[str]]  # the first ten (noisy, clean) pairs
     excluded_eval_queries: int
     vocab_size: int
+    embedding_init: str  # where the token embeddings started (PretrainConfig.embedding_init)
     parameters: int
     steps: int
     train_seconds: float
@@ -261,7 +275,8 @@ class PretrainResult:
     def summary_lines(self, out_dir: str | Path) -> list[str]:
         """What ``pretrain`` says when it is done (the CLI and the pipeline step alike)."""
         return [
-            f"pretrain: {self.parameters:,}-parameter Qwen2, vocab {self.vocab_size:,}, "
+            f"pretrain: {self.parameters:,}-parameter Qwen2, vocab {self.vocab_size:,} "
+            f"(embeddings from {EMBEDDING_STARTS[self.embedding_init]}), "
             f"{self.corpus_texts:,} texts + {self.denoising_pairs:,} denoising pairs, "
             f"{self.steps} steps in {self.train_seconds} s; loss "
             f"{self.loss_first_20pct:.3f} -> {self.loss_last_20pct:.3f} -> {out_dir}"
@@ -336,7 +351,15 @@ def pretrain(
             per_word,
             MAX_TOKENS_PER_WORD,
         )
-    model = build_small_model(tokenizer, config.shape(), config.seed)
+    embeddings = None
+    if config.embedding_init == "minilm":
+        from qrewrite.labeling.encoder import SentenceEncoder
+
+        # a token is a word or a piece of one: a short window holds it
+        encoder = SentenceEncoder(max_seq_length=16)
+        embeddings = token_embedding_prior(tokenizer, config.hidden_size, encoder.encode)
+        log.info("pretrain: token embeddings start from %s", encoder.identity)
+    model = build_small_model(tokenizer, config.shape(), config.seed, embeddings=embeddings)
     eos = tokenizer.eos_token
     texts = [t + eos for t in corpus] if "lm" in objectives else []
     texts += denoising_texts(tokenizer, pairs, config.denoise_instruction)
@@ -373,6 +396,7 @@ def pretrain(
             denoising_examples=[list(p) for p in pairs[:10]],
             excluded_eval_queries=len(excluded),
             vocab_size=len(tokenizer),
+            embedding_init=config.embedding_init,
             parameters=n_params,
             steps=int(result.global_step),
             train_seconds=round(seconds, 1),
