@@ -90,7 +90,8 @@ def token_embedding_prior(tokenizer: Any, hidden_size: int, encode: Any) -> Any:
     """
     import numpy as np
 
-    pieces = [tokenizer.decode([i]).strip().lower() for i in range(len(tokenizer))]
+    every_token = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    pieces = [piece.strip().lower() for piece in every_token]
     special = set(tokenizer.all_special_ids)
     rows = [i for i, piece in enumerate(pieces) if piece and i not in special]
     vectors = np.asarray(encode([pieces[i] for i in rows]), dtype=np.float64)
