@@ -75,6 +75,7 @@ bench-quality: setup
 	$(BIN)/python benchmarks/bench_quality.py --vary market --seeds 7 11 13 --ablation --write docs/benchmarks.md
 	$(BIN)/python benchmarks/rewrite_errors.py --runs .bench/quality/market-seed7 .bench/quality/market-seed11 .bench/quality/market-seed13 --commit $$(git rev-parse --short HEAD) --write docs/benchmarks.md
 	$(BIN)/python benchmarks/copies.py --runs .bench/quality/market-seed7 .bench/quality/market-seed11 .bench/quality/market-seed13 --commit $$(git rev-parse --short HEAD) --write docs/benchmarks.md
+	$(BIN)/python benchmarks/candidate_ranking.py --runs .bench/quality/market-seed7 .bench/quality/market-seed11 .bench/quality/market-seed13 --commit $$(git rev-parse --short HEAD) --write docs/benchmarks.md
 
 # ... with the marketplace fixed at the preset's seed and the training seeds varied
 bench-quality-training: setup
