@@ -128,6 +128,21 @@ def _runner(name: str, root: Path, tracking: str) -> Any:
     )
 
 
+def pretrains(run: LocalRun, preset: dict[str, Any]) -> bool:
+    """Does the run build and pretrain the small model? Where the preset has a ``pretrain:``
+    section and ``--base-model`` does not replace it. Without one (the cluster preset) SFT needs
+    a base model: ``--base-model`` or the preset's ``sft.base_model``."""
+    if run.base_model:
+        return False
+    if "pretrain" in preset:
+        return True
+    if not (preset.get("sft") or {}).get("base_model"):
+        raise ConfigError(
+            f"{run.config}: no pretrain: section and no sft.base_model; pass --base-model DIR"
+        )
+    return False
+
+
 def run_local(run: LocalRun) -> LocalResult:
     """Run the pipeline with ``kfp.local``; raise on the first failed step."""
     from kfp import local
@@ -152,11 +167,7 @@ def run_local(run: LocalRun) -> LocalResult:
         store = root / "mlflow" if run.runner == "docker" else out / "mlflow"
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
     tracking = resolve_tracking_uri("")
-    pretrain = not run.base_model and "pretrain" in doc
-    if not pretrain and not run.base_model and not (doc.get("sft") or {}).get("base_model"):
-        raise ConfigError(
-            f"{run.config}: no pretrain: section and no sft.base_model; pass --base-model DIR"
-        )
+    pretrain = pretrains(run, doc)
     options = BuildOptions(
         retries=False,  # kfp.local honours retries; here a failed step would only fail again
         image_rename=PROFILES["kind"].images,  # no CUDA image locally
