@@ -158,6 +158,7 @@ def run_local(run: LocalRun) -> LocalResult:
     doc = yaml.safe_load(text) or {}
     if run.runner not in RUNNERS:
         raise ConfigError(f"--runner {run.runner!r}: expected one of {', '.join(RUNNERS)}")
+    pretrain = pretrains(run, doc)  # refused before anything is written
     out = Path(run.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     root = out / "pipeline_root"
@@ -167,7 +168,6 @@ def run_local(run: LocalRun) -> LocalResult:
         store = root / "mlflow" if run.runner == "docker" else out / "mlflow"
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
     tracking = resolve_tracking_uri("")
-    pretrain = pretrains(run, doc)
     options = BuildOptions(
         retries=False,  # kfp.local honours retries; here a failed step would only fail again
         image_rename=PROFILES["kind"].images,  # no CUDA image locally

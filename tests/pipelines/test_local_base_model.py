@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from qrewrite.errors import ConfigError
-from qrewrite_pipelines.local import LocalRun, preset_text, pretrains
+from qrewrite_pipelines.local import LocalRun, preset_text, pretrains, run_local
 
 
 def _preset(name: str) -> dict:
@@ -32,3 +32,13 @@ def test_a_preset_with_neither_is_refused_before_any_step_runs() -> None:
     with pytest.raises(ConfigError, match=r"^shop\.yaml: no pretrain: .*pass --base-model DIR$"):
         pretrains(LocalRun(config="shop.yaml"), cluster)
     assert not pretrains(LocalRun(config="shop.yaml", base_model="/models/qwen"), cluster)
+
+
+def test_run_local_refuses_it_before_writing_anything(tmp_path) -> None:
+    preset = _preset("cluster")
+    preset["sft"]["base_model"] = ""
+    path = tmp_path / "shop.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    with pytest.raises(ConfigError, match="pass --base-model DIR"):
+        run_local(LocalRun(config=str(path), out=str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()
