@@ -48,13 +48,22 @@ def derived_preset(base: Path, overrides: list[str], out: Path) -> Path:
     return write_run_preset(doc, out)
 
 
-def run(qrewrite: str, source: Path, scale: str, work: Path, preset: Path) -> Timing:
+def run(
+    qrewrite: str,
+    source: Path,
+    scale: str,
+    work: Path,
+    preset: Path,
+    base_model: Path | None = None,
+) -> Timing:
     data = work / "data"
     args = ["--input", str(source), "--out", str(data), "--grade-scale", scale]
     t0 = time.time()
     subprocess.run([qrewrite, "import-judged", *args], check=True)
     started = time.time()
     where = ["--data-source", str(data), "--out", str(work / "run")]
+    if base_model:  # fine-tuned instead of the small model pretrained in the run
+        where += ["--base-model", str(base_model.resolve())]
     subprocess.run([qrewrite, "run", "--local", "--config", str(preset), *where], check=True)
     # every step runs in a process of its own, waited for down the tree: the children's
     # largest resident set is the largest step's (or the import's), in KiB on Linux
@@ -181,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--write", type=Path, help="docs/benchmarks.md to update")
     parser.add_argument(
+        "--base-model",
+        type=Path,
+        help="fine-tune this model folder instead of pretraining (give the section a --name)",
+    )
+    parser.add_argument(
         "--market",
         type=Path,
         help="the marketplace a simulator-made set came from: also score against its truth",
@@ -193,14 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     commit = current_commit()
     shutil.rmtree(args.work, ignore_errors=True)
     preset = derived_preset(args.preset, args.overrides, args.work)
-    timing = run(qrewrite, args.input, args.grade_scale, args.work, preset)
+    timing = run(qrewrite, args.input, args.grade_scale, args.work, preset, args.base_model)
     latest = args.work / "run" / "latest"
     section = render(
         args.input,
         latest,
         timing,
         commit,
-        args.overrides,
+        args.overrides + ([f"--base-model {args.base_model}"] if args.base_model else []),
         args.name,
         market=args.market,
         preset=args.preset,

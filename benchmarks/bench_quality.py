@@ -4,7 +4,9 @@ Run with ``make bench-quality`` (``--vary market``: every seed of the preset set
 marketplace and training alike) or ``make bench-quality-training`` (``--vary training``: the
 marketplace and its split fixed at seed 7, the training seeds, i.e. initialisation, data order
 and sampling, set to each). Each seed is one ``qrewrite run --local`` (about ten minutes on two
-cores). Prints a Markdown table and, with ``--write``, replaces this benchmark's section of
+cores). With ``--base-model DIR`` every run fine-tunes that model instead of pretraining the
+small one (``qrewrite run --local --base-model``), and the figures go to a section of their own.
+Prints a Markdown table and, with ``--write``, replaces this benchmark's section of
 ``docs/benchmarks.md``, with the commit and the CPU it ran on. A measurement, never a test.
 """
 
@@ -49,7 +51,14 @@ def seeded_preset(base: Path, seed: int, vary: str, out: Path) -> Path:
 
 
 def run_seed(
-    qrewrite: str, base: Path, seed: int, vary: str, work: Path, *, ablation: bool
+    qrewrite: str,
+    base: Path,
+    seed: int,
+    vary: str,
+    work: Path,
+    *,
+    ablation: bool,
+    base_model: Path | None = None,
 ) -> dict:
     out = work / f"{vary}-seed{seed}"
     # a fresh store each time: a champion left by an earlier run would join the evaluation
@@ -58,7 +67,8 @@ def run_seed(
     t0 = time.perf_counter()
     proc = subprocess.run(
         [qrewrite, "run", "--local", "--config", str(preset), "--out", str(out)]
-        + (["--ablation"] if ablation else []),
+        + (["--ablation"] if ablation else [])
+        + (["--base-model", str(base_model)] if base_model else []),
         capture_output=True,
         text=True,
     )
@@ -296,9 +306,14 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=Path("configs/local.yaml"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 13])
     ap.add_argument("--vary", choices=("market", "training"), default="market")
-    ap.add_argument("--work", type=Path, default=Path(".bench/quality"))
+    ap.add_argument(
+        "--work", type=Path, help="where the runs go (.bench/quality, or -base-model after it)"
+    )
     ap.add_argument("--qrewrite", default=str(Path(sys.executable).parent / "qrewrite"))
     ap.add_argument("--ablation", action="store_true", help="also train single-task SFT")
+    ap.add_argument(
+        "--base-model", type=Path, help="fine-tune this model folder instead of pretraining"
+    )
     ap.add_argument("--write", type=Path, help="docs/benchmarks.md to update")
     args = ap.parse_args()
 
@@ -308,6 +323,7 @@ def main() -> None:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
+    work = args.work or Path(".bench/quality" + ("-base-model" if args.base_model else ""))
     results: list[dict] = []
     for seed in args.seeds:
         print(f"bench-quality: seed {seed} ({args.vary}) ...", flush=True)
@@ -317,22 +333,28 @@ def main() -> None:
                 args.config,
                 seed,
                 args.vary,
-                args.work.resolve(),
+                work.resolve(),
                 ablation=args.ablation,
+                base_model=args.base_model.resolve() if args.base_model else None,
             )
         )
         print("\n".join(table(results[-1:])), flush=True)
         # after every seed: an interrupted benchmark still leaves the seeds it finished
         section = render(args, commit, results, current_environment())
         if args.write:
-            write_section(args.write, f"quality-{args.vary}", section, heading(args.vary))
+            write_section(args.write, section_name(args), section, heading(args))
     print(section)
     if args.write:
         print(f"bench-quality: wrote {args.write}")
 
 
-def heading(vary: str) -> str:
-    return f"Rewriter quality across seeds ({vary})"
+def section_name(args: argparse.Namespace) -> str:
+    return f"quality-{args.vary}" + ("-base-model" if args.base_model else "")
+
+
+def heading(args: argparse.Namespace) -> str:
+    base = ", from a base model" if args.base_model else ""
+    return f"Rewriter quality across seeds ({args.vary}{base})"
 
 
 def render(args: argparse.Namespace, commit: str, results: list[dict], env: Any) -> str:
@@ -343,16 +365,21 @@ def render(args: argparse.Namespace, commit: str, results: list[dict], env: Any)
     )
     done = [r["seed"] for r in results]
     pending = [s for s in args.seeds if s not in done]
-    begin, end = markers(f"quality-{args.vary}")
+    begin, end = markers(section_name(args))
     body = [
         begin,
-        f"`make bench-quality{'-training' if args.vary == 'training' else ''}` on "
-        f"{datetime.now(UTC):%b %d %Y}, commit {commit}, {env.cpu_model} "
+        (
+            f"`benchmarks/bench_quality.py --vary {args.vary} --base-model` on "
+            if args.base_model
+            else f"`make bench-quality{'-training' if args.vary == 'training' else ''}` on "
+        )
+        + f"{datetime.now(UTC):%b %d %Y}, commit {commit}, {env.cpu_model} "
         f"({env.cpus} CPUs, {'/'.join(env.cpu_flags)}), torch {env.packages.get('torch')}: "
         f"{args.config} with {what} set to {', '.join(map(str, done))}"
         + (f" (not run: {', '.join(map(str, pending))})" if pending else "")
         + "; one `qrewrite run --local"
         + (" --ablation" if args.ablation else "")
+        + (f" --base-model {args.base_model}" if args.base_model else "")
         + "` per seed. Serving policy: the preset's.",
         "",
         *table(results),
