@@ -19,7 +19,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from docs_section import pct, publish_table, runs_parser
 from sklearn.metrics import roc_auc_score
@@ -46,8 +45,8 @@ def graded_candidates(
     retrieval: ProductRetriever,
     page_size: int,
 ) -> pd.DataFrame:
-    """Every ranked candidate of every query (``rank`` 0 is the one evaluation serves), with its
-    likelihood score, the model's own P(relevant), the teacher's grade and the truth's."""
+    """Every ranked candidate of every query (``rank`` 0: the top rewrite evaluation measures),
+    with its likelihood score, the model's own P(relevant), the teacher's grade and the truth's."""
     raw = rewriter.generate_candidates(queries)
     ranked = rewriter.rank(
         queries, raw, KEEP_ALL, graded=None, corrections=rewriter.corrections(queries)
@@ -119,7 +118,6 @@ def run_rows(run: Path) -> list[dict]:
 
 def main() -> None:
     args = runs_parser(__doc__).parse_args()
-    np.seterr(all="ignore")
     publish_table(
         "candidate-ranking",
         "Ranking each query's candidates: how much a grade could add",
